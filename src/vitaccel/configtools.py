@@ -1,0 +1,184 @@
+"""Validated dataclass configs: from dicts and YAML, back to YAML, with ``key=value`` overrides.
+
+One small mechanism for every config in vitaccel (accelerators, training recipes). A config is a
+dataclass whose fields carry type hints; ``from_dict`` checks every key and value against them and
+against the field's ``metadata["choices"]`` / ``metadata["check"]``, and every error names the
+key (dotted path), the value and what is allowed. It imports nothing else of vitaccel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """An invalid config: the message names the key, the value and what is allowed."""
+
+
+def field(default: Any = dataclasses.MISSING, *, choices: tuple | None = None,
+          check: Callable[[Any], str | None] | None = None, help: str = "",
+          default_factory: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field with validation metadata.
+
+    ``choices`` lists the allowed values; ``check(value)`` returns an error text (what is
+    allowed) or None when the value is fine.
+    """
+    meta = {"choices": choices, "check": check, "help": help}
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    """Convert ``value`` to the annotated type ``tp`` or raise ConfigError naming ``key``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None:
+            if type(None) in args:
+                return None
+            raise ConfigError(f"{key}: value None is not allowed (expected {_type_name(tp)})")
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if len(errors) == 1 else
+                          f"{key}: value {value!r} matches none of {_type_name(tp)}")
+    if origin is typing.Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise ConfigError(f"{key}: value {value!r} is not allowed; choose one of {list(allowed)}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: value {value!r} is not a list")
+        (item_tp, *_) = typing.get_args(tp) or (Any,)
+        items = [_convert(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: value {value!r} must be a mapping of {tp.__name__} keys")
+        return from_dict(tp, value, prefix=f"{key}.")
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: value {value!r} is not allowed; use true or false")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: value {value!r} is not allowed; an integer is required")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key}: value {value!r} is not allowed; a number is required")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key}: value {value!r} is not allowed; a string is required")
+    return value
+
+
+def from_dict(cls: type[T], data: dict, prefix: str = "") -> T:
+    """Build dataclass ``cls`` from ``data``, validating every key and value."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{prefix}{unknown[0]}: unknown key; allowed keys are {sorted(fields)}")
+    kwargs = {}
+    for name, f in fields.items():
+        key = prefix + name
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{key}: required key is missing")
+            continue
+        value = _convert(data[name], hints[name], key)
+        _check(f, value, key)
+        kwargs[name] = value
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{prefix.rstrip('.') or cls.__name__}: {exc}") from exc
+
+
+def _check(f: dataclasses.Field, value: Any, key: str) -> None:
+    choices = f.metadata.get("choices")
+    if choices is not None and value is not None and value not in choices:
+        raise ConfigError(f"{key}: value {value!r} is not allowed; choose one of {list(choices)}")
+    check = f.metadata.get("check")
+    if check is not None and value is not None:
+        problem = check(value)
+        if problem:
+            raise ConfigError(f"{key}: value {value!r} is not allowed; {problem}")
+
+
+def validate(obj: Any, prefix: str = "") -> None:
+    """Re-run the per-field checks of a constructed dataclass (call from ``__post_init__``)."""
+    for f in dataclasses.fields(obj):
+        _check(f, getattr(obj, f.name), prefix + f.name)
+
+
+def to_dict(obj: Any) -> dict:
+    """A plain dict (nested dataclasses included) suitable for YAML."""
+    return dataclasses.asdict(obj)
+
+
+def to_yaml(obj: Any) -> str:
+    return yaml.safe_dump(to_dict(obj), sort_keys=False)
+
+
+def load_yaml(path: str | Path) -> dict:
+    """Read a YAML mapping, with errors that name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply ``key=value`` strings (dotted keys for nested configs; values parsed as YAML)."""
+    data = dict(data)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw.strip() else None
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            child = dict(child) if isinstance(child, dict) else {}
+            node[part] = child
+            node = child
+        node[parts[-1]] = value
+    return data
