@@ -1,0 +1,130 @@
+"""The float datapath of DESIGN.md section 3, vectorised: multiplier, adder tree, accumulator.
+
+Every function here is exact (bit-identical to ``golden``) for the inputs it accepts; the
+matmul tiers in ``matmul.py`` are built from them.
+
+Exactness rests on three facts, each tested:
+* a product of two formats of at most 16 bits is exact in float64 (at most 22 significand bits,
+  exponents far inside float64's range);
+* a float64 sum of values that are all multiples of 2^Q and stay below 2^(Q+53) is exact;
+* rounding an exact value to float64 *toward odd* and then to float32 is correctly rounded
+  (53 >= 24 + 2), which turns an exact two-limb sum into a correctly rounded float32.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from vitaccel.arith.formats import FloatFormat
+
+
+# -- the multiplier -----------------------------------------------------------------------
+def multiply_significands(sa: torch.Tensor, sb: torch.Tensor, nibbles: bool = False) -> torch.Tensor:
+    """Unsigned integer significand product, directly or as two 4-bit nibbles of ``sa``.
+
+    ``((hi * sb) << 4) + lo * sb`` is how a multiplier built from 4-bit slices forms the 8x8-bit
+    product; both forms give the same 16-bit result (tested on every pair).
+    """
+    sa, sb = sa.long(), sb.long()
+    if not nibbles:
+        return sa * sb
+    return ((sa >> 4) * sb << 4) + (sa & 15) * sb
+
+
+def split_codes(fmt: FloatFormat, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(sign, significand with hidden one, exponent of its LSB) of finite codes."""
+    codes = codes.long() & (2 ** fmt.bits - 1)
+    m = fmt.man_bits
+    sign = codes >> (fmt.exp_bits + m)
+    e_field = (codes >> m) & (2 ** fmt.exp_bits - 1)
+    man = codes & (2 ** m - 1)
+    sig = torch.where(e_field > 0, man | (1 << m), man) if fmt.subnormals else torch.where(e_field > 0, man | (1 << m), 0)
+    lsb_exp = torch.clamp(e_field, min=1) - fmt.bias - m
+    return sign, sig, lsb_exp
+
+
+def multiply(fmt_a: FloatFormat, a_codes: torch.Tensor, fmt_b: FloatFormat, b_codes: torch.Tensor,
+             nibbles: bool = False) -> torch.Tensor:
+    """Exact float64 products of finite codes, formed as the hardware does.
+
+    sign = XOR of signs, exponent = sum of exponents, significand = integer product.
+    """
+    sa, ma, ea = split_codes(fmt_a, a_codes)
+    sb, mb, eb = split_codes(fmt_b, b_codes)
+    sig = multiply_significands(ma, mb, nibbles).double()
+    value = sig * pow2(ea + eb)
+    return torch.where((sa ^ sb) == 1, -value, value)
+
+
+def pow2(e: torch.Tensor) -> torch.Tensor:
+    """Exact float64 2^e for integer tensors e in float64's normal range (bit construction)."""
+    return ((e.long() + 1023) << 52).view(torch.float64)
+
+
+# -- exact sums to float32 -------------------------------------------------------------------
+def round_pair_to_float32(hi: torch.Tensor, lo: torch.Tensor) -> torch.Tensor:
+    """float32 nearest-even of the exact value ``hi + lo`` (float64 tensors, finite).
+
+    TwoSum gives s = fl(hi + lo) and the exact error; rounding s toward odd (when inexact)
+    before the float32 conversion avoids double rounding.
+    """
+    s = hi + lo
+    bb = s - hi
+    err = (hi - (s - bb)) + (lo - bb)
+    inexact = err != 0
+    toward_zero = inexact & ((err < 0) != (s < 0))     # |exact| < |s|: truncation is one ulp below
+    bits = s.view(torch.int64) - toward_zero.long()
+    bits = bits | inexact.long()
+    return bits.view(torch.float64).float()
+
+
+def exponent(x: torch.Tensor) -> torch.Tensor:
+    """floor(log2|x|) of nonzero finite x (exact: frexp is bit manipulation); 0 where x == 0."""
+    _, e = torch.frexp(x)
+    return torch.where(x == 0, 0, e.long() - 1)
+
+
+class ExactSum:
+    """Accumulates float64 terms that are exact multiples of 2^q_min into two exact limbs.
+
+    Each term is split at 2^split into a high part (multiple of 2^split) and a low part
+    (in [0, 2^split)); both limb sums stay exact as long as the caller's bounds hold
+    (checked by ``fits``). ``result()`` is the correctly rounded float32 of the exact total.
+    """
+
+    def __init__(self, q_min: int, p_max: int, terms: int) -> None:
+        self.extra = math.ceil(math.log2(terms + 1))
+        self.split = q_min + 52 - self.extra
+        self.single = p_max + self.extra - q_min <= 52
+        self.hi: torch.Tensor | float = 0.0
+        self.lo: torch.Tensor | float = 0.0
+
+    @staticmethod
+    def fits(q_min: int, p_max: int, terms: int) -> bool:
+        """True when every term below 2^p_max and a multiple of 2^q_min sums exactly in two limbs."""
+        extra = math.ceil(math.log2(terms + 1))
+        return p_max + extra - (q_min + 52 - extra) <= 52
+
+    def add(self, term: torch.Tensor) -> None:
+        if self.single:
+            self.hi = self.hi + term
+            return
+        scale = 2.0 ** self.split
+        high = torch.floor(term / scale) * scale
+        self.hi = self.hi + high
+        self.lo = self.lo + (term - high)
+
+    def result(self) -> torch.Tensor:
+        if self.single:
+            return self.hi.float()
+        return round_pair_to_float32(self.hi, self.lo)
+
+
+def accumulate(group_sums: torch.Tensor) -> torch.Tensor:
+    """The float32 accumulator: adds group sums (dim 0) in K order, starting from +0."""
+    acc = torch.zeros_like(group_sums[0])
+    for g in range(group_sums.shape[0]):
+        acc = acc + group_sums[g]
+    return acc

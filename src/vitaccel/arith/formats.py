@@ -1,0 +1,340 @@
+"""Floating-point number formats, written as a readable spec (DESIGN.md section 2).
+
+``FloatFormat(exp_bits, man_bits, bias, specials, subnormals, saturate)`` describes a binary
+float of ``1 + exp_bits + man_bits`` bits. Values of a code (sign s, exponent field E, mantissa
+field M, m = man_bits):
+
+* normal,    1 <= E <= Emax_field:  (-1)^s * (1 + M / 2^m) * 2^(E - bias)
+* subnormal, E = 0:                 (-1)^s * (M / 2^m) * 2^(1 - bias)   (zero if not subnormals)
+* specials="ieee":   E all ones is reserved: M = 0 is infinity, otherwise NaN.
+* specials="fn":     (OCP E4M3) no infinities; only the all-ones code (per sign) is NaN;
+                     overflow and infinities saturate to max (as ``torch.float8_e4m3fn``).
+* specials="finite": no reserved codes; NaN input raises or maps to zero (``nan=``).
+
+Encoding works on the integer bit pattern of the input (``view(torch.int32)`` for float32,
+``torch.int64`` for float64) and is correctly rounded for every input: no ``log2``/``pow``/
+``floor`` on floats. Codes are int16 tensors holding the bit pattern (for 16-bit formats the
+sign bit is the int16 sign bit, exactly as ``x.half().view(torch.int16)``).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+Rounding = Literal["nearest_even", "toward_zero", "stochastic"]
+ROUNDINGS: tuple[str, ...] = ("nearest_even", "toward_zero", "stochastic")
+SPECIALS: tuple[str, ...] = ("ieee", "fn", "finite")
+
+# Source formats we encode from: (exponent bits, mantissa bits, bit-view dtype).
+_SOURCES = {
+    torch.float32: (8, 23, torch.int32),
+    torch.float64: (11, 52, torch.int64),
+}
+
+
+@dataclass(frozen=True)
+class FloatFormat:
+    """A binary floating-point format of at most 16 bits; see the module docstring."""
+
+    exp_bits: int
+    man_bits: int
+    bias: int | None = None
+    specials: str = "ieee"
+    subnormals: bool = True
+    saturate: bool = False
+    nan: str = "raise"
+
+    def __post_init__(self) -> None:
+        for name in ("exp_bits", "man_bits"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool):
+                raise TypeError(f"{name} must be an int, got {type(v).__name__}")
+        if self.exp_bits < 2:
+            raise ValueError(f"exp_bits={self.exp_bits} is not allowed: at least 2 exponent bits are required")
+        if self.man_bits < 0:
+            raise ValueError(f"man_bits={self.man_bits} is not allowed: it must be >= 0")
+        if self.bits > 16:
+            raise ValueError(f"1 + exp_bits + man_bits = {self.bits} bits is not allowed: at most 16 bits in all")
+        if self.specials not in SPECIALS:
+            raise ValueError(f"specials={self.specials!r} is not allowed; choose one of {list(SPECIALS)}")
+        if self.specials != "finite" and self.man_bits < 1:
+            raise ValueError(f"man_bits={self.man_bits} is not allowed with specials={self.specials!r}: "
+                             "NaN needs a mantissa bit; use man_bits >= 1 or specials='finite'")
+        if self.nan not in ("raise", "zero"):
+            raise ValueError(f"nan={self.nan!r} is not allowed; choose 'raise' or 'zero'")
+        if self.bias is None:
+            object.__setattr__(self, "bias", 2 ** (self.exp_bits - 1) - 1)
+        if not isinstance(self.bias, int) or isinstance(self.bias, bool):
+            raise TypeError(f"bias must be an int, got {type(self.bias).__name__}")
+        # Every value must be a float32 value and share float32's normal exponent range at the
+        # bottom, so that decode is exact and encode from float32 needs no renormalisation.
+        if self.emin < -126 or self.emax > 127:
+            raise ValueError(f"bias={self.bias} is not allowed for exp_bits={self.exp_bits}: the format's "
+                             f"exponents [{self.emin}, {self.emax}] must lie within float32's [-126, 127]")
+
+    # -- the spec, as numbers ------------------------------------------------------------
+    @staticmethod
+    def named(name: str) -> "FloatFormat":
+        """A named format: e5m7 (FP13), e5m10 (IEEE half), e8m7 (bfloat16), e5m2, e4m3 (OCP, fn)."""
+        if name not in NAMED:
+            raise ValueError(f"format name {name!r} is unknown; choose one of {sorted(NAMED)}")
+        return NAMED[name]
+
+    @property
+    def name(self) -> str:
+        for key, fmt in NAMED.items():
+            if fmt == self:
+                return key
+        return f"e{self.exp_bits}m{self.man_bits}"
+
+    @property
+    def bits(self) -> int:
+        return 1 + self.exp_bits + self.man_bits
+
+    @property
+    def emin(self) -> int:
+        """Exponent of the smallest normal value."""
+        return 1 - self.bias
+
+    @property
+    def _top_field(self) -> int:
+        """Largest exponent field that holds finite values."""
+        all_ones = 2 ** self.exp_bits - 1
+        return all_ones - 1 if self.specials == "ieee" else all_ones
+
+    @property
+    def emax(self) -> int:
+        return self._top_field - self.bias
+
+    @property
+    def max_code(self) -> int:
+        """Code (magnitude bits) of the largest finite value."""
+        top_man = 2 ** self.man_bits - 1
+        if self.specials == "fn":
+            top_man -= 1  # the all-ones code is NaN
+        return (self._top_field << self.man_bits) | top_man
+
+    @property
+    def inf_code(self) -> int | None:
+        return (2 ** self.exp_bits - 1) << self.man_bits if self.specials == "ieee" else None
+
+    @property
+    def nan_code(self) -> int | None:
+        if self.specials == "ieee":
+            return self.inf_code | (1 << (self.man_bits - 1))
+        if self.specials == "fn":
+            return 2 ** (self.exp_bits + self.man_bits) - 1
+        return None
+
+    @property
+    def max(self) -> float:
+        return float(self.decode(torch.tensor([self.max_code]))[0])
+
+    @property
+    def min_normal(self) -> float:
+        return 2.0 ** self.emin
+
+    @property
+    def min_subnormal(self) -> float:
+        return 2.0 ** (self.emin - self.man_bits) if self.subnormals else self.min_normal
+
+    @property
+    def eps(self) -> float:
+        """Unit roundoff for nearest rounding: half the gap between 1 and the next value."""
+        return 2.0 ** (-self.man_bits - 1)
+
+    # -- decode ---------------------------------------------------------------------------
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """Float32 values of ``codes`` (an integer tensor of bit patterns)."""
+        if not isinstance(codes, torch.Tensor) or codes.dtype.is_floating_point or codes.dtype == torch.bool \
+                or codes.is_complex():
+            raise TypeError(f"codes must be an integer tensor, got {getattr(codes, 'dtype', type(codes))}")
+        table = _decode_table(self, codes.device)
+        return table[codes.long() & (2 ** self.bits - 1)]
+
+    # -- encode ---------------------------------------------------------------------------
+    def encode(self, x: torch.Tensor, rounding: str = "nearest_even",
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Int16 codes of ``x`` rounded to this format (correctly rounded; see module doc)."""
+        x = _check_float_input(x)
+        _check_rounding(rounding, generator)
+        ebits, mbits, idt = _SOURCES[x.dtype]
+        src_bias = 2 ** (ebits - 1) - 1
+        m = self.man_bits
+        bits = x.view(idt).to(torch.int64) if idt != torch.int64 else x.view(torch.int64)
+        sign_shift = ebits + mbits
+        sign = (bits >> sign_shift) & 1
+        mag = bits & ((1 << sign_shift) - 1)
+        exp_field = mag >> mbits
+        frac = mag & ((1 << mbits) - 1)
+        all_ones = (1 << ebits) - 1
+        is_nan = (exp_field == all_ones) & (frac != 0)
+        is_inf = (exp_field == all_ones) & (frac == 0)
+
+        # value = sig * 2^(e - mbits) with e the unbiased exponent (source subnormals: e = emin_src)
+        e = torch.clamp(exp_field, min=1) - src_bias
+        sig = torch.where(exp_field > 0, frac | (1 << mbits), frac)
+        # the target quantum is 2^(max(e, emin) - m); drop `shift` low bits of sig to reach it
+        shift = torch.clamp(torch.clamp(e, min=self.emin) - m - (e - mbits), max=62)
+        kept = sig >> shift
+        rem = sig - (kept << shift)
+        if rounding == "nearest_even":
+            half = torch.ones_like(shift) << (shift - 1)
+            kept = kept + ((rem > half) | ((rem == half) & ((kept & 1) == 1))).to(torch.int64)
+        elif rounding == "stochastic":
+            rand = torch.randint(0, 2 ** 62, sig.shape, generator=generator, dtype=torch.int64, device=sig.device)
+            rand = rand & ((torch.ones_like(shift) << shift) - 1)
+            kept = kept + ((rem + rand) >> shift)
+        # code = (max(e - emin, 0) << m) + kept: a carry out of the mantissa lands in the exponent
+        code = (torch.clamp(e - self.emin, min=0) << m) + kept
+
+        over = code > self.max_code
+        if self.specials == "ieee" and not self.saturate and rounding != "toward_zero":
+            code = torch.where(over, self.inf_code, code)
+        else:  # no infinity to round to (fn, finite), or saturation asked for
+            code = torch.where(over, self.max_code, code)
+        if not self.subnormals:
+            code = torch.where(code < (1 << m), 0, code)
+
+        if self.specials == "ieee":
+            code = torch.where(is_inf, self.inf_code, code)
+            code = torch.where(is_nan, self.nan_code, code)
+        else:  # fn and finite have no infinity: it saturates (as torch.float8_e4m3fn does)
+            code = torch.where(is_inf, self.max_code, code)
+            if self.specials == "fn":
+                code = torch.where(is_nan, self.nan_code, code)
+            elif bool(is_nan.any()):
+                if self.nan == "raise":
+                    raise ValueError(f"x holds NaN, which format e{self.exp_bits}m{self.man_bits} with "
+                                     "specials='finite' cannot store; pass nan='zero' to map NaN to 0")
+                code = torch.where(is_nan, 0, code)
+                sign = torch.where(is_nan, 0, sign)
+        code = code | (sign << (self.exp_bits + m))
+        return code.to(torch.int16)
+
+    def quantize(self, x: torch.Tensor, rounding: str = "nearest_even",
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """``decode(encode(x))``: ``x`` rounded to this format, as float32.
+
+        For nearest_even it first tries PyTorch's own conversion to a peer dtype with the same
+        mantissa width (bfloat16 for FP13), which is exact whenever every result lies in this
+        format's normal range or is zero (checked; otherwise the integer path runs).
+        """
+        x = _check_float_input(x)
+        if rounding == "nearest_even" and x.dtype == torch.float32:
+            fast = _peer_quantize(self, x)
+            if fast is not None:
+                return fast
+        return self.decode(self.encode(x, rounding, generator))
+
+    def __repr__(self) -> str:
+        return (f"FloatFormat(exp_bits={self.exp_bits}, man_bits={self.man_bits}, bias={self.bias}, "
+                f"specials={self.specials!r}, subnormals={self.subnormals}, saturate={self.saturate})")
+
+
+def _check_float_input(x: torch.Tensor) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if x.is_complex() or not x.dtype.is_floating_point:
+        raise TypeError(f"x must be a real floating-point tensor (float16, bfloat16, float32 or float64), "
+                        f"got dtype {x.dtype}")
+    if x.dtype not in _SOURCES:
+        x = x.float()  # float16/bfloat16 (and fp8) convert to float32 exactly
+    return x.contiguous()
+
+
+def _check_rounding(rounding: str, generator: torch.Generator | None) -> None:
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"rounding={rounding!r} is not allowed; choose one of {list(ROUNDINGS)}")
+    if rounding == "stochastic" and generator is None:
+        raise ValueError("rounding='stochastic' needs generator=torch.Generator() (seeded) for reproducible results")
+
+
+# PyTorch dtypes whose float32 conversion is IEEE round-to-nearest-even: (dtype, FloatFormat).
+_PEERS = (
+    (torch.bfloat16, FloatFormat(8, 7)),
+    (torch.float16, FloatFormat(5, 10)),
+    (torch.float8_e5m2, FloatFormat(5, 2)),
+    (torch.float8_e4m3fn, FloatFormat(4, 3, specials="fn")),
+)
+
+
+def _peer_quantize(fmt: FloatFormat, x: torch.Tensor) -> torch.Tensor | None:
+    """``fmt.quantize(x)`` through a PyTorch peer dtype, or None where that is not provably exact.
+
+    A peer with the same mantissa width and a wider exponent range rounds exactly like ``fmt``
+    wherever its result is zero or a normal value of ``fmt`` (same relative precision there; near
+    fmt's min normal the peer's finer grid only rounds up where fmt does too). Anything else
+    (fmt subnormals, overflow, inf, NaN) falls back to the integer path.
+    """
+    for dtype, peer in _PEERS:
+        if peer == fmt:
+            return x.to(dtype).float()
+    if not (fmt.specials == "ieee" and fmt.subnormals and not fmt.saturate):
+        return None
+    for dtype, peer in _PEERS:
+        if peer.man_bits == fmt.man_bits and peer.bits == 16 and peer.emin <= fmt.emin and peer.emax >= fmt.emax:
+            q = x.to(dtype)
+            a = q.view(torch.int16)
+            lo, hi = _peer_bounds(fmt, dtype)
+            # magnitudes must lie in [lo, hi] or be zero; (a - 1) & 0x7FFF sends zeros to the top
+            ok = ((a & 0x7FFF).amax() <= hi) & (((a - 1) & 0x7FFF).amin() >= lo - 1)
+            return q.float() if bool(ok) else None
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def _peer_bounds(fmt: FloatFormat, dtype: torch.dtype) -> tuple[int, int]:
+    """Peer bit patterns of fmt's min normal and max."""
+    v = torch.tensor([fmt.min_normal, fmt.max]).to(dtype).view(torch.int16)
+    return int(v[0]), int(v[1])
+
+
+@functools.lru_cache(maxsize=None)
+def _decode_table_cpu(fmt: FloatFormat) -> torch.Tensor:
+    """Float32 value of every code, built from the spec with integer arithmetic (exact)."""
+    m = fmt.man_bits
+    codes = torch.arange(2 ** fmt.bits, dtype=torch.int64)
+    sign = (codes >> (fmt.exp_bits + m)) & 1
+    e_field = (codes >> m) & (2 ** fmt.exp_bits - 1)
+    man = codes & (2 ** m - 1)
+    # |value| = (e_field ? 2^m + man : man) * 2^(max(e_field, 1) - bias - m), exact in float64
+    sig = torch.where(e_field > 0, man + 2 ** m, man).double()
+    if not fmt.subnormals:
+        sig = torch.where(e_field > 0, sig, 0.0)
+    scale = ((torch.clamp(e_field, min=1) - fmt.bias - m + 1023) << 52).view(torch.float64)  # 2^k, exact
+    value = sig * scale
+    if fmt.specials == "ieee":
+        top = e_field == 2 ** fmt.exp_bits - 1
+        value = torch.where(top & (man == 0), torch.inf, value)
+        value = torch.where(top & (man != 0), torch.nan, value)
+    elif fmt.specials == "fn":
+        value = torch.where((codes & (2 ** (fmt.bits - 1) - 1)) == fmt.nan_code, torch.nan, value)
+    value = torch.where(sign == 1, -value, value)
+    return value.float()
+
+
+_TABLES: dict = {}
+
+
+def _decode_table(fmt: FloatFormat, device: torch.device) -> torch.Tensor:
+    key = (fmt, str(device))
+    if key not in _TABLES:
+        _TABLES[key] = _decode_table_cpu(fmt).to(device)
+    return _TABLES[key]
+
+
+NAMED: dict[str, FloatFormat] = {
+    "e5m7": FloatFormat(5, 7),
+    "e5m10": FloatFormat(5, 10),
+    "e8m7": FloatFormat(8, 7),
+    "e5m2": FloatFormat(5, 2),
+    "e4m3": FloatFormat(4, 3, specials="fn"),
+}
+
+FP13: FloatFormat = NAMED["e5m7"]
+"""The 13-bit 1-5-7 float: FP16 with its three low mantissa bits removed; max 65280."""

@@ -1,0 +1,216 @@
+"""``emulated_matmul``: one entry point for every datapath, with tiers chosen automatically.
+
+Tiers (DESIGN.md section 6), each reported by ``matmul_tier``:
+
+* ``native``   the host's float32 matmul (``fp32`` preset; nothing is emulated).
+* ``fast``     operands rounded exactly, then one native float32 matmul: products stay exact,
+               accumulation runs in BLAS order. Only with ``exact=False``; the difference from
+               the golden model is bounded by ``fast_error_bound``.
+* ``tiled``    exact adder-tree group sums from native float64 matmuls over exponent bands
+               (each band product sums exactly), recombined exactly and rounded once to
+               float32, then accumulated in K order: bit-identical to the golden model.
+* ``faithful`` every product materialised per group in bounded chunks, aligned to the group's
+               largest exponent, summed exactly: bit-identical; needed for ``align_bits``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import NamedTuple
+
+import torch
+
+from vitaccel.arith import floatpath
+from vitaccel.arith.config import AcceleratorConfig, FloatDatapath
+from vitaccel.arith.formats import FloatFormat
+
+# Largest float64 working set of one chunk (bytes); bounds memory whatever the shapes.
+CHUNK_BYTES = 64 * 2 ** 20
+
+
+class Tier(NamedTuple):
+    """How a matmul runs: tier name and whether it is bit-identical to the golden model."""
+
+    name: str
+    exact: bool
+
+
+def matmul_tier(config: AcceleratorConfig | str, exact: bool = True) -> Tier:
+    """The tier ``emulated_matmul(..., config, exact)`` uses."""
+    config = AcceleratorConfig.load(config)
+    if config.datapath == "native":
+        return Tier("native", False)
+    fp = config.float_datapath
+    if fp.align_bits is not None:
+        return Tier("faithful", True)
+    return Tier("tiled", True) if exact else Tier("fast", False)
+
+
+def emulated_matmul(a: torch.Tensor, b: torch.Tensor, config: AcceleratorConfig | str, exact: bool = True, *,
+                    a_scale: torch.Tensor | None = None, b_scale: torch.Tensor | None = None) -> torch.Tensor:
+    """``a @ b`` on the emulated datapath of ``config``, as float32.
+
+    a: (..., M, K), the first operand (activations); b: (K, N) or (..., K, N) with batch dims
+    broadcastable to a's. ``exact=True`` uses only tiers bit-identical to ``golden.matmul``.
+    ``a_scale``/``b_scale`` are for integer datapaths and must be None for float ones.
+    """
+    config = AcceleratorConfig.load(config)
+    _check_operands(a, b)
+    if config.datapath == "native":
+        return torch.matmul(a.float(), b.float())
+    if a_scale is not None or b_scale is not None:
+        raise ValueError(f"a_scale/b_scale are for integer datapaths; config {config.name!r} is a float datapath")
+    return _float_matmul(a, b, config.float_datapath, matmul_tier(config, exact))
+
+
+def _check_operands(a: torch.Tensor, b: torch.Tensor) -> None:
+    for name, t in (("a", a), ("b", b)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.is_complex() or not t.dtype.is_floating_point:
+            raise TypeError(f"{name} must be a real floating-point tensor, got dtype {t.dtype}")
+        if t.dim() < 2:
+            raise ValueError(f"{name} must have at least 2 dims (..., rows, cols), got shape {tuple(t.shape)}")
+    if a.shape[-1] != b.shape[-2]:
+        raise ValueError(f"a (..., M, K) and b (..., K, N) disagree on K: a is {tuple(a.shape)}, b is {tuple(b.shape)}")
+
+
+def fast_error_bound(qa: torch.Tensor, qb: torch.Tensor, group_size: int) -> torch.Tensor:
+    """Bound on |fast - golden| for rounded operands qa, qb (the ``exact=False`` contract).
+
+    Both differ from the exact dot product by float32 accumulation error only:
+    |fast - exact| <= gamma(K) * sum|a_i b_i| (any BLAS order) and
+    |golden - exact| <= gamma(ceil(K/G) + 1) * sum|a_i b_i|, gamma(n) = n u / (1 - n u), u = 2^-24.
+    Products are exact in both (FMA or not), so nothing else differs.
+    """
+    k = qa.shape[-1]
+    u = 2.0 ** -24
+    gamma = lambda n: n * u / (1 - n * u)  # noqa: E731
+    total = gamma(k) + gamma(math.ceil(k / group_size) + 1)
+    return total * torch.matmul(qa.double().abs(), qb.double().abs())
+
+
+def _float_matmul(a: torch.Tensor, b: torch.Tensor, fp: FloatDatapath, tier: Tier) -> torch.Tensor:
+    fa, fb = FloatFormat.named(fp.a_format), FloatFormat.named(fp.b_format)
+    qa = fa.quantize(a if a.dtype == torch.float64 else a.float(), fp.operand_rounding)
+    qb = fb.quantize(b if b.dtype == torch.float64 else b.float(), fp.operand_rounding)
+    if tier.name == "fast":
+        return torch.matmul(qa, qb)
+
+    batch = torch.broadcast_shapes(qa.shape[:-2], qb.shape[:-2])
+    m, k, n = qa.shape[-2], qa.shape[-1], qb.shape[-1]
+    g = fp.group_size
+    ng = -(-k // g)
+    A = qa.expand(*batch, m, k).reshape(-1, m, k)
+    B = qb.expand(*batch, k, n).reshape(-1, k, n) if qb.dim() > 2 else qb.unsqueeze(0)
+    pad = ng * g - k
+    if pad:  # zero products change no sum
+        A = torch.nn.functional.pad(A, (0, pad))
+        B = torch.nn.functional.pad(B, (0, 0, 0, pad))
+    Ag = A.reshape(A.shape[0], m, ng, g).permute(0, 2, 1, 3)          # (Bt, ng, M, G)
+    Bg = B.reshape(B.shape[0], ng, g, n)                                # (Bt|1, ng, G, N)
+
+    group_fn = _aligned_group_sums if tier.name == "faithful" else _tiled_group_sums
+    per_row = A.shape[0] * ng * n * 8 * (g if tier.name == "faithful" else 4)
+    rows = max(1, min(m, CHUNK_BYTES // max(per_row, 1)))
+    out = torch.empty(A.shape[0], m, n, dtype=torch.float32, device=a.device)
+    for r0 in range(0, m, rows):
+        sums = group_fn(Ag[:, :, r0:r0 + rows], Bg, fa, fb, fp)        # (Bt, ng, rows, N) float32
+        out[:, r0:r0 + rows] = floatpath.accumulate(sums.transpose(0, 1))
+    return out.reshape(*batch, m, n)
+
+
+def _with_specials(Ag: torch.Tensor, Bg: torch.Tensor, exact_fn) -> torch.Tensor:
+    """Group sums where inf/NaN follow IEEE (NaN for inf*0, inf-inf); exact_fn sees finite data."""
+    finite_a, finite_b = torch.isfinite(Ag), torch.isfinite(Bg)
+    if bool(finite_a.all()) and bool(finite_b.all()):
+        return exact_fn(Ag, Bg)
+    naive = torch.matmul(Ag.double(), Bg.double())  # finite parts cannot overflow float64
+    exact = exact_fn(torch.where(finite_a, Ag, 0.0), torch.where(finite_b, Bg, 0.0))
+    return torch.where(torch.isfinite(naive), exact, naive.float())
+
+
+def _tiled_group_sums(Ag, Bg, fa: FloatFormat, fb: FloatFormat, fp: FloatDatapath) -> torch.Tensor:
+    n_bits = int(math.log2(fp.group_size))
+
+    def exact_fn(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+        ra, rb = _exp_range(A), _exp_range(B)
+        if ra is None or rb is None:  # every product is zero
+            shape = torch.broadcast_shapes(A.shape[:-2], B.shape[:-2]) + (A.shape[-2], B.shape[-1])
+            return torch.zeros(shape, dtype=torch.float32, device=A.device)
+        # a band pair sums exactly in float64 when its exponent ranges wa + wb fit this budget
+        budget = 52 - 2 - n_bits - fa.man_bits - fb.man_bits
+        wa = min(ra[1] - ra[0], max(budget - (rb[1] - rb[0]), budget // 2))
+        wb = budget - wa
+        bands_a, bands_b = _bands(A, ra[0], wa), _bands(B, rb[0], wb)
+        q_min = ra[0] - fa.man_bits + rb[0] - fb.man_bits
+        p_max = ra[1] + rb[1] + 2 + n_bits
+        terms = len(bands_a) * len(bands_b)
+        if not floatpath.ExactSum.fits(q_min, p_max, terms):
+            return _golden_group_sums(A, B, fa, fb, fp)
+        acc = floatpath.ExactSum(q_min, p_max, terms)
+        for band_a in bands_a:
+            for band_b in bands_b:
+                acc.add(torch.matmul(band_a, band_b))
+        return acc.result()
+
+    return _with_specials(Ag, Bg, exact_fn)
+
+
+def _exp_range(x: torch.Tensor) -> tuple[int, int] | None:
+    """(min, max) of floor(log2|x|) over nonzero entries, or None if all are zero."""
+    nz = x[x != 0]
+    if nz.numel() == 0:
+        return None
+    e = floatpath.exponent(nz)
+    return int(e.min()), int(e.max())
+
+
+def _bands(x: torch.Tensor, e_lo: int, width: int) -> list[torch.Tensor]:
+    """float64 copies of x holding only the entries whose exponent lies in one band each."""
+    x64 = x.double()
+    idx = torch.div(floatpath.exponent(x) - e_lo, width + 1, rounding_mode="floor")
+    idx = torch.where(x == 0, -1, idx)
+    present = torch.unique(idx[idx >= 0]).tolist()
+    if len(present) == 1:
+        return [x64]
+    return [torch.where(idx == i, x64, 0.0) for i in present]
+
+
+def _aligned_group_sums(Ag, Bg, fa: FloatFormat, fb: FloatFormat, fp: FloatDatapath) -> torch.Tensor:
+    """Group sums with every product aligned to the group's largest exponent (DESIGN.md 3)."""
+    P = Ag.double().unsqueeze(-1) * Bg.double().unsqueeze(-3)          # (Bt, ng, rows, G, N), exact
+    finite = torch.isfinite(P)
+    P0 = torch.where(finite, P, 0.0)
+    emax = floatpath.exponent(P0.abs().amax(dim=-2))                    # (Bt, ng, rows, N)
+    scaled = P0 * floatpath.pow2(fp.align_bits - emax).unsqueeze(-2)    # exact power-of-two scaling
+    kept = torch.trunc(scaled) if fp.align_rounding == "toward_zero" else torch.round(scaled)
+    total = kept.sum(dim=-2)                                            # integers < 2^53: exact
+    sums = (total * floatpath.pow2(emax - fp.align_bits)).float()       # one rounding to float32
+    if bool(finite.all()):
+        return sums
+    naive = P.sum(dim=-2)
+    return torch.where(torch.isfinite(naive), sums, naive.float())
+
+
+def _golden_group_sums(A, B, fa, fb, fp) -> torch.Tensor:
+    """Exact group sums for data whose exponent span defeats two float64 limbs (wide formats only)."""
+    from fractions import Fraction
+
+    from vitaccel.arith import golden
+
+    warnings.warn("operand exponents span more than two float64 limbs; this chunk runs on the scalar "
+                  "golden model (exact, slow)", RuntimeWarning, stacklevel=3)
+    Af, Bf = A.double().tolist(), B.double().tolist()
+    shape = torch.broadcast_shapes(A.shape[:-2], B.shape[:-2]) + (A.shape[-2], B.shape[-1])
+    out = torch.empty(shape, dtype=torch.float64)
+    bt = max(A.shape[0], B.shape[0])
+    for i in range(bt):
+        a_i, b_i = Af[i if A.shape[0] > 1 else 0], Bf[i if B.shape[0] > 1 else 0]
+        for gi in range(A.shape[1]):
+            for r, row in enumerate(a_i[gi]):
+                for c in range(B.shape[-1]):
+                    s = sum((Fraction(x) * Fraction(b_i[gi][j][c]) for j, x in enumerate(row)), Fraction(0))
+                    out[i, gi, r, c] = golden.to_float(golden.round_real(s, *golden.F32[:2], golden.F32_MAX))
+    return out.float()

@@ -1,0 +1,206 @@
+"""FloatFormat against the scalar golden model and against PyTorch's own conversions."""
+
+import math
+from fractions import Fraction
+
+import pytest
+import torch
+from conftest import random_float32, same_bits
+
+from vitaccel.arith import FP13, FloatFormat
+from vitaccel.arith import golden
+
+NAMED = ["e5m7", "e5m10", "e8m7", "e5m2", "e4m3"]
+ROUNDINGS = ["nearest_even", "toward_zero"]
+
+
+def golden_tensor(values) -> torch.Tensor:
+    return torch.tensor([golden.to_float(v) for v in values], dtype=torch.float64).float()
+
+
+@pytest.mark.parametrize("name", ["e5m7", "e5m2", "e4m3", "e5m10"])
+def test_decode_every_code_equals_golden(name):
+    fmt = FloatFormat.named(name)
+    codes = torch.arange(2 ** fmt.bits)
+    expected = golden_tensor(golden.decode(fmt, c) for c in range(2 ** fmt.bits))
+    assert same_bits(fmt.decode(codes), expected)
+
+
+@pytest.mark.parametrize("name", NAMED)
+def test_encode_decode_round_trips_every_non_nan_code(name):
+    fmt = FloatFormat.named(name)
+    codes = torch.arange(2 ** fmt.bits, dtype=torch.int64)
+    values = fmt.decode(codes)
+    keep = ~torch.isnan(values)
+    back = fmt.encode(values[keep]).long() & (2 ** fmt.bits - 1)
+    assert torch.equal(back, codes[keep])
+
+
+def test_fp13_constants():
+    assert FP13.bits == 13 and FP13.max == 65280.0
+    assert FP13.min_normal == 2.0 ** -14 and FP13.min_subnormal == 2.0 ** -21 and FP13.eps == 2.0 ** -8
+    assert golden.format_max(FP13) == 65280
+    # every FP13 value is exactly an IEEE half value: FP16 without its three low mantissa bits
+    values = FP13.decode(torch.arange(2 ** 13))
+    finite = torch.isfinite(values)
+    assert same_bits(values[finite].half().float(), values[finite])
+
+
+@pytest.mark.parametrize("name,peer", [("e5m10", torch.float16), ("e8m7", torch.bfloat16),
+                                       ("e5m2", torch.float8_e5m2), ("e4m3", torch.float8_e4m3fn)])
+def test_quantize_equals_pytorch_conversion(name, peer):
+    """10^6 random float32 over all binades plus specials: bit-identical to PyTorch's cast."""
+    x = random_float32(1_000_000, seed=1)
+    fmt = FloatFormat.named(name)
+    expected = x.to(peer).float()
+    assert same_bits(fmt.quantize(x), expected)                 # the fast path where it applies
+    assert same_bits(fmt.decode(fmt.encode(x)), expected)       # the integer path everywhere
+    if fmt.bits == 16:
+        finite = ~torch.isnan(x)
+        assert torch.equal(fmt.encode(x[finite]), x[finite].to(peer).view(torch.int16))
+
+
+def _golden_check(fmt: FloatFormat, x: torch.Tensor, rounding: str):
+    got = fmt.decode(fmt.encode(x, rounding))
+    expected = golden_tensor(golden.quantize(fmt, v, rounding) for v in x.double().tolist())
+    assert same_bits(got, expected), (fmt, rounding)
+
+
+@pytest.mark.parametrize("rounding", ROUNDINGS)
+@pytest.mark.parametrize("fmt", [FloatFormat.named(n) for n in NAMED] + [
+    FloatFormat(5, 7, saturate=True), FloatFormat(5, 7, subnormals=False), FloatFormat(5, 7, specials="finite"),
+    FloatFormat(4, 3, specials="finite"), FloatFormat(3, 2), FloatFormat(6, 9, bias=20), FloatFormat(2, 0, specials="finite"),
+])
+def test_encode_equals_golden_random_and_specials(fmt, rounding):
+    x = random_float32(3000, seed=2)
+    # values near the format's own range, where rounding is interesting
+    g = torch.Generator().manual_seed(3)
+    near = (torch.rand(3000, generator=g) * 2 - 1) * fmt.max * 1.1
+    tiny = (torch.rand(1000, generator=g) * 2 - 1) * fmt.min_normal * 1.5
+    x = torch.cat([x, near, tiny])
+    if fmt.specials == "finite":
+        x = x[~torch.isnan(x)]
+    _golden_check(fmt, x, rounding)
+    _golden_check(fmt, x.double(), rounding)
+    _golden_check(fmt, x.half()[~torch.isnan(x.half())].float(), rounding)
+
+
+def _ulp_points(fmt: FloatFormat, fractions):
+    """Values at the given fractions of an ulp above codes across the whole range."""
+    codes = torch.arange(0, fmt.max_code, max(1, fmt.max_code // 700))
+    lo = fmt.decode(codes).double()
+    hi = fmt.decode(codes + 1).double()
+    return torch.cat([lo + f * (hi - lo) for f in fractions])
+
+
+@pytest.mark.parametrize("rounding", ROUNDINGS)
+@pytest.mark.parametrize("name", ["e5m7", "e5m2", "e4m3"])
+def test_ties_and_near_ties(name, rounding):
+    fmt = FloatFormat.named(name)
+    x = _ulp_points(fmt, [0.5, 0.49, 0.51])
+    x = torch.cat([x, -x])
+    _golden_check(fmt, x, rounding)
+    _golden_check(fmt, x.float(), rounding)  # the same points as float32 inputs (near ties stay near)
+    half = _ulp_points(fmt, [0.5]).float()
+    assert torch.equal(half.double(), _ulp_points(fmt, [0.5]))  # exact ties in float32
+    q = fmt.decode(fmt.encode(half, rounding))
+    below = fmt.decode(fmt.encode(half, "toward_zero"))
+    if rounding == "nearest_even":  # ties go to the even code
+        codes = fmt.encode(q).long()
+        assert bool(((codes & 1) == 0).all())
+    else:
+        assert same_bits(q, below)
+
+
+def test_fp13_tie_at_overflow_rounds_to_infinity():
+    x = torch.tensor([65407.99, 65408.0, 65408.01, -65408.0, 1e6])
+    q = FP13.quantize(x)
+    assert q.tolist() == [65280.0, math.inf, math.inf, -math.inf, math.inf]
+    assert FP13.quantize(x, "toward_zero").tolist() == [65280.0, 65280.0, 65280.0, -65280.0, 65280.0]
+    assert FloatFormat(5, 7, saturate=True).quantize(x).tolist()[:3] == [65280.0] * 3
+    assert FloatFormat(5, 7, specials="finite").max == 130560.0
+
+
+def test_negative_zero_and_specials_survive():
+    x = torch.tensor([-0.0, 0.0, -1e-30, float("inf"), -float("inf"), float("nan")])
+    q = FP13.quantize(x)
+    assert same_bits(q, torch.tensor([-0.0, 0.0, -0.0, float("inf"), -float("inf"), float("nan")]))
+    q = FloatFormat.named("e4m3").quantize(x)  # no infinities: saturate, like torch.float8_e4m3fn
+    assert same_bits(q, torch.tensor([-0.0, 0.0, -0.0, 448.0, -448.0, float("nan")]))
+
+
+def test_finite_format_nan_raises_or_maps_to_zero():
+    x = torch.tensor([1.0, float("nan")])
+    with pytest.raises(ValueError, match="nan='zero'"):
+        FloatFormat(5, 7, specials="finite").encode(x)
+    assert FloatFormat(5, 7, specials="finite", nan="zero").quantize(x).tolist() == [1.0, 0.0]
+
+
+def _stochastic_neighbours(fmt, x):
+    down = fmt.decode(fmt.encode(x, "toward_zero"))
+    up = down + torch.sign(x) * (fmt.decode(fmt.encode(x, "toward_zero") + 1).abs() - down.abs())
+    return down, up
+
+
+def test_stochastic_rounding_reproducible_and_unbiased():
+    g = torch.Generator().manual_seed(5)
+    x = (torch.rand(2000, generator=g) * 2 - 1) * 100
+    a = FP13.quantize(x, "stochastic", torch.Generator().manual_seed(7))
+    b = FP13.quantize(x, "stochastic", torch.Generator().manual_seed(7))
+    c = FP13.quantize(x, "stochastic", torch.Generator().manual_seed(8))
+    assert same_bits(a, b) and not same_bits(a, c)
+    down, up = _stochastic_neighbours(FP13, x)
+    assert bool(((a == down) | (a == up)).all())
+    # unbiased: averaged over many draws the result approaches x; the mean error of n draws has
+    # standard deviation <= ulp / (2 sqrt(n)), so 6 of those is a bound a correct rounder meets
+    n = 400
+    reps = x.repeat(n)
+    q = FP13.quantize(reps, "stochastic", torch.Generator().manual_seed(9)).reshape(n, -1)
+    ulp = (up - down).abs()
+    mean_err = (q.double().mean(0) - x.double()).abs()
+    assert bool((mean_err <= 6 * ulp / (2 * n ** 0.5) + 1e-12).all())
+    # while toward_zero is biased by about half an ulp on the same data
+    bias = (down.double() - x.double()).abs().mean() / ulp.double().mean()
+    assert bias > 0.3
+
+
+def test_stochastic_rounding_matches_golden_with_same_draws():
+    """Round up iff the dropped fraction plus the uniform draw reaches one ulp (golden model)."""
+    x = torch.tensor([1.0 + 2 ** -9, 1.0 + 3 * 2 ** -10, -2.0 ** -20 * 1.3, 300.7], dtype=torch.float32)
+    got = FP13.quantize(x, "stochastic", torch.Generator().manual_seed(11))
+    # replay the draw: 62-bit integers, masked to the number of source bits below the kept LSB
+    draws = torch.randint(0, 2 ** 62, x.shape, generator=torch.Generator().manual_seed(11), dtype=torch.int64)
+    for xi, d, gi in zip(x.tolist(), draws.tolist(), got.tolist()):
+        e = max(golden.exponent(Fraction(xi)), FP13.emin)
+        shift = (e - FP13.man_bits) - (golden.exponent(Fraction(xi)) - 23)
+        u = Fraction(d & ((1 << shift) - 1), 1 << shift)
+        assert golden.to_float(golden.quantize(FP13, xi, "stochastic", u)) == gi
+
+
+@pytest.mark.parametrize("bad", [torch.arange(4), torch.ones(3, dtype=torch.bool), torch.ones(2, dtype=torch.complex64)])
+def test_bad_input_types(bad):
+    with pytest.raises(TypeError, match="x must be a real floating-point tensor"):
+        FP13.encode(bad)
+    with pytest.raises(TypeError, match="codes must be an integer tensor"):
+        FP13.decode(torch.ones(2))
+
+
+def test_bad_arguments_name_what_is_allowed():
+    with pytest.raises(ValueError, match="rounding='nearest'.*nearest_even"):
+        FP13.quantize(torch.ones(2), rounding="nearest")
+    with pytest.raises(ValueError, match="generator"):
+        FP13.quantize(torch.ones(2), rounding="stochastic")
+    with pytest.raises(ValueError, match="exp_bits=1"):
+        FloatFormat(1, 3)
+    with pytest.raises(ValueError, match="man_bits=-1"):
+        FloatFormat(5, -1)
+    with pytest.raises(ValueError, match="17 bits.*at most 16"):
+        FloatFormat(6, 10)
+    with pytest.raises(ValueError, match="specials='x'"):
+        FloatFormat(5, 7, specials="x")
+    with pytest.raises(ValueError, match="bias=200"):
+        FloatFormat(8, 7, bias=200)
+    with pytest.raises(TypeError, match="exp_bits must be an int"):
+        FloatFormat(5.0, 7)
+    with pytest.raises(ValueError, match="format name 'fp13x' is unknown"):
+        FloatFormat.named("fp13x")
