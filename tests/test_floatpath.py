@@ -1,0 +1,176 @@
+"""The FP13 datapath and emulated_matmul's float tiers against the golden model."""
+
+import math
+import warnings
+from fractions import Fraction
+
+import pytest
+import torch
+from conftest import same_bits
+
+from vitaccel.arith import FP13, AcceleratorConfig, FloatFormat, emulated_matmul, fast_error_bound, matmul_tier
+from vitaccel.arith import floatpath, golden
+
+EXACT_PRESETS = ["fp13", "fp13-align16", "fp16", "bf16"]
+
+
+def test_multiplier_forms_agree_on_every_pair_of_8bit_significands():
+    a = torch.arange(256).repeat_interleave(256)
+    b = torch.arange(256).repeat(256)
+    direct = floatpath.multiply_significands(a, b)
+    assert torch.equal(direct, floatpath.multiply_significands(a, b, nibbles=True))
+    assert torch.equal(direct, a * b) and int(direct.max()) < 2 ** 16
+
+
+def test_fp13_multiplier_is_exact_on_all_codes_of_one_sign():
+    """Every pair of finite FP13 magnitudes (a quarter of all code pairs) times sign cases."""
+    codes = torch.arange(FP13.max_code + 1)
+    a = codes.repeat_interleave(len(codes))[::7]  # a deterministic 1/7 sample keeps it quick
+    b = codes.repeat(len(codes))[::7]
+    for sa, sb in [(0, 0), (1, 0)]:
+        ca, cb = a | (sa << 12), b | (sb << 12)
+        got = floatpath.multiply(FP13, ca, FP13, cb, nibbles=True)
+        expected = FP13.decode(ca).double() * FP13.decode(cb).double()  # exact in float64
+        assert same_bits(got, expected)
+
+
+def test_round_pair_to_float32_is_correctly_rounded():
+    g = torch.Generator().manual_seed(0)
+    hi = torch.randn(20000, generator=g, dtype=torch.float64) * 2.0 ** torch.randint(-60, 60, (20000,), generator=g)
+    lo = torch.randn(20000, generator=g, dtype=torch.float64) * hi.abs() * 2.0 ** -40
+    # exact float32 ties and near-ties: hi a float32 midpoint, lo a tiny nudge either way
+    x = torch.randn(2000, generator=g)
+    mid = (x.double() + torch.nextafter(x, torch.tensor(math.inf)).double()) / 2  # exact midpoints
+    hi = torch.cat([hi, mid, mid, mid])
+    lo = torch.cat([lo, torch.zeros(2000, dtype=torch.float64), mid.abs() * 2.0 ** -70, -mid.abs() * 2.0 ** -70])
+    got = floatpath.round_pair_to_float32(hi, lo)
+    expected = torch.tensor([golden.to_float(golden.round_real(Fraction(h) + Fraction(l), *golden.F32[:2], golden.F32_MAX))
+                             for h, l in zip(hi.tolist(), lo.tolist())], dtype=torch.float64).float()
+    assert same_bits(got, expected)
+
+
+def _operands(m, k, n, seed, batch=(), b_batch=None):
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(*batch, m, k, generator=g) * torch.exp(torch.randn(*batch, m, k, generator=g) * 3)
+    b = torch.randn(*(b_batch if b_batch is not None else ()), k, n, generator=g)
+    return a, b
+
+
+@pytest.mark.parametrize("preset", EXACT_PRESETS)
+@pytest.mark.parametrize("shape", [(3, 37, 5), (2, 16, 4), (1, 1, 1), (4, 70, 3)])
+def test_exact_matmul_equals_golden(preset, shape):
+    config = AcceleratorConfig.preset(preset)
+    a, b = _operands(*shape, seed=sum(shape))
+    a.view(-1)[::5] = 0.0                  # zeros
+    a.view(-1)[1::7] *= 2.0 ** -20         # FP13 subnormals and underflow to zero
+    b.view(-1)[::3] *= 2.0 ** 12           # products near FP13's top
+    assert same_bits(emulated_matmul(a, b, config), golden.matmul(a, b, config))
+
+
+@pytest.mark.parametrize("preset", ["fp13", "fp13-align16"])
+def test_exact_matmul_batched_and_broadcast(preset):
+    config = AcceleratorConfig.preset(preset)
+    a, b = _operands(3, 20, 4, seed=1, batch=(2, 2), b_batch=(2, 1))
+    got = emulated_matmul(a, b, config)
+    bb = b.expand(2, 2, 20, 4)
+    for i in range(2):
+        for j in range(2):
+            assert same_bits(got[i, j], golden.matmul(a[i, j], bb[i, j], config))
+    a2, b2 = _operands(3, 20, 4, seed=2, batch=(2,))
+    got2 = emulated_matmul(a2, b2, config)
+    assert same_bits(got2, golden.matmul(a2, b2, config))
+
+
+@pytest.mark.parametrize("preset", EXACT_PRESETS)
+def test_exact_matmul_specials(preset):
+    config = AcceleratorConfig.preset(preset)
+    a, b = _operands(4, 33, 4, seed=3)
+    a[0, 2] = math.inf          # inf * finite
+    a[1, 3] = math.nan
+    a[2, 5] = math.inf
+    b[5, 1] = 0.0               # inf * 0 -> NaN in one column only
+    a[3, 0], a[3, 1] = math.inf, -math.inf  # +inf and -inf in one group
+    a[0, 32] = 1e6              # overflows FP13 to inf in the last (partial) group
+    assert same_bits(emulated_matmul(a, b, config), golden.matmul(a, b, config))
+
+
+def test_exact_matmul_extreme_exponent_spans():
+    """Tiny and huge magnitudes together; bf16 beyond two float64 limbs falls back to golden."""
+    config = AcceleratorConfig.preset("fp13")
+    a = torch.tensor([[65280.0, -2.0 ** -21, 3.0, -65280.0, 2.0 ** -14, 1.0]])
+    b = torch.tensor([[65280.0], [2.0 ** -21], [2.0 ** -21], [65280.0], [2.0 ** -21], [-3.0]])
+    assert same_bits(emulated_matmul(a, b, config), golden.matmul(a, b, config))
+    bf16 = AcceleratorConfig.preset("bf16")
+    a = torch.tensor([[1e38, 1e-38, -1e38, 3.0]])
+    b = torch.tensor([[1e-30], [1e-38], [1e-30], [1e30]])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = emulated_matmul(a, b, bf16)
+    assert same_bits(got, golden.matmul(a, b, bf16))
+    assert any("golden model" in str(w.message) for w in caught)
+
+
+@pytest.mark.parametrize("rounding", ["toward_zero", "nearest_even"])
+@pytest.mark.parametrize("align_bits", [0, 3, 9, 30])
+def test_alignment_variants_equal_golden(align_bits, rounding):
+    config = AcceleratorConfig.from_dict({"name": "t", "datapath": "float", "float_datapath": {
+        "group_size": 4, "align_bits": align_bits, "align_rounding": rounding}})
+    a, b = _operands(3, 13, 4, seed=align_bits)
+    assert same_bits(emulated_matmul(a, b, config), golden.matmul(a, b, config))
+
+
+@pytest.mark.parametrize("group_size", [1, 2, 8, 64])
+def test_group_sizes_equal_golden(group_size):
+    config = AcceleratorConfig.from_dict({"datapath": "float", "float_datapath": {"group_size": group_size,
+                                                                                   "b_format": "e4m3"}})
+    a, b = _operands(2, 45, 3, seed=group_size)
+    assert same_bits(emulated_matmul(a, b, config), golden.matmul(a, b, config))
+
+
+def test_inexact_tier_stays_within_documented_bound():
+    config = AcceleratorConfig.preset("fp13")
+    a, b = _operands(16, 300, 12, seed=4)
+    fast = emulated_matmul(a, b, config, exact=False)
+    exact = emulated_matmul(a, b, config, exact=True)
+    assert matmul_tier(config, exact=False) == ("fast", False)
+    qa, qb = FP13.quantize(a), FP13.quantize(b)
+    bound = fast_error_bound(qa, qb, 16)
+    err = (fast.double() - exact.double()).abs()
+    assert bool((err <= bound).all())
+    assert float(err.max()) > 0  # the bound is not vacuous: BLAS order does differ here
+
+
+def test_native_preset_is_the_host_matmul():
+    a, b = _operands(5, 40, 6, seed=5)
+    assert torch.equal(emulated_matmul(a, b, "fp32"), a @ b)
+    assert matmul_tier("fp32") == ("native", False)
+
+
+def test_fp13_error_against_float32_is_what_its_precision_allows():
+    a, b = _operands(32, 384, 48, seed=6)
+    a = torch.randn(32, 384)
+    y = emulated_matmul(a, b, "fp13")
+    ref = a @ b
+    sqnr = 10 * torch.log10(ref.pow(2).sum() / (y - ref).pow(2).sum())
+    assert 40 < float(sqnr) < 60  # 8-bit significands: about 6 dB per bit
+
+
+def test_bad_operands():
+    with pytest.raises(TypeError, match="a must be a real floating-point tensor"):
+        emulated_matmul(torch.ones(2, 2, dtype=torch.int32), torch.ones(2, 2), "fp13")
+    with pytest.raises(ValueError, match="disagree on K"):
+        emulated_matmul(torch.ones(2, 3), torch.ones(2, 2), "fp13")
+    with pytest.raises(ValueError, match="at least 2 dims"):
+        emulated_matmul(torch.ones(3), torch.ones(3, 2), "fp13")
+    with pytest.raises(ValueError, match="integer datapaths"):
+        emulated_matmul(torch.ones(2, 2), torch.ones(2, 2), "fp13", a_scale=torch.tensor(1.0))
+
+
+def test_formats_of_both_operands_may_differ():
+    config = AcceleratorConfig.from_dict({"datapath": "float", "float_datapath": {"a_format": "e5m7",
+                                                                                   "b_format": "e4m3"}})
+    a, b = _operands(3, 21, 2, seed=7)
+    y = emulated_matmul(a, b, config)
+    assert same_bits(y, golden.matmul(a, b, config))
+    assert not same_bits(y, emulated_matmul(a, b, "fp13"))
+    assert FloatFormat.named(config.float_datapath.b_format).max == 448.0
