@@ -221,8 +221,8 @@ class FloatFormat:
         """``decode(encode(x))``: ``x`` rounded to this format, as float32.
 
         For nearest_even it first tries PyTorch's own conversion to a peer dtype with the same
-        mantissa width (bfloat16 for FP13), which is exact whenever every result lies in this
-        format's normal range or is zero (checked; otherwise the integer path runs).
+        mantissa width (bfloat16 for FP13) where that is provably exact (see ``_peer_quantize``);
+        otherwise the integer path runs.
         """
         x = _check_float_input(x)
         if rounding == "nearest_even" and x.dtype == torch.float32:
@@ -267,9 +267,10 @@ def _peer_quantize(fmt: FloatFormat, x: torch.Tensor) -> torch.Tensor | None:
     """``fmt.quantize(x)`` through a PyTorch peer dtype, or None where that is not provably exact.
 
     A peer with the same mantissa width and a wider exponent range rounds exactly like ``fmt``
-    wherever its result is zero or a normal value of ``fmt`` (same relative precision there; near
-    fmt's min normal the peer's finer grid only rounds up where fmt does too). Anything else
-    (fmt subnormals, overflow, inf, NaN) falls back to the integer path.
+    wherever x lies in fmt's normal range (same relative precision). Below fmt's min normal, fmt
+    rounds to the fixed quantum 2^(emin - m): ``(x + C) - C`` with C = 1.5 * 2^(emin - m + 23)
+    rounds there exactly once, to nearest even; the two results are blended on the magnitude
+    bits, without comparisons. Tensors holding NaN, inf or values beyond fmt's max return None.
     """
     for dtype, peer in _PEERS:
         if peer == fmt:
@@ -278,20 +279,35 @@ def _peer_quantize(fmt: FloatFormat, x: torch.Tensor) -> torch.Tensor | None:
         return None
     for dtype, peer in _PEERS:
         if peer.man_bits == fmt.man_bits and peer.bits == 16 and peer.emin <= fmt.emin and peer.emax >= fmt.emax:
-            q = x.to(dtype)
-            a = q.view(torch.int16)
-            lo, hi = _peer_bounds(fmt, dtype)
-            # magnitudes must lie in [lo, hi] or be zero; (a - 1) & 0x7FFF sends zeros to the top
-            ok = ((a & 0x7FFF).amax() <= hi) & (((a - 1) & 0x7FFF).amin() >= lo - 1)
-            return q.float() if bool(ok) else None
+            lo, hi = torch.aminmax(x)
+            if not bool((lo >= -fmt.max) & (hi <= fmt.max)):  # NaN fails too
+                return None
+            q16 = x.to(dtype)
+            out = q16.float()
+            if fmt.emin > peer.emin:
+                # any nonzero magnitude below fmt's min normal? (a - 1) & 0x7FFF sends zeros to the top
+                tiny_bits = _peer_bounds(fmt, dtype)
+                if bool((((q16.view(torch.int16) - 1) & 0x7FFF).amin() < tiny_bits)):
+                    out = _blend_subnormals(fmt, x, out)
+            return out
     return None
 
 
+def _blend_subnormals(fmt: FloatFormat, x: torch.Tensor, normal: torch.Tensor) -> torch.Tensor:
+    """``normal`` where |x| >= fmt.min_normal, else x rounded to nearest-even multiples of 2^(emin-m)."""
+    c = 1.5 * 2.0 ** (fmt.emin - fmt.man_bits + 23)
+    sub = torch.copysign((x + c) - c, x)  # one rounding; copysign keeps -0
+    xb = x.view(torch.int32)
+    min_normal_bits = (fmt.emin + 127) << 23
+    below = ((xb & 0x7FFFFFFF) - min_normal_bits) >> 31  # -1 below min normal, else 0
+    nb = normal.view(torch.int32)
+    return (nb ^ ((nb ^ sub.view(torch.int32)) & below)).view(torch.float32)
+
+
 @functools.lru_cache(maxsize=None)
-def _peer_bounds(fmt: FloatFormat, dtype: torch.dtype) -> tuple[int, int]:
-    """Peer bit patterns of fmt's min normal and max."""
-    v = torch.tensor([fmt.min_normal, fmt.max]).to(dtype).view(torch.int16)
-    return int(v[0]), int(v[1])
+def _peer_bounds(fmt: FloatFormat, dtype: torch.dtype) -> int:
+    """The peer's bit pattern of fmt's min normal."""
+    return int(torch.tensor([fmt.min_normal]).to(dtype).view(torch.int16)[0])
 
 
 @functools.lru_cache(maxsize=None)
