@@ -132,30 +132,64 @@ def _with_specials(Ag: torch.Tensor, Bg: torch.Tensor, exact_fn) -> torch.Tensor
 
 
 def _tiled_group_sums(Ag, Bg, fa: FloatFormat, fb: FloatFormat, fp: FloatDatapath) -> torch.Tensor:
+    """Exact group sums, rounded once to float32: (Bt, ng, rows, G) x (Bt|1, ng, G, N).
+
+    One float64 matmul gives every group sum whose row of A and column of B each span few enough
+    binades that all partial sums are exact (a sum of terms that are multiples of 2^q and below
+    2^(q+53) is exact in any order). Rows or columns that span more are recomputed exactly with
+    exponent bands (``_banded_sums``).
+    """
     n_bits = int(math.log2(fp.group_size))
+    budget = 52 - 2 - n_bits - fa.man_bits - fb.man_bits
+    half_a = budget // 2
 
     def exact_fn(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
-        ra, rb = _exp_range(A), _exp_range(B)
-        if ra is None or rb is None:  # every product is zero
-            shape = torch.broadcast_shapes(A.shape[:-2], B.shape[:-2]) + (A.shape[-2], B.shape[-1])
-            return torch.zeros(shape, dtype=torch.float32, device=A.device)
-        # a band pair sums exactly in float64 when its exponent ranges wa + wb fit this budget
-        budget = 52 - 2 - n_bits - fa.man_bits - fb.man_bits
-        wa = min(ra[1] - ra[0], max(budget - (rb[1] - rb[0]), budget // 2))
-        wb = budget - wa
-        bands_a, bands_b = _bands(A, ra[0], wa), _bands(B, rb[0], wb)
-        q_min = ra[0] - fa.man_bits + rb[0] - fb.man_bits
-        p_max = ra[1] + rb[1] + 2 + n_bits
-        terms = len(bands_a) * len(bands_b)
-        if not floatpath.ExactSum.fits(q_min, p_max, terms):
-            return _golden_group_sums(A, B, fa, fb, fp)
-        acc = floatpath.ExactSum(q_min, p_max, terms)
-        for band_a in bands_a:
-            for band_b in bands_b:
-                acc.add(torch.matmul(band_a, band_b))
-        return acc.result()
+        out = torch.matmul(A.double(), B.double()).float()
+        B = B.expand(A.shape[0], *B.shape[1:])
+        bad_rows = (_span(A, dim=-1) > half_a).nonzero().tolist()       # [b, g, i]
+        bad_cols = (_span(B, dim=-2) > budget - half_a).nonzero().tolist()  # [b, g, j]
+        if bad_rows:
+            b, g, i = map(list, zip(*bad_rows))
+            fixed = _banded_sums(A[b, g, i].unsqueeze(1), B[b, g], fa, fb, fp)    # (R, 1, N)
+            out[b, g, i] = fixed[:, 0]
+        if bad_cols:
+            b, g, j = map(list, zip(*bad_cols))
+            fixed = _banded_sums(A[b, g], B[b, g, :, j].unsqueeze(-1), fa, fb, fp)  # (C, rows, 1)
+            out[b, g, :, j] = fixed[..., 0]
+        return out
 
     return _with_specials(Ag, Bg, exact_fn)
+
+
+def _span(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Binades spanned by the nonzero entries along ``dim`` (max - min exponent; < 0 if all zero)."""
+    e = floatpath.exponent(x)
+    zero = x == 0
+    return torch.where(zero, -10 ** 4, e).amax(dim) - torch.where(zero, 10 ** 4, e).amin(dim)
+
+
+def _banded_sums(A: torch.Tensor, B: torch.Tensor, fa: FloatFormat, fb: FloatFormat,
+                 fp: FloatDatapath) -> torch.Tensor:
+    """Exact float32 group sums of finite A @ B by exponent bands: each band pair sums exactly in
+    float64; band results are combined in two exact limbs and rounded once."""
+    n_bits = int(math.log2(fp.group_size))
+    ra, rb = _exp_range(A), _exp_range(B)
+    if ra is None or rb is None:  # every product is zero
+        shape = torch.broadcast_shapes(A.shape[:-2], B.shape[:-2]) + (A.shape[-2], B.shape[-1])
+        return torch.zeros(shape, dtype=torch.float32, device=A.device)
+    budget = 52 - 2 - n_bits - fa.man_bits - fb.man_bits
+    wa = min(ra[1] - ra[0], max(budget - (rb[1] - rb[0]), budget // 2))
+    bands_a, bands_b = _bands(A, ra[0], wa), _bands(B, rb[0], budget - wa)
+    q_min = ra[0] - fa.man_bits + rb[0] - fb.man_bits
+    p_max = ra[1] + rb[1] + 2 + n_bits
+    terms = len(bands_a) * len(bands_b)
+    if not floatpath.ExactSum.fits(q_min, p_max, terms):
+        return _golden_group_sums(A, B, fa, fb, fp)
+    acc = floatpath.ExactSum(q_min, p_max, terms)
+    for band_a in bands_a:
+        for band_b in bands_b:
+            acc.add(torch.matmul(band_a, band_b))
+    return acc.result()
 
 
 def _exp_range(x: torch.Tensor) -> tuple[int, int] | None:
@@ -194,7 +228,7 @@ def _aligned_group_sums(Ag, Bg, fa: FloatFormat, fb: FloatFormat, fp: FloatDatap
     return torch.where(torch.isfinite(naive), sums, naive.float())
 
 
-def _golden_group_sums(A, B, fa, fb, fp) -> torch.Tensor:
+def _golden_group_sums(A: torch.Tensor, B: torch.Tensor, fa, fb, fp) -> torch.Tensor:
     """Exact group sums for data whose exponent span defeats two float64 limbs (wide formats only)."""
     from fractions import Fraction
 
@@ -202,15 +236,10 @@ def _golden_group_sums(A, B, fa, fb, fp) -> torch.Tensor:
 
     warnings.warn("operand exponents span more than two float64 limbs; this chunk runs on the scalar "
                   "golden model (exact, slow)", RuntimeWarning, stacklevel=3)
-    Af, Bf = A.double().tolist(), B.double().tolist()
-    shape = torch.broadcast_shapes(A.shape[:-2], B.shape[:-2]) + (A.shape[-2], B.shape[-1])
-    out = torch.empty(shape, dtype=torch.float64)
-    bt = max(A.shape[0], B.shape[0])
-    for i in range(bt):
-        a_i, b_i = Af[i if A.shape[0] > 1 else 0], Bf[i if B.shape[0] > 1 else 0]
-        for gi in range(A.shape[1]):
-            for r, row in enumerate(a_i[gi]):
-                for c in range(B.shape[-1]):
-                    s = sum((Fraction(x) * Fraction(b_i[gi][j][c]) for j, x in enumerate(row)), Fraction(0))
-                    out[i, gi, r, c] = golden.to_float(golden.round_real(s, *golden.F32[:2], golden.F32_MAX))
-    return out.float()
+    batch = torch.broadcast_shapes(A.shape[:-2], B.shape[:-2])
+    A3 = A.expand(*batch, *A.shape[-2:]).reshape(-1, *A.shape[-2:]).double().tolist()
+    B3 = B.expand(*batch, *B.shape[-2:]).reshape(-1, *B.shape[-2:]).double().tolist()
+    out = [[[golden.to_float(golden.round_real(
+        sum((Fraction(x) * Fraction(col[j]) for j, x in enumerate(row)), Fraction(0)), *golden.F32[:2], golden.F32_MAX))
+        for col in zip(*b)] for row in a] for a, b in zip(A3, B3)]
+    return torch.tensor(out, dtype=torch.float64).float().reshape(*batch, A.shape[-2], B.shape[-1])
