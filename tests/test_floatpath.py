@@ -174,3 +174,16 @@ def test_formats_of_both_operands_may_differ():
     assert same_bits(y, golden.matmul(a, b, config))
     assert not same_bits(y, emulated_matmul(a, b, "fp13"))
     assert FloatFormat.named(config.float_datapath.b_format).max == 448.0
+
+
+@pytest.mark.parametrize("preset", ["fp13", "fp13-align16"])
+def test_tie_decided_by_a_product_float64_cannot_hold(preset):
+    """2^25 + 2 is a float32 tie; the product 2^-40 decides it, 65 bits below: a plain float64
+    sum loses it and rounds to even (2^25); the datapath's exact group sum rounds up."""
+    a = torch.tensor([[2.0 ** 13, 2.0, 2.0 ** -20]])
+    b = torch.tensor([[2.0 ** 12], [1.0], [2.0 ** -20]])
+    got = emulated_matmul(a, b, preset)
+    assert same_bits(got, golden.matmul(a, b, preset))
+    if preset == "fp13":
+        assert got.item() == 2.0 ** 25 + 4
+        assert (a.double() @ b.double()).float().item() == 2.0 ** 25  # what naive float64 gives

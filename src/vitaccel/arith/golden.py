@@ -195,8 +195,9 @@ def dot_float(a: Sequence[float], b: Sequence[float], config: AcceleratorConfig)
     return to_float(acc)
 
 
-def matmul(a: torch.Tensor, b: torch.Tensor, config: AcceleratorConfig) -> torch.Tensor:
+def matmul(a: torch.Tensor, b: torch.Tensor, config: "AcceleratorConfig | str") -> torch.Tensor:
     """The golden model of ``emulated_matmul``: a (..., M, K) @ b (K, N), one dot product at a time."""
+    config = AcceleratorConfig.load(config)
     if config.datapath != "float":
         raise ValueError(f"golden.matmul: datapath {config.datapath!r} has no golden model here; "
                          "the native datapath is the host's float32 matmul")
