@@ -58,8 +58,10 @@ def multiply(fmt_a: FloatFormat, a_codes: torch.Tensor, fmt_b: FloatFormat, b_co
     return torch.where((sa ^ sb) == 1, -value, value)
 
 
-def pow2(e: torch.Tensor) -> torch.Tensor:
-    """Exact float64 2^e for integer tensors e in float64's normal range (bit construction)."""
+def pow2(e: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Exact 2^e (float64 or float32) for integer tensors e in that dtype's normal range, from bits."""
+    if dtype == torch.float32:
+        return ((e.int() + 127) << 23).view(torch.float32)
     return ((e.long() + 1023) << 52).view(torch.float64)
 
 

@@ -11,6 +11,28 @@ Tiers (DESIGN.md section 6), each reported by ``matmul_tier``:
                float32, then accumulated in K order: bit-identical to the golden model.
 * ``faithful`` every product materialised per group in bounded chunks, aligned to the group's
                largest exponent, summed exactly: bit-identical; needed for ``align_bits``.
+
+Integer datapaths (``datapath: int``; every tier bit-identical to ``golden.matmul``): operands are
+converted to float32, quantised (``intpath`` module docstring), the first one leading-one
+truncated (a table lookup), and the integer dot products run as
+
+* ``fast``     one native matmul of float tensors holding the integers, when
+               ``intpath.never_overflows`` proves the plain sum is the datapath's result (no
+               storage codec, no dropped LSBs, group sums within ``psum_bits`` and
+               ``K * max|product| <= 2^(acc_bits-1) - 1``). Exact because every partial sum is an
+               integer of magnitude at most ``K * max|product|``: float32 holds them all below
+               2^24 (8 x 8 bits: K <= 1040 per float32 matmul; longer K is cut into such chunks
+               whose results are added in float64), float64 below 2^53 (8 x 8 bits: K <= 2^39).
+               float32 is used only while the host's float32 matmul is IEEE (no TF32/bf16).
+* ``tiled``    one native matmul per ``tile_k`` slice (or per group when the adder tree can change
+               group sums), then partial-sum rounding, overflow and the storage codec elementwise
+               (``intpath.accumulate``).
+* ``faithful`` the products of every group materialised in bounded chunks and summed, then the
+               same elementwise steps: an independent check of ``tiled``, and its speed reference.
+
+Dequantisation: ``float32(float64(acc) * (float64(a_scale) * float64(b_scale)))``: the scale
+product is exact (two float32 significands), then one float64 rounding, then one float32 rounding
+(nearest even both); a zero result is +0.
 """
 
 from __future__ import annotations
@@ -21,8 +43,8 @@ from typing import NamedTuple
 
 import torch
 
-from vitaccel.arith import floatpath
-from vitaccel.arith.config import AcceleratorConfig, FloatDatapath
+from vitaccel.arith import floatpath, intpath
+from vitaccel.arith.config import AcceleratorConfig, FloatDatapath, IntDatapath
 from vitaccel.arith.formats import FloatFormat
 
 # Largest float64 working set of one chunk (bytes); bounds memory whatever the shapes.
@@ -36,32 +58,58 @@ class Tier(NamedTuple):
     exact: bool
 
 
-def matmul_tier(config: AcceleratorConfig | str, exact: bool = True) -> Tier:
-    """The tier ``emulated_matmul(..., config, exact)`` uses."""
-    config = AcceleratorConfig.load(config)
+def _tiers(config: AcceleratorConfig, exact: bool, k: int | None) -> list[Tier]:
+    """The tiers that may run ``config``, the automatic choice first."""
     if config.datapath == "native":
-        return Tier("native", False)
-    fp = config.float_datapath
-    if fp.align_bits is not None:
-        return Tier("faithful", True)
-    return Tier("tiled", True) if exact else Tier("fast", False)
+        return [Tier("native", False)]
+    if config.datapath == "int":
+        names = ["fast"] if intpath.never_overflows(config.int_datapath, k or 0) else []
+        return [Tier(name, True) for name in names + ["tiled", "faithful"]]
+    if config.float_datapath.align_bits is not None:
+        return [Tier("faithful", True)]
+    return [Tier("tiled", True) if exact else Tier("fast", False)]
+
+
+def matmul_tier(config: AcceleratorConfig | str, exact: bool = True, *, k: int | None = None) -> Tier:
+    """The tier ``emulated_matmul(..., config, exact)`` uses.
+
+    For integer datapaths the choice can depend on K (the accumulator may overflow only for long
+    products): pass the product's ``k``; None gives the tier of products short enough never to
+    overflow the accumulator.
+    """
+    return _tiers(AcceleratorConfig.load(config), exact, k)[0]
 
 
 def emulated_matmul(a: torch.Tensor, b: torch.Tensor, config: AcceleratorConfig | str, exact: bool = True, *,
-                    a_scale: torch.Tensor | None = None, b_scale: torch.Tensor | None = None) -> torch.Tensor:
+                    a_scale: torch.Tensor | None = None, b_scale: torch.Tensor | None = None,
+                    tier: str | None = None) -> torch.Tensor:
     """``a @ b`` on the emulated datapath of ``config``, as float32.
 
-    a: (..., M, K), the first operand (activations); b: (K, N) or (..., K, N) with batch dims
-    broadcastable to a's. ``exact=True`` uses only tiers bit-identical to ``golden.matmul``.
-    ``a_scale``/``b_scale`` are for integer datapaths and must be None for float ones.
+    a: (..., M, K), the first operand (activations; the one an integer datapath leading-one
+    truncates); b: (K, N) or (..., K, N) with batch dims broadcastable to a's. ``exact=True``
+    uses only tiers bit-identical to ``golden.matmul``. ``tier`` forces one of the tiers
+    available for the config (integer datapaths: ``tiled``/``faithful`` always, ``fast`` where
+    exact); None picks ``matmul_tier(config, exact, k=K)``.
+
+    Integer datapaths: ``a_scale`` is the per-tensor activation scale (0-d, e.g. from
+    calibration) or None for ``max|a| / qmax``; ``b_scale`` is per output column (shape (N,)) or
+    per tensor (0-d), or None for one scale per column of b (of each matrix of a batched b).
+    Float datapaths take no scales.
     """
     config = AcceleratorConfig.load(config)
     _check_operands(a, b)
+    tiers = _tiers(config, exact, a.shape[-1])
+    chosen = tiers[0] if tier is None else next((t for t in tiers if t.name == tier), None)
+    if chosen is None:
+        raise ValueError(f"tier: value {tier!r} is not available for config {config.name!r} with exact={exact} "
+                         f"and K={a.shape[-1]}; choose one of {[t.name for t in tiers]} or None")
     if config.datapath == "native":
         return torch.matmul(a.float(), b.float())
+    if config.datapath == "int":
+        return _int_matmul(a, b, config.int_datapath, chosen.name, a_scale, b_scale)
     if a_scale is not None or b_scale is not None:
         raise ValueError(f"a_scale/b_scale are for integer datapaths; config {config.name!r} is a float datapath")
-    return _float_matmul(a, b, config.float_datapath, matmul_tier(config, exact))
+    return _float_matmul(a, b, config.float_datapath, chosen)
 
 
 def _check_operands(a: torch.Tensor, b: torch.Tensor) -> None:
@@ -214,18 +262,31 @@ def _bands(x: torch.Tensor, e_lo: int, width: int) -> list[torch.Tensor]:
 
 def _aligned_group_sums(Ag, Bg, fa: FloatFormat, fb: FloatFormat, fp: FloatDatapath) -> torch.Tensor:
     """Group sums with every product aligned to the group's largest exponent (DESIGN.md 3)."""
-    P = Ag.double().unsqueeze(-1) * Bg.double().unsqueeze(-3)          # (Bt, ng, rows, G, N), exact
-    finite = torch.isfinite(P)
-    P0 = torch.where(finite, P, 0.0)
-    emax = floatpath.exponent(P0.abs().amax(dim=-2))                    # (Bt, ng, rows, N)
-    scaled = P0 * floatpath.pow2(fp.align_bits - emax).unsqueeze(-2)    # exact power-of-two scaling
-    kept = torch.trunc(scaled) if fp.align_rounding == "toward_zero" else torch.round(scaled)
-    total = kept.sum(dim=-2)                                            # integers < 2^53: exact
-    sums = (total * floatpath.pow2(emax - fp.align_bits)).float()       # one rounding to float32
-    if bool(finite.all()):
-        return sums
-    naive = P.sum(dim=-2)
-    return torch.where(torch.isfinite(naive), sums, naive.float())
+    dtype = _aligned_dtype(fa, fb, fp)
+
+    def exact_fn(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+        P = A.to(dtype).unsqueeze(-1) * B.to(dtype).unsqueeze(-3)       # (Bt, ng, rows, G, N), exact
+        emax = floatpath.exponent(P.abs().amax(dim=-2))                 # (Bt, ng, rows, N)
+        P.mul_(floatpath.pow2(fp.align_bits - emax, dtype).unsqueeze(-2))  # exact power-of-two scaling
+        kept = P.trunc_() if fp.align_rounding == "toward_zero" else P.round_()
+        total = kept.sum(dim=-2)                                        # integers, summed exactly
+        return (total * floatpath.pow2(emax - fp.align_bits, dtype)).float()  # one rounding to float32
+
+    return _with_specials(Ag, Bg, exact_fn)
+
+
+def _aligned_dtype(fa: FloatFormat, fb: FloatFormat, fp: FloatDatapath) -> torch.dtype:
+    """float32 when products, their scaled forms and the aligned group sums are all exact in it.
+
+    Products have (ma + 1) + (mb + 1) significant bits and exponents between the product of the
+    smallest subnormals and of the maxima; aligned sums are integers below 2^(align_bits + 1 + n).
+    Otherwise float64, where all of these hold for every format of at most 16 bits.
+    """
+    n_bits = int(math.log2(fp.group_size))
+    fits = (fa.man_bits + fb.man_bits + 2 <= 24 and fp.align_bits + 1 + n_bits <= 24
+            and math.log2(fa.min_subnormal * fb.min_subnormal) >= -126 + fp.align_bits
+            and math.log2(fa.max) + math.log2(fb.max) + fp.align_bits < 126)
+    return torch.float32 if fits else torch.float64
 
 
 def _golden_group_sums(A: torch.Tensor, B: torch.Tensor, fa, fb, fp) -> torch.Tensor:
@@ -243,3 +304,104 @@ def _golden_group_sums(A: torch.Tensor, B: torch.Tensor, fa, fb, fp) -> torch.Te
         sum((Fraction(x) * Fraction(col[j]) for j, x in enumerate(row)), Fraction(0)), *golden.F32[:2], golden.F32_MAX))
         for col in zip(*b)] for row in a] for a, b in zip(A3, B3)]
     return torch.tensor(out, dtype=torch.float64).float().reshape(*batch, A.shape[-2], B.shape[-1])
+
+
+# -- integer datapath -----------------------------------------------------------------------------
+def float32_matmul_is_ieee(device: torch.device) -> bool:
+    """True when float32 matmuls on ``device`` run in IEEE float32 (no TF32/bf16 shortcuts)."""
+    backend = torch.backends.cuda.matmul if device.type == "cuda" else torch.backends.mkldnn.matmul
+    own = getattr(backend, "fp32_precision", "none")
+    return torch.get_float32_matmul_precision() == "highest" and own in ("none", "ieee")
+
+
+def int_scales(a: torch.Tensor, b: torch.Tensor, dp: IntDatapath, a_scale: torch.Tensor | None,
+               b_scale: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """float32 operand scales as ``emulated_matmul`` uses them (after the weight-scale codec)."""
+    if a_scale is None:
+        sa = intpath.scale_from_max(a.abs().amax(), dp.a_bits)
+    else:
+        sa = intpath.check_scale(a_scale, "a_scale")
+        if sa.numel() != 1:
+            raise ValueError(f"a_scale must be one per-tensor scale (0-d), got shape {tuple(a_scale.shape)}")
+        sa = sa.reshape(())
+    n = b.shape[-1]
+    if b_scale is None:
+        sb = intpath.scale_from_max(b.abs().amax(dim=-2, keepdim=True), dp.b_bits)
+    else:
+        sb = intpath.check_scale(b_scale, "b_scale")
+        if sb.shape not in ((), (n,)):
+            raise ValueError(f"b_scale must be per tensor (0-d) or per output column (shape ({n},)), "
+                             f"got shape {tuple(b_scale.shape)}")
+    codec = dp.weight_scale_codec()
+    if codec is not None:
+        sb = codec.apply(sb)
+        if not bool((sb > 0).all()):
+            raise ValueError("int_datapath.scale_codec rounds a weight scale to 0; raise the codec's bias "
+                             "so that its smallest step lies below the smallest scale")
+    return sa, sb
+
+
+def _int_matmul(a: torch.Tensor, b: torch.Tensor, dp: IntDatapath, tier: str, a_scale: torch.Tensor | None,
+                b_scale: torch.Tensor | None) -> torch.Tensor:
+    intpath.check_finite(a, "a")
+    intpath.check_finite(b, "b")
+    a, b = a.float(), b.float()
+    sa, sb = int_scales(a, b, dp, a_scale, b_scale)
+    fp32 = float32_matmul_is_ieee(a.device)
+    work = torch.float32 if fp32 else torch.float64
+    qa = intpath.quantize_with_scale(a, sa, dp.a_bits)
+    if dp.keep_bits is not None:
+        table = intpath.truncation_table(dp.a_bits, dp.keep_bits, dp.keep_rounding).to(a.device, work)
+        qa = table[(qa + intpath.qmax(dp.a_bits)).long()]
+    qa, qb = qa.to(work), intpath.quantize_with_scale(b, sb, dp.b_bits).to(work)
+
+    batch = torch.broadcast_shapes(qa.shape[:-2], qb.shape[:-2])
+    m, k, n = qa.shape[-2], qa.shape[-1], qb.shape[-1]
+    if qb.dim() == 2:        # one weight matrix: batch rows together
+        A, B = qa.reshape(-1, k), qb
+    else:
+        A, B = qa.expand(*batch, m, k).reshape(-1, m, k), qb.expand(*batch, k, n).reshape(-1, k, n)
+    pmax = intpath.product_max(dp)
+    if tier == "fast":
+        acc = _int_products(A, B, pmax, fp32)
+    elif tier == "tiled":
+        step = intpath.step_length(dp, k, fp32)
+        dtype = intpath.accumulator_dtype(dp, step, fp32)
+        acc = intpath.accumulate(lambda k0, k1: _int_products(A[..., k0:k1], B[..., k0:k1, :], pmax, fp32).to(dtype),
+                                 k, dp, A.new_zeros(A.shape[:-1] + (n,), dtype=dtype), step)
+    else:
+        acc = _faithful_int(A, B, dp)
+    acc = acc.reshape(*batch, m, n)
+    return (acc * (sa.double() * sb.double())).float().add_(0.0)
+
+
+def _int_products(A: torch.Tensor, B: torch.Tensor, pmax: int, fp32: bool) -> torch.Tensor:
+    """Exact ``A @ B`` of integer-valued operands: float32 matmuls over K chunks whose sums stay
+    below 2^24 (added in float64 when there are several), or one float64 matmul."""
+    k = A.shape[-1]
+    if not fp32:
+        return torch.matmul(A.double(), B.double())
+    chunk = max(1, intpath.FLOAT32_EXACT // pmax)
+    if k <= chunk:
+        return torch.matmul(A, B)
+    total = torch.matmul(A[..., :chunk], B[..., :chunk, :]).double()
+    for k0 in range(chunk, k, chunk):
+        total += torch.matmul(A[..., k0:k0 + chunk], B[..., k0:k0 + chunk, :])
+    return total
+
+
+def _faithful_int(A: torch.Tensor, B: torch.Tensor, dp: IntDatapath) -> torch.Tensor:
+    """Every group's products materialised (float64, exact) and summed, rows in bounded chunks."""
+    g, k, n = dp.group_size, A.shape[-1], B.shape[-1]
+    A64, B64 = A.double(), B.double()
+    out = A64.new_empty(A.shape[:-1] + (n,))
+    per_row = max(1, A.numel() // (A.shape[-2] * k)) * g * n * 8
+    rows = max(1, CHUNK_BYTES // per_row)
+    for r0 in range(0, A.shape[-2], rows):
+        Ar = A64[..., r0:r0 + rows, :]
+
+        def sums(k0: int, k1: int) -> torch.Tensor:
+            return (Ar[..., k0:k1].unsqueeze(-1) * B64[..., k0:k1, :].unsqueeze(-3)).sum(dim=-2)
+
+        out[..., r0:r0 + rows, :] = intpath.accumulate(sums, k, dp, Ar.new_zeros(Ar.shape[:-1] + (n,)), g)
+    return out
