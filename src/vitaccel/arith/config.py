@@ -9,8 +9,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from vitaccel.arith.formats import NAMED
+from vitaccel.arith.intpath import OVERFLOWS, ROUNDINGS
+from vitaccel.arith.psum import Codec, CodecSpec, FloatCodec
 from vitaccel.configtools import ConfigError, field, from_dict, load_yaml, to_yaml, validate
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "configs" / "accelerators"
@@ -45,21 +48,121 @@ class FloatDatapath:
         validate(self)
 
 
+def _between(lo: int, hi: int) -> Callable[[int], str | None]:
+    def check(v: int) -> str | None:
+        return None if lo <= v <= hi else f"an integer from {lo} to {hi} is required"
+    return check
+
+
+@dataclass(frozen=True)
+class PsumStorage:
+    """Partial sums written to on-chip memory every ``tile_k`` elements of K and read back."""
+
+    tile_k: int = field(64, check=_between(1, 2 ** 20), help="K elements between writes (a multiple of group_size)")
+    codec: CodecSpec | None = field(None, help="lossy codec for what is written; null = stored exactly")
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+@dataclass(frozen=True)
+class IntDatapath:
+    """Symmetric integer operands, leading-one truncation of the first, adder tree of width G with
+    ``psum_bits`` partial sums, ``acc_bits`` accumulator, optional partial-sum storage codec.
+
+    Cross-field errors name the full key (this section is ``int_datapath`` of an
+    ``AcceleratorConfig``).
+    """
+
+    a_bits: int = field(8, check=_between(2, 16), help="bits of the first operand (activations); |q| <= 2^(a_bits-1)-1")
+    b_bits: int = field(8, check=_between(2, 16), help="bits of the second operand (weights)")
+    keep_bits: int | None = field(None, check=_between(1, 16),
+                                  help="bits kept from the leading one of the first operand; null = exact")
+    keep_rounding: str = field("truncate", choices=ROUNDINGS, help="how the truncated operand drops bits")
+    group_size: int = field(16, check=_power_of_two, help="adder-tree width G = 2^n")
+    psum_bits: int | None = field(None, check=_between(2, 48),
+                                  help="bits of the adder tree's partial sum (above the dropped LSBs); "
+                                       "null = never overflows")
+    psum_drop_lsbs: int = field(0, check=_between(0, 32), help="low bits of each group sum dropped")
+    psum_rounding: str = field("truncate", choices=ROUNDINGS,
+                               help="dropping psum LSBs: truncate (floor) | nearest (half up) | "
+                                    "unbiased (LSB forced to 1)")
+    acc_bits: int = field(32, check=_between(2, 48), help="bits of the accumulator")
+    overflow: str = field("saturate", choices=OVERFLOWS, help="partial sums and accumulator out of range")
+    psum_storage: PsumStorage | None = field(None, help="partial sums stored every tile_k elements; "
+                                                         "null = kept in registers")
+    scale_codec: CodecSpec | None = field(None, help="codec for per-channel weight scales (float32); null = exact")
+
+    def __post_init__(self) -> None:
+        validate(self, "int_datapath.")
+        key = "int_datapath."
+        if self.keep_bits is not None and self.keep_bits > self.a_bits:
+            raise ConfigError(f"{key}keep_bits: value {self.keep_bits} is not allowed; at most a_bits ({self.a_bits}) "
+                              "or null")
+        if self.psum_bits is not None and self.psum_bits + self.psum_drop_lsbs > 48:
+            raise ConfigError(f"{key}psum_drop_lsbs: value {self.psum_drop_lsbs} is not allowed; psum_bits + "
+                              f"psum_drop_lsbs must be at most 48 (psum_bits is {self.psum_bits})")
+        storage = self.psum_storage
+        if storage is not None and storage.tile_k % self.group_size:
+            raise ConfigError(f"{key}psum_storage.tile_k: value {storage.tile_k} is not allowed; a multiple of "
+                              f"group_size ({self.group_size}) is required")
+        codec = self.psum_codec()
+        if isinstance(codec, FloatCodec) and codec.max_value < 2 ** (self.acc_bits - 1):
+            need = [e for e in range(codec.exp_bits + 1, 9)
+                    if (2 ** codec.man_bits - 1) * 2.0 ** (2 ** e - 1 - codec.bias) >= 2 ** (self.acc_bits - 1)]
+            raise ConfigError(f"{key}psum_storage.codec.exp_bits: value {codec.exp_bits} is not allowed; the codec's "
+                              f"largest value {codec.max_value:g} is below the {self.acc_bits}-bit accumulator's "
+                              f"2^{self.acc_bits - 1}: use " + (f"exp_bits >= {need[0]} with man_bits {codec.man_bits}"
+                                                                if need else "a smaller bias"))
+        if isinstance(codec, FloatCodec) and codec.bias > 0:
+            raise ConfigError(f"{key}psum_storage.codec.bias: value {codec.bias} is not allowed; partial sums are "
+                              "integers: a bias <= 0 is required")
+        if self.scale_codec is not None and self.scale_codec.kind != "float":
+            raise ConfigError(f"{key}scale_codec.kind: value {self.scale_codec.kind!r} is not allowed; scale "
+                              "factors are float32 values: use kind 'float'")
+        scale = self.weight_scale_codec()
+        if scale is not None and not (scale.man_bits <= 24 and scale.bias <= 149
+                                      and scale.max_shift - scale.bias + scale.man_bits <= 128):
+            raise ConfigError(f"{key}scale_codec: value {scale} is not allowed; its values must be float32 "
+                              "values: man_bits <= 24, bias <= 149 and 2^exp_bits - 1 - bias + man_bits <= 128")
+
+    def psum_codec(self) -> Codec | None:
+        """The storage codec for accumulator values (``acc_bits`` wide), or None."""
+        if self.psum_storage is None or self.psum_storage.codec is None:
+            return None
+        return _build(self.psum_storage.codec, self.acc_bits, "int_datapath.psum_storage.codec.")
+
+    def weight_scale_codec(self) -> FloatCodec | None:
+        """The codec applied to float32 weight scales, or None."""
+        if self.scale_codec is None:
+            return None
+        return _build(self.scale_codec, 32, "int_datapath.scale_codec.")
+
+
+def _build(spec: CodecSpec, value_bits: int, key: str) -> Codec:
+    try:
+        return spec.build(value_bits)
+    except ValueError as exc:
+        raise ConfigError(f"{key}{exc}") from exc
+
+
 @dataclass(frozen=True)
 class AcceleratorConfig:
     """An accelerator datapath: ``native`` (host float32), ``float`` or ``int``."""
 
     name: str = field("custom", help="a label for reports")
-    datapath: str = field("native", choices=("native", "float"), help="which datapath runs matmuls")
+    datapath: str = field("native", choices=("native", "float", "int"), help="which datapath runs matmuls")
     float_datapath: FloatDatapath | None = field(None, help="settings of the float datapath")
+    int_datapath: IntDatapath | None = field(None, help="settings of the integer datapath")
     description: str = field("", help="free text shown in reports")
 
     def __post_init__(self) -> None:
         validate(self)
-        if self.datapath == "float" and self.float_datapath is None:
-            object.__setattr__(self, "float_datapath", FloatDatapath())
-        if self.datapath != "float" and self.float_datapath is not None:
-            raise ConfigError(f"float_datapath: is only allowed with datapath: float (datapath is {self.datapath!r})")
+        for kind, section, cls in (("float", "float_datapath", FloatDatapath), ("int", "int_datapath", IntDatapath)):
+            if self.datapath == kind and getattr(self, section) is None:
+                object.__setattr__(self, section, cls())
+            if self.datapath != kind and getattr(self, section) is not None:
+                raise ConfigError(f"{section}: is only allowed with datapath: {kind} (datapath is {self.datapath!r})")
 
     # -- loading and saving -----------------------------------------------------------------
     @classmethod

@@ -195,14 +195,165 @@ def dot_float(a: Sequence[float], b: Sequence[float], config: AcceleratorConfig)
     return to_float(acc)
 
 
-def matmul(a: torch.Tensor, b: torch.Tensor, config: "AcceleratorConfig | str") -> torch.Tensor:
-    """The golden model of ``emulated_matmul``: a (..., M, K) @ b (K, N), one dot product at a time."""
+# -- integer datapath (DESIGN.md sections 4 and 5) --------------------------------------------
+F64_MAX = (2 - Fraction(1, 2 ** 52)) * Fraction(2) ** 1023
+
+
+def int_qmax(bits: int) -> int:
+    return 2 ** (bits - 1) - 1
+
+
+def int_scale(amax: float, bits: int) -> float:
+    """Dynamic symmetric scale: ``float32(amax / qmax)``, or 1 when that is 0."""
+    s = round_real(Fraction(amax) / int_qmax(bits), *F32[:2], F32_MAX)
+    return float(s) if s != 0 else 1.0
+
+
+def int_quantize(x: float, scale: float, bits: int) -> int:
+    """``clamp(round_half_even(x / scale), -qmax, qmax)`` on exact values (Fraction rounds half to even)."""
+    m = int_qmax(bits)
+    return max(-m, min(m, round(Fraction(x) / Fraction(scale))))
+
+
+def lot_fields(a: int, keep_bits: int, rounding: str) -> tuple[bool, int, int]:
+    """(negative, t, s) of leading-one truncation of ``a``, as DESIGN.md section 4 words it."""
+    mag = abs(a)
+    p = mag.bit_length() - 1                      # position of the leading one (-1 for zero)
+    if p < keep_bits:
+        return a < 0, mag, 0
+    s = p - keep_bits + 1
+    if rounding == "truncate":
+        t = mag >> s
+    elif rounding == "nearest":
+        t = (mag + 2 ** (s - 1)) >> s
+        if t == 2 ** keep_bits:
+            t, s = 2 ** (keep_bits - 1), s + 1
+    elif rounding == "unbiased":
+        t = (mag >> s) | 1
+    else:
+        raise ValueError(f"rounding={rounding!r} is unknown")
+    return a < 0, t, s
+
+
+def int_multiply(a: int, w: int, keep_bits: int | None, rounding: str) -> int:
+    """Small multiplier ``t * w``, shifter ``<< s``, sign of a."""
+    if keep_bits is None:
+        return a * w
+    neg, t, s = lot_fields(a, keep_bits, rounding)
+    p = (t * w) << s
+    return -p if neg else p
+
+
+def drop_lsbs(x: int, drop: int, rounding: str) -> int:
+    """Two's complement x without its low ``drop`` bits: floor, half up, or floor with LSB forced to 1."""
+    if drop == 0:
+        return x
+    if rounding == "nearest":
+        return (x + 2 ** (drop - 1)) >> drop
+    return (x >> drop) | 1 if rounding == "unbiased" else x >> drop
+
+
+def overflow(x: int, bits: int, mode: str) -> int:
+    """x in the signed ``bits``-bit range: clamp (``saturate``) or two's complement (``wrap``)."""
+    lo, hi = -2 ** (bits - 1), 2 ** (bits - 1) - 1
+    if mode == "saturate":
+        return max(lo, min(hi, x))
+    return (x - lo) % 2 ** bits + lo
+
+
+def float_codec(codec, v: Fraction) -> Fraction:
+    """What a FloatCodec stores for v and reads back: sign, shift, man_bits from the leading one."""
+    if v == 0:
+        return Fraction(0)
+    m, smax = codec.man_bits, 2 ** codec.exp_bits - 1
+    s = min(max(exponent(v) - (m - 1) + codec.bias, 0), smax)
+    n = abs(v) / Fraction(2) ** (s - codec.bias)
+    t = round(n) if codec.rounding == "nearest_even" else math.floor(n)
+    if t == 2 ** m and s < smax:
+        t, s = 2 ** (m - 1), s + 1
+    t = min(t, 2 ** m - 1)                        # saturate at the top shift
+    r = t * Fraction(2) ** (s - codec.bias)
+    return -r if v < 0 else r
+
+
+def trunc_codec(codec, v: int) -> int:
+    """What a TruncCodec stores for the integer v and reads back."""
+    kept = overflow(drop_lsbs(v, codec.drop_bits, codec.rounding), codec.bits, "saturate")
+    return kept * 2 ** codec.drop_bits
+
+
+def codec_apply(codec, v: Fraction | int) -> Fraction:
+    """A FloatCodec or TruncCodec round trip of one value."""
+    return float_codec(codec, Fraction(v)) if hasattr(codec, "man_bits") else Fraction(trunc_codec(codec, int(v)))
+
+
+def dot_int(qa: Sequence[int], qb: Sequence[int], dp) -> int:
+    """The accumulator after one dot product of quantised operands (an ``IntDatapath`` dp)."""
+    k, g = len(qa), dp.group_size
+    products = [int_multiply(x, w, dp.keep_bits, dp.keep_rounding) for x, w in zip(qa, qb)]
+    codec = dp.psum_codec()
+    acc = 0
+    for start in range(0, k, g):
+        kept = drop_lsbs(sum(products[start:start + g]), dp.psum_drop_lsbs, dp.psum_rounding)
+        if dp.psum_bits is not None:
+            kept = overflow(kept, dp.psum_bits, dp.overflow)
+        acc = overflow(acc + kept * 2 ** dp.psum_drop_lsbs, dp.acc_bits, dp.overflow)
+        end = min(start + g, k)
+        if codec is not None and end % dp.psum_storage.tile_k == 0 and end < k:
+            decoded = codec_apply(codec, acc)
+            assert decoded.denominator == 1, "partial-sum codecs store integers"
+            acc = overflow(int(decoded), dp.acc_bits, dp.overflow)
+    return acc
+
+
+def int_dequantize(acc: int, a_scale: float, b_scale: float) -> float:
+    """``float32(float64(acc * (a_scale * b_scale)))``: exact scale product, two roundings; +0 for zero."""
+    r64 = round_real(acc * Fraction(a_scale) * Fraction(b_scale), 52, -1022, F64_MAX)
+    if isinstance(r64, float):
+        return r64 + 0.0
+    return to_float(round_real(r64, *F32[:2], F32_MAX)) + 0.0
+
+
+def _int_matrix(a: list, b: list, a_scale: float, b_scales: list[float], dp) -> list:
+    """One (M, K) @ (K, N) product of float32 values on the integer datapath."""
+    qa = [[int_quantize(x, a_scale, dp.a_bits) for x in row] for row in a]
+    cols = [[int_quantize(row[n], s, dp.b_bits) for row in b] for n, s in enumerate(b_scales)]
+    return [[int_dequantize(dot_int(row, col, dp), a_scale, b_scales[n]) for n, col in enumerate(cols)] for row in qa]
+
+
+def _column_scales(b: list, dp, b_scale: torch.Tensor | None) -> list[float]:
+    """Weight scales of one (K, N) matrix: given (0-d or (N,)) or one per column; then the scale codec."""
+    n = len(b[0])
+    if b_scale is None:
+        scales = [int_scale(max(abs(row[c]) for row in b), dp.b_bits) for c in range(n)]
+    else:
+        scales = [float(b_scale.float())] * n if b_scale.dim() == 0 else b_scale.float().tolist()
+    codec = dp.weight_scale_codec()
+    return scales if codec is None else [float(float_codec(codec, Fraction(s))) for s in scales]
+
+
+def matmul(a: torch.Tensor, b: torch.Tensor, config: "AcceleratorConfig | str", a_scale: torch.Tensor | None = None,
+           b_scale: torch.Tensor | None = None) -> torch.Tensor:
+    """The golden model of ``emulated_matmul``: a (..., M, K) @ b (K, N) or (..., K, N), one dot
+    product at a time, batch dims broadcast. Integer datapaths take the same optional scales."""
     config = AcceleratorConfig.load(config)
-    if config.datapath != "float":
-        raise ValueError(f"golden.matmul: datapath {config.datapath!r} has no golden model here; "
-                         "the native datapath is the host's float32 matmul")
-    lead = a.shape[:-2]
-    a3 = a.reshape(-1, a.shape[-2], a.shape[-1]).double().tolist()
-    bt = b.double().t().tolist()
-    out = [[[dot_float(row, col, config) for col in bt] for row in mat] for mat in a3]
-    return torch.tensor(out, dtype=torch.float32).reshape(*lead, a.shape[-2], b.shape[-1])
+    if config.datapath == "native":
+        raise ValueError("golden.matmul: the native datapath has no golden model; it is the host's float32 matmul")
+    if config.datapath == "float" and (a_scale is not None or b_scale is not None):
+        raise ValueError("golden.matmul: a_scale/b_scale are for integer datapaths")
+    m, n = a.shape[-2], b.shape[-1]
+    batch = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    if config.datapath == "int":
+        a, b = a.float(), b.float()
+        dp = config.int_datapath
+        a_s = int_scale(float(a.abs().max()), dp.a_bits) if a_scale is None else float(a_scale.float())
+    mats_a = a.expand(*batch, *a.shape[-2:]).reshape(-1, m, a.shape[-1]).double().tolist()
+    mats_b = b.expand(*batch, *b.shape[-2:]).reshape(-1, b.shape[-2], n).double().tolist()
+    out = []
+    for ma, mb in zip(mats_a, mats_b):
+        if config.datapath == "int":
+            out.append(_int_matrix(ma, mb, a_s, _column_scales(mb, dp, b_scale), dp))
+        else:
+            cols = [list(c) for c in zip(*mb)]
+            out.append([[dot_float(row, col, config) for col in cols] for row in ma])
+    return torch.tensor(out, dtype=torch.float32).reshape(*batch, m, n)

@@ -94,7 +94,7 @@ def emulated_matmul(a: torch.Tensor, b: torch.Tensor, config: AcceleratorConfig 
     Integer datapaths: ``a_scale`` is the per-tensor activation scale (0-d, e.g. from
     calibration) or None for ``max|a| / qmax``; ``b_scale`` is per output column (shape (N,)) or
     per tensor (0-d), or None for one scale per column of b (of each matrix of a batched b).
-    Float datapaths take no scales.
+    Scales are used as float32. Float datapaths take no scales.
     """
     config = AcceleratorConfig.load(config)
     _check_operands(a, b)
@@ -307,18 +307,20 @@ def _golden_group_sums(A: torch.Tensor, B: torch.Tensor, fa, fb, fp) -> torch.Te
 
 
 # -- integer datapath -----------------------------------------------------------------------------
-def float32_matmul_is_ieee(device: torch.device) -> bool:
+def _float32_matmul_is_ieee(device: torch.device) -> bool:
     """True when float32 matmuls on ``device`` run in IEEE float32 (no TF32/bf16 shortcuts)."""
     backend = torch.backends.cuda.matmul if device.type == "cuda" else torch.backends.mkldnn.matmul
     own = getattr(backend, "fp32_precision", "none")
     return torch.get_float32_matmul_precision() == "highest" and own in ("none", "ieee")
 
 
-def int_scales(a: torch.Tensor, b: torch.Tensor, dp: IntDatapath, a_scale: torch.Tensor | None,
-               b_scale: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _int_scales(a: torch.Tensor, b: torch.Tensor, dp: IntDatapath, a_scale: torch.Tensor | None,
+                b_scale: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """float32 operand scales as ``emulated_matmul`` uses them (after the weight-scale codec)."""
+    a_max = intpath.finite_abs_max(a, "a")
+    b_max = intpath.finite_abs_max(b, "b", dim=-2)
     if a_scale is None:
-        sa = intpath.scale_from_max(a.abs().amax(), dp.a_bits)
+        sa = intpath.scale_from_max(a_max, dp.a_bits)
     else:
         sa = intpath.check_scale(a_scale, "a_scale")
         if sa.numel() != 1:
@@ -326,7 +328,7 @@ def int_scales(a: torch.Tensor, b: torch.Tensor, dp: IntDatapath, a_scale: torch
         sa = sa.reshape(())
     n = b.shape[-1]
     if b_scale is None:
-        sb = intpath.scale_from_max(b.abs().amax(dim=-2, keepdim=True), dp.b_bits)
+        sb = intpath.scale_from_max(b_max, dp.b_bits)
     else:
         sb = intpath.check_scale(b_scale, "b_scale")
         if sb.shape not in ((), (n,)):
@@ -343,17 +345,19 @@ def int_scales(a: torch.Tensor, b: torch.Tensor, dp: IntDatapath, a_scale: torch
 
 def _int_matmul(a: torch.Tensor, b: torch.Tensor, dp: IntDatapath, tier: str, a_scale: torch.Tensor | None,
                 b_scale: torch.Tensor | None) -> torch.Tensor:
-    intpath.check_finite(a, "a")
-    intpath.check_finite(b, "b")
     a, b = a.float(), b.float()
-    sa, sb = int_scales(a, b, dp, a_scale, b_scale)
-    fp32 = float32_matmul_is_ieee(a.device)
+    if a.numel() == 0 or b.numel() == 0:     # no product is formed: every (empty) sum is 0
+        shape = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
+        return a.new_zeros(shape)
+    sa, sb = _int_scales(a, b, dp, a_scale, b_scale)
+    fp32 = _float32_matmul_is_ieee(a.device)
     work = torch.float32 if fp32 else torch.float64
-    qa = intpath.quantize_with_scale(a, sa, dp.a_bits)
-    if dp.keep_bits is not None:
+    if dp.keep_bits is None:
+        qa = intpath.quantize_with_scale(a, sa, dp.a_bits, work)
+    else:                    # truncation by table lookup at index q + qmax
         table = intpath.truncation_table(dp.a_bits, dp.keep_bits, dp.keep_rounding).to(a.device, work)
-        qa = table[(qa + intpath.qmax(dp.a_bits)).long()]
-    qa, qb = qa.to(work), intpath.quantize_with_scale(b, sb, dp.b_bits).to(work)
+        qa = table[intpath.quantize_with_scale(a, sa, dp.a_bits).add_(intpath.qmax(dp.a_bits)).long()]
+    qb = intpath.quantize_with_scale(b, sb, dp.b_bits, work)
 
     batch = torch.broadcast_shapes(qa.shape[:-2], qb.shape[:-2])
     m, k, n = qa.shape[-2], qa.shape[-1], qb.shape[-1]
@@ -371,8 +375,26 @@ def _int_matmul(a: torch.Tensor, b: torch.Tensor, dp: IntDatapath, tier: str, a_
                                  k, dp, A.new_zeros(A.shape[:-1] + (n,), dtype=dtype), step)
     else:
         acc = _faithful_int(A, B, dp)
-    acc = acc.reshape(*batch, m, n)
-    return (acc * (sa.double() * sb.double())).float().add_(0.0)
+    return _dequantize(acc.reshape(*batch, m, n), sa.double() * sb.double())
+
+
+def _dequantize(acc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``float32(float64(acc) * scale)`` (+0 for zero), in place in ``acc`` (this module's own).
+
+    When one scale row serves every row, float32 rows pass through a small float64 buffer: the
+    same two roundings without full-size float64 temporaries (which cost more than the matmul's
+    share on a busy host).
+    """
+    if acc.dtype != torch.float32 or scale.dim() > 2 or (scale.dim() == 2 and scale.shape[0] != 1):
+        return acc.double().mul_(scale).float().add_(0.0)
+    rows = acc.view(-1, acc.shape[-1])
+    step = max(1, 2 ** 16 // max(rows.shape[1], 1))
+    buffer = rows.new_empty((min(step, rows.shape[0]), rows.shape[1]), dtype=torch.float64)
+    scale = scale.reshape(-1)
+    for r0 in range(0, rows.shape[0], step):
+        chunk = rows[r0:r0 + step]
+        chunk.copy_(buffer[:chunk.shape[0]].copy_(chunk).mul_(scale))
+    return acc.add_(0.0)
 
 
 def _int_products(A: torch.Tensor, B: torch.Tensor, pmax: int, fp32: bool) -> torch.Tensor:
