@@ -187,3 +187,13 @@ def test_tie_decided_by_a_product_float64_cannot_hold(preset):
     if preset == "fp13":
         assert got.item() == 2.0 ** 25 + 4
         assert (a.double() @ b.double()).float().item() == 2.0 ** 25  # what naive float64 gives
+
+
+@pytest.mark.parametrize("preset", ["fp13", "fp13-align16"])
+@pytest.mark.parametrize("shapes", [((0, 5), (5, 3)), ((2, 0), (0, 3)), ((2, 5), (5, 0))])
+def test_empty_operands(preset, shapes):
+    a, b = torch.randn(*shapes[0]), torch.randn(*shapes[1])
+    for exact in (True, False):
+        got = emulated_matmul(a, b, preset, exact=exact)
+        assert same_bits(got, torch.zeros(shapes[0][0], shapes[1][1]))
+    assert FP13.quantize(torch.empty(0)).shape == (0,)

@@ -272,6 +272,8 @@ def _peer_quantize(fmt: FloatFormat, x: torch.Tensor) -> torch.Tensor | None:
     rounds there exactly once, to nearest even; the two results are blended on the magnitude
     bits, without comparisons. Tensors holding NaN, inf or values beyond fmt's max return None.
     """
+    if x.numel() == 0:
+        return x.clone()
     for dtype, peer in _PEERS:
         if peer == fmt:
             return x.to(dtype).float()

@@ -143,7 +143,7 @@ def _float_matmul(a: torch.Tensor, b: torch.Tensor, fp: FloatDatapath, tier: Tie
     fa, fb = FloatFormat.named(fp.a_format), FloatFormat.named(fp.b_format)
     qa = fa.quantize(a if a.dtype == torch.float64 else a.float(), fp.operand_rounding)
     qb = fb.quantize(b if b.dtype == torch.float64 else b.float(), fp.operand_rounding)
-    if tier.name == "fast":
+    if tier.name == "fast" or 0 in (*qa.shape, *qb.shape):  # empty operands: zeros (K = 0) or empty
         return torch.matmul(qa, qb)
 
     batch = torch.broadcast_shapes(qa.shape[:-2], qb.shape[:-2])
