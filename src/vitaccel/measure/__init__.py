@@ -1,0 +1,3 @@
+"""Measurement: MACs per image from executed shapes (throughput and hardware cost alongside)."""
+
+from vitaccel.measure.macs import count_macs, macs, macs_over

@@ -1,0 +1,3 @@
+"""Figures: which tokens a pruned ViT kept (more plots and the report alongside)."""
+
+from vitaccel.viz.masks import token_masks

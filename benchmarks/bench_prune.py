@@ -1,0 +1,144 @@
+"""Token pruning: wall-clock speed-up over the dense model next to the MACs ratio.
+
+DeiT-S (random weights, 224 px), pruning after block 4 with ``topk`` keep 0.5 and 0.3, at batch
+64 and batch 1. Every figure is a ratio against the unpatched timm model with the same weights,
+measured in the same run with the timings interleaved (warm-up, then the median of repeats), so
+machine load affects both sides alike. ``patched dense`` is the patched model with
+``dense=True`` (it also computes TIS). Target: speed-up >= 0.85 x MACs ratio at batch 64 and no
+slowdown (speed-up >= 1) at batch 1.
+
+A second table runs blocks 5..12 on a variable-length batch (each image keeps a count drawn
+uniformly from 20-100% of the tokens, as adaptive rules give): plain padding with a key mask
+against vitaccel's scheme (masked attention, per-token layers on real tokens only), both against
+the same blocks on all tokens.
+
+    python benchmarks/bench_prune.py            # full run (a few minutes on 2 CPU cores)
+    python benchmarks/bench_prune.py --quick    # batch 16 and 1, fewer repeats
+    python benchmarks/bench_prune.py --device cuda --dtype bfloat16
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import statistics
+import time
+from contextlib import nullcontext
+
+import timm
+import torch
+
+import vitaccel.prune as prune
+from vitaccel.measure import macs
+from vitaccel.prune.cost import block_macs
+from vitaccel.prune.rows import RealRows
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_runs(runs: dict, x: torch.Tensor, warmup: int, repeats: int) -> dict[str, float]:
+    """Median seconds per call of each ``runs[name]()``: interleaved round by round, the order
+    rotated each round so that no configuration always follows the same one."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    names = list(runs)
+    with torch.inference_mode():
+        for round_ in range(warmup + repeats):
+            shift = round_ % len(names)
+            for name in names[shift:] + names[:shift]:
+                run = runs[name]
+                _sync(x.device)
+                start = time.perf_counter()
+                run(x)
+                _sync(x.device)
+                if round_ >= warmup:
+                    times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def varlen_table(model: torch.nn.Module, layer: int, batch: int, warmup: int, repeats: int) -> None:
+    """Blocks after ``layer`` on a padded variable-length batch vs the same blocks on all tokens."""
+    device = model.cls_token.device
+    blocks, full = model.blocks[layer:], model.patch_embed.num_patches + 1
+    generator = torch.Generator().manual_seed(0)
+    lengths = torch.randint(max(2, full // 5), full + 1, (batch,), generator=generator)
+    lengths[0] = full  # one image keeps everything: the batch is padded to the dense length
+    valid = (torch.arange(full) < lengths[:, None]).to(device)
+    dense_x = torch.randn(batch, full, model.embed_dim, device=device, dtype=model.cls_token.dtype)
+    x, mask, rows = dense_x * valid[..., None], valid[:, None, None, :], RealRows(valid)
+
+    def run_blocks(h: torch.Tensor, attn_mask=None, real: RealRows | None = None) -> torch.Tensor:
+        for blk in blocks:
+            with nullcontext() if real is None else real.only(blk):
+                h = blk(h, attn_mask=attn_mask)
+        return h
+
+    runs = {"all tokens": lambda _: run_blocks(dense_x), "padded+mask": lambda _: run_blocks(x, mask),
+            "real rows": lambda _: run_blocks(x, mask, rows)}
+    seconds = time_runs(runs, x, warmup, repeats)
+    work = sum(block_macs(blk, full) * batch for blk in blocks)
+    real = sum(int(block_macs(blk, lengths).sum()) for blk in blocks)
+    print(f"\nblocks {layer + 1}..{len(model.blocks)} on a variable-length batch of {batch}: "
+          f"{int(lengths.sum())} of {batch * full} tokens real (MACs ratio {work / real:.2f})")
+    print(f"{'scheme':<14} {'ms/batch':>9} {'speed-up':>8} {'speed/MACs':>10}")
+    for name, sec in seconds.items():
+        speedup = seconds["all tokens"] / sec
+        ratio = 1.0 if name == "all tokens" else work / real
+        print(f"{name:<14} {1e3 * sec:>9.1f} {speedup:>8.2f} {speedup / ratio:>10.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="batch 16 and 1, 1 warm-up, 3 repeats")
+    parser.add_argument("--model", default="deit_small_patch16_224")
+    parser.add_argument("--layer", type=int, default=4)
+    parser.add_argument("--keep", type=float, nargs="+", default=[0.5, 0.3])
+    parser.add_argument("--batch", type=int, nargs="+", default=None, help="default 64 1")
+    parser.add_argument("--repeats", type=int, default=None, help="default 7 (quick: 3)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    args = parser.parse_args()
+    batches = args.batch or ([16, 1] if args.quick else [64, 1])
+    repeats = args.repeats or (3 if args.quick else 7)
+    warmup = 1 if args.quick else 2
+    torch.set_num_threads(args.threads)
+    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+
+    torch.manual_seed(0)
+    native = timm.create_model(args.model, pretrained=False).eval().to(device, dtype)
+    pruned = prune.patch(copy.deepcopy(native), layer=args.layer, rule="topk", value=args.keep[0])
+    configs = {"patched dense": dict(dense=True)}
+    configs.update({f"topk {k:g}": dict(dense=False, rule="topk", value=k) for k in args.keep})
+
+    def run_config(settings: dict):
+        def run(x: torch.Tensor) -> torch.Tensor:
+            pruned.pruning.configure(**settings)
+            return pruned(x)
+        return run
+
+    runs = {"timm dense": native, **{name: run_config(s) for name, s in configs.items()}}
+    print(f"{args.model}, layer {args.layer}, {device.type} {args.dtype}, {args.threads} threads, "
+          f"torch {torch.__version__}, timm {timm.__version__}; median of {repeats} after {warmup} warm-up")
+    print(f"{'batch':>5}  {'config':<14} {'ms/batch':>9} {'img/s':>8} {'GMACs/img':>9} "
+          f"{'speed-up':>8} {'MACs ratio':>10} {'speed/MACs':>10}")
+    for batch in batches:
+        x = torch.randn(batch, 3, 224, 224, device=device, dtype=dtype)
+        dense_macs = macs(native, x[:1])["macs"].double().mean().item()
+        work = {"timm dense": dense_macs}
+        for name, settings in configs.items():
+            pruned.pruning.configure(**settings)
+            work[name] = macs(pruned, x[:1])["macs"].double().mean().item()
+        seconds = time_runs(runs, x, warmup, repeats)
+        for name, sec in seconds.items():
+            speedup, ratio = seconds["timm dense"] / sec, dense_macs / work[name]
+            print(f"{batch:>5}  {name:<14} {1e3 * sec:>9.1f} {batch / sec:>8.1f} {work[name] / 1e9:>9.3f} "
+                  f"{speedup:>8.2f} {ratio:>10.2f} {speedup / ratio:>10.2f}")
+    varlen_table(native, args.layer, max(batches), warmup, repeats)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""Per-token layers on real tokens only, inside a padded variable-length batch.
+
+Attention needs the padded layout (one sequence per image, padding masked out of the keys), but
+the per-token layers do not: the qkv and output projections and the MLP, most of a block's MACs,
+process each token on its own. Forward hooks gather the real rows before those layers and scatter
+their outputs back (zeros on padding) after them, so timm's block code runs unchanged while the
+padding costs only attention work. Results equal the padded computation row for row.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+import torch.nn as nn
+
+
+class RealRows:
+    """The real (non-padding) rows of a padded (B, L, C) batch, given its (B, L) bool mask."""
+
+    def __init__(self, valid: torch.Tensor) -> None:
+        self.batch, self.length = valid.shape
+        self.index = valid.flatten().nonzero().squeeze(1)
+        self.attn_mask = valid[:, None, None, :]  # SDPA boolean mask: True = attend to this key
+
+    def _gather(self, _module: nn.Module, args: tuple) -> tuple:
+        return (args[0].flatten(0, 1).index_select(0, self.index), *args[1:])
+
+    def _scatter(self, _module: nn.Module, _args: tuple, out: torch.Tensor) -> torch.Tensor:
+        full = out.new_zeros(self.batch * self.length, out.shape[-1])
+        return full.index_copy_(0, self.index, out).view(self.batch, self.length, -1)
+
+    @contextmanager
+    def only(self, block: nn.Module) -> Iterator[None]:
+        """Run ``block``'s qkv, proj and MLP on the real rows while the context is open."""
+        handles = []
+        try:
+            for layer in (block.attn.qkv, block.attn.proj, block.mlp):
+                handles.append(layer.register_forward_pre_hook(self._gather))
+                handles.append(layer.register_forward_hook(self._scatter))
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()

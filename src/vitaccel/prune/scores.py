@@ -1,0 +1,71 @@
+"""Token importance from the CLS query: TIS at the pruning layer and the teacher's target.
+
+timm's fused attention (``F.scaled_dot_product_attention``) never materialises attention weights,
+so the CLS row is recomputed explicitly from the block's own q and k: one query against all keys,
+``N`` dot products per head, which leaves the fused kernel in charge of the full attention.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+import torch.nn as nn
+from timm.layers import Attention
+
+from vitaccel.prune.support import check_scorable
+
+
+@contextmanager
+def capture_output(module: nn.Module) -> Iterator[list]:
+    """Collect ``module``'s forward outputs into the yielded list while the context is open."""
+    outputs: list = []
+    handle = module.register_forward_hook(lambda _mod, _inp, out: outputs.append(out))
+    try:
+        yield outputs
+    finally:
+        handle.remove()
+
+
+def cls_scores(attn: Attention, qkv: torch.Tensor, num_prefix: int) -> torch.Tensor:
+    """CLS attention over patch tokens from the output of ``attn.qkv``, shape (B, N_patches).
+
+    The CLS row of the softmax attention (over all keys, prefix tokens included) is averaged over
+    heads; the prefix entries (CLS, registers) are then removed and the rest renormalised to sum
+    to 1. Differentiable, float32.
+    """
+    batch, n, _ = qkv.shape
+    qkv = qkv.reshape(batch, n, 3, attn.num_heads, attn.head_dim)
+    q = attn.q_norm(qkv[:, :1, 0].transpose(1, 2))          # (B, H, 1, D): the CLS query
+    k = attn.k_norm(qkv[:, :, 1].transpose(1, 2))           # (B, H, N, D)
+    logits = (q * attn.scale) @ k.transpose(-2, -1)         # (B, H, 1, N)
+    row = logits.float().softmax(dim=-1).mean(dim=1)[:, 0]  # (B, N)
+    patches = row[:, num_prefix:]
+    return patches / patches.sum(dim=-1, keepdim=True)
+
+
+def embed(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The tokens entering block 1 of a timm ViT, exactly as its ``forward_features`` makes them."""
+    x = model.patch_embed(x)
+    x = model._pos_embed(x)
+    x = model.patch_drop(x)
+    return model.norm_pre(x)
+
+
+def cls_attention(model: nn.Module, x: torch.Tensor, block: int = -1) -> torch.Tensor:
+    """The CLS query's attention over patch tokens in ``model.blocks[block]``, shape (B, N_patches).
+
+    Averaged over heads, CLS (and any register or distillation token) removed, renormalised to
+    sum to 1: the teacher's token-distillation target (DESIGN.md section 10). ``block`` is 0-based
+    (-1 = last). Works with fused attention on: only that block's q and k are computed and the
+    blocks after it are not run; a pruning-patched model is scored on all tokens. Gradients flow
+    unless the caller disables them.
+    """
+    index = check_scorable(model, block)
+    h = embed(model, x)
+    for blk in model.blocks[:index]:
+        h = blk(h)
+    target = model.blocks[index]
+    qkv = target.attn.qkv(target.norm1(h))
+    return cls_scores(target.attn, qkv, model.num_prefix_tokens)
