@@ -1,0 +1,212 @@
+"""Hardware cost of running a model on an accelerator datapath: operations, bits moved, energy.
+
+Everything here is an **estimate** from the matmul shapes a forward actually executes and a
+per-operation energy table (``configs/energy/horowitz45nm.yaml``, replaceable). The assumptions
+are listed in ``ASSUMPTIONS`` and printed with every report:
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field as dc_field
+from pathlib import Path
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from vitaccel.arith import AcceleratorConfig, FloatFormat
+from vitaccel.configtools import ConfigError, field, from_dict, load_yaml
+
+TABLE_DIR = Path(__file__).resolve().parent.parent / "configs" / "energy"
+
+ASSUMPTIONS = (
+    "multiplier energy scales with the product of operand widths (int: int8_mult * wa*wb/64; "
+    "float: fp16_mult * significand widths product / 11^2; native float32: fp32_mult)",
+    "integer adds scale with width (int32_add * bits/32); float32 accumulator adds cost fp32_add",
+    "the adder tree sums G products per group with G-1 adds at the partial-sum width; "
+    "the accumulator adds each group sum once",
+    "partial sums are written to SRAM every tile_k elements of K and read back before the next "
+    "tile (float and native datapaths: tile_k = 64, 32-bit partial sums)",
+    "each operand element is read from SRAM once per matmul (no reuse modelled); SRAM energy per "
+    "bit = sram_64bit_read / 64",
+    "only matrix products are counted (softmax, norms, activations excluded)",
+)
+__doc__ += "\n" + "\n".join(f"* {a}" for a in ASSUMPTIONS)
+
+
+def _positive(v: float) -> str | None:
+    return None if v > 0 else "a positive number (picojoules) is required"
+
+
+@dataclass(frozen=True)
+class EnergyTable:
+    """Energy per operation in pJ (validated; load with ``EnergyTable.load``)."""
+
+    source: str = field("", help="where the figures come from")
+    int8_add: float = field(0.03, check=_positive)
+    int32_add: float = field(0.1, check=_positive)
+    int8_mult: float = field(0.2, check=_positive)
+    int32_mult: float = field(3.1, check=_positive)
+    fp16_add: float = field(0.4, check=_positive)
+    fp16_mult: float = field(1.1, check=_positive)
+    fp32_add: float = field(0.9, check=_positive)
+    fp32_mult: float = field(3.7, check=_positive)
+    sram_64bit_read: float = field(20.0, check=_positive)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "EnergyTable":
+        """The table in ``path`` (YAML), or the shipped 45 nm table."""
+        path = Path(path) if path is not None else TABLE_DIR / "horowitz45nm.yaml"
+        try:
+            return from_dict(cls, load_yaml(path))
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class MatmulShape:
+    """One executed matrix product: ``count`` independent (M x K) @ (K x N) products."""
+
+    m: int
+    k: int
+    n: int
+    count: int = 1
+
+    @property
+    def macs(self) -> int:
+        return self.m * self.k * self.n * self.count
+
+
+class _ShapeRecorder(TorchDispatchMode):
+    """Records the (M, K, N) of every matrix product at the aten level."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shapes: list[MatmulShape] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = func.overloadpacket.__name__
+        if name in ("mm", "addmm"):
+            a, b = args[-2], args[-1]
+            self.shapes.append(MatmulShape(a.shape[0], a.shape[1], b.shape[1]))
+        elif name in ("bmm", "baddbmm"):
+            a, b = args[-2], args[-1]
+            self.shapes.append(MatmulShape(a.shape[1], a.shape[2], b.shape[2], a.shape[0]))
+        elif name == "convolution":
+            x, w = args[0], args[1]
+            out = func(*args, **kwargs)
+            groups = args[8] if len(args) > 8 else 1
+            per_group_k = w.shape[1] * math.prod(w.shape[2:])
+            self.shapes.append(MatmulShape(math.prod(out.shape[2:]), per_group_k, w.shape[0] // groups,
+                                           x.shape[0] * groups))
+            return out
+        elif name.startswith("_scaled_dot_product") or name == "scaled_dot_product_attention":
+            q, k, v = args[0], args[1], args[2]
+            batch = math.prod(q.shape[:-2])
+            self.shapes.append(MatmulShape(q.shape[-2], q.shape[-1], k.shape[-2], batch))  # q @ k^T
+            self.shapes.append(MatmulShape(q.shape[-2], k.shape[-2], v.shape[-1], batch))  # attn @ v
+        return func(*args, **kwargs)
+
+
+@torch.no_grad()
+def matmul_shapes(model: torch.nn.Module, x: torch.Tensor) -> list[MatmulShape]:
+    """The matrix products one forward of ``model`` on ``x`` executes (linear layers, convolutions,
+    attention), as (M, K, N) x count."""
+    recorder = _ShapeRecorder()
+    with recorder:
+        model(x)
+    return recorder.shapes
+
+
+@dataclass
+class Cost:
+    """Operation counts, bits moved and energy (pJ) of a set of matmuls on one datapath."""
+
+    accelerator: str
+    macs: int = 0
+    mults: dict = dc_field(default_factory=dict)        # "wa x wb" -> count
+    adds: dict = dc_field(default_factory=dict)         # "<bits>-bit int" | "fp32" -> count
+    psum_bits_written: int = 0
+    psum_bits_read: int = 0
+    psum_bits_uncompressed: int = 0                     # what the same traffic costs without a codec
+    operand_bits: int = 0
+    energy_pj: dict = dc_field(default_factory=dict)     # "multiply" | "add" | "psum" | "operands"
+
+    @property
+    def energy_total_pj(self) -> float:
+        return sum(self.energy_pj.values())
+
+    def scaled(self, factor: float) -> "Cost":
+        """This cost times ``factor`` (e.g. 1 / images for a per-image figure)."""
+        return Cost(self.accelerator, round(self.macs * factor),
+                    {k: v * factor for k, v in self.mults.items()}, {k: v * factor for k, v in self.adds.items()},
+                    round(self.psum_bits_written * factor), round(self.psum_bits_read * factor),
+                    round(self.psum_bits_uncompressed * factor), round(self.operand_bits * factor),
+                    {k: v * factor for k, v in self.energy_pj.items()})
+
+
+def _bump(d: dict, key: str, n: float) -> None:
+    d[key] = d.get(key, 0) + n
+
+
+def cost(shapes: list[MatmulShape], config: AcceleratorConfig | str, table: EnergyTable | None = None) -> Cost:
+    """Estimated cost of ``shapes`` on ``config`` (see ``ASSUMPTIONS``)."""
+    config = AcceleratorConfig.load(config)
+    table = table or EnergyTable.load()
+    out = Cost(config.name)
+    sram_pj_bit = table.sram_64bit_read / 64
+    spec = _datapath_widths(config)
+    for s in shapes:
+        groups = math.ceil(s.k / spec["group"])
+        tiles = math.ceil(s.k / spec["tile_k"])
+        outputs = s.m * s.n * s.count
+        out.macs += s.macs
+        _bump(out.mults, f"{spec['wa']}x{spec['wb']}", s.macs)
+        tree = outputs * groups * (spec["group"] - 1)
+        _bump(out.adds, spec["tree_label"], tree)
+        _bump(out.adds, spec["acc_label"], outputs * groups)
+        out.psum_bits_written += outputs * tiles * spec["psum_bits"]
+        out.psum_bits_read += outputs * (tiles - 1) * spec["psum_bits"]
+        out.psum_bits_uncompressed += outputs * (2 * tiles - 1) * spec["acc_bits"]
+        out.operand_bits += s.count * (s.m * s.k * spec["a_bits"] + s.k * s.n * spec["b_bits"])
+        _bump(out.energy_pj, "multiply", s.macs * spec["mult_pj"](table))
+        _bump(out.energy_pj, "add", tree * spec["tree_pj"](table) + outputs * groups * spec["acc_pj"](table))
+    out.energy_pj["psum"] = (out.psum_bits_written + out.psum_bits_read) * sram_pj_bit
+    out.energy_pj["operands"] = out.operand_bits * sram_pj_bit
+    return out
+
+
+def _int_add(bits: int):
+    return lambda t: t.int32_add * bits / 32
+
+
+def _datapath_widths(config: AcceleratorConfig) -> dict:
+    """Operand, multiplier and adder widths of a datapath, with their unit energies."""
+    if config.datapath == "native":
+        return dict(wa=24, wb=24, a_bits=32, b_bits=32, group=1, tile_k=64, psum_bits=32, acc_bits=32,
+                    tree_label="fp32", acc_label="fp32", mult_pj=lambda t: t.fp32_mult,
+                    tree_pj=lambda t: t.fp32_add, acc_pj=lambda t: t.fp32_add)
+    if config.datapath == "float":
+        fp = config.float_datapath
+        fa, fb = FloatFormat.named(fp.a_format), FloatFormat.named(fp.b_format)
+        sa, sb = fa.man_bits + 1, fb.man_bits + 1
+        n = int(math.log2(fp.group_size))
+        # aligned adder: align_bits fraction bits + the product's 2 integer bits + n carry bits;
+        # exact (null): wide enough for the products' full exponent span
+        tree_bits = (fp.align_bits + 2 + n) if fp.align_bits is not None else (sa + sb + n + 2 * (2 ** fa.exp_bits))
+        return dict(wa=sa, wb=sb, a_bits=fa.bits, b_bits=fb.bits, group=fp.group_size, tile_k=64, psum_bits=32,
+                    acc_bits=32, tree_label=f"{tree_bits}-bit int", acc_label="fp32",
+                    mult_pj=lambda t: t.fp16_mult * sa * sb / 121, tree_pj=_int_add(tree_bits),
+                    acc_pj=lambda t: t.fp32_add)
+    ip = config.int_datapath
+    wa = ip.keep_bits if ip.keep_bits is not None else ip.a_bits - 1  # magnitude bits into the multiplier
+    wb = ip.b_bits
+    n = int(math.log2(ip.group_size))
+    tree_bits = ip.psum_bits if ip.psum_bits is not None else ip.a_bits + ip.b_bits + n
+    codec = ip.psum_codec()
+    tile_k = ip.psum_storage.tile_k if ip.psum_storage is not None else 64
+    return dict(wa=wa, wb=wb, a_bits=ip.a_bits, b_bits=ip.b_bits, group=ip.group_size, tile_k=tile_k,
+                psum_bits=codec.bits if codec is not None else ip.acc_bits, acc_bits=ip.acc_bits,
+                tree_label=f"{tree_bits}-bit int", acc_label=f"{ip.acc_bits}-bit int",
+                mult_pj=lambda t: t.int8_mult * wa * wb / 64, tree_pj=_int_add(tree_bits), acc_pj=_int_add(ip.acc_bits))
