@@ -204,3 +204,18 @@ def test_bad_arguments_name_what_is_allowed():
         FloatFormat(5.0, 7)
     with pytest.raises(ValueError, match="format name 'fp13x' is unknown"):
         FloatFormat.named("fp13x")
+
+
+def test_fp13_fast_path_equals_integer_path():
+    """The bfloat16 route (with its subnormal blend) against the integer encoder, on finite data
+    inside FP13's range: normal values, subnormals, exact subnormal ties, zeros and -0."""
+    g = torch.Generator().manual_seed(12)
+    x = torch.randn(200_000, generator=g) * torch.exp(torch.randn(200_000, generator=g) * 4)
+    x = x.clamp(-FP13.max, FP13.max)
+    ties = (torch.arange(-300, 300) + 0.5) * 2.0 ** -21                 # halfway between subnormals
+    near = torch.cat([ties * (1 + 2.0 ** -20), ties * (1 - 2.0 ** -20)])
+    edge = torch.tensor([0.0, -0.0, 2.0 ** -14, -(2.0 ** -14), 2.0 ** -14 - 2.0 ** -22, 2.0 ** -22, -(2.0 ** -22),
+                         2.0 ** -23, 1e-30, -1e-30, FP13.max, -FP13.max])
+    x = torch.cat([x, ties, near, edge])
+    assert same_bits(FP13.quantize(x), FP13.decode(FP13.encode(x)))
+    assert same_bits(FP13.quantize(x[:1000]), FP13.decode(FP13.encode(x[:1000])))  # no subnormals: bf16 only

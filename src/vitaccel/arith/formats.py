@@ -298,12 +298,13 @@ def _peer_quantize(fmt: FloatFormat, x: torch.Tensor) -> torch.Tensor | None:
 def _blend_subnormals(fmt: FloatFormat, x: torch.Tensor, normal: torch.Tensor) -> torch.Tensor:
     """``normal`` where |x| >= fmt.min_normal, else x rounded to nearest-even multiples of 2^(emin-m)."""
     c = 1.5 * 2.0 ** (fmt.emin - fmt.man_bits + 23)
-    sub = torch.copysign((x + c) - c, x)  # one rounding; copysign keeps -0
-    xb = x.view(torch.int32)
-    min_normal_bits = (fmt.emin + 127) << 23
-    below = ((xb & 0x7FFFFFFF) - min_normal_bits) >> 31  # -1 below min normal, else 0
+    sub = (x + c).sub_(c)                       # one rounding, then an exact subtraction
+    torch.copysign(sub, x, out=sub)             # keeps -0
+    below = x.view(torch.int32) & 0x7FFFFFFF
+    below.sub_((fmt.emin + 127) << 23).bitwise_right_shift_(31)  # -1 below min normal, else 0
     nb = normal.view(torch.int32)
-    return (nb ^ ((nb ^ sub.view(torch.int32)) & below)).view(torch.float32)
+    mixed = sub.view(torch.int32).bitwise_xor_(nb).bitwise_and_(below).bitwise_xor_(nb)
+    return mixed.view(torch.float32)
 
 
 @functools.lru_cache(maxsize=None)
