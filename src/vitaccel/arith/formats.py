@@ -244,7 +244,7 @@ def _check_float_input(x: torch.Tensor) -> torch.Tensor:
                         f"got dtype {x.dtype}")
     if x.dtype not in _SOURCES:
         x = x.float()  # float16/bfloat16 (and fp8) convert to float32 exactly
-    return x.contiguous()
+    return x.detach().contiguous()  # rounding has no useful gradient (emulate offers grad="ste")
 
 
 def _check_rounding(rounding: str, generator: torch.Generator | None) -> None:

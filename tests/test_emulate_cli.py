@@ -1,0 +1,65 @@
+"""``vitaccel emulate``: model and data in, report out; bad input is one clear line, exit status 2."""
+
+import json
+
+import torch
+
+import vitaccel.models
+from vitaccel.cli import main
+
+
+def test_emulate_a_timm_model_on_digits(tmp_path, capsys):
+    out = tmp_path / "report.json"
+    rc = main(["emulate", "--model", "vit_pico_patch4_32", "--accelerator", "fp13", "--fast",
+               "--data", "digits", "--batches", "2", "--batch-size", "8", "--json", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "blocks.1.attn.sdpa0.av" in text and "top-1 accuracy" in text
+    data = json.loads(out.read_text())
+    assert data["accelerator"] == "fp13" and data["forwards"] == 2 and 0 <= data["accuracy"] <= 1
+
+
+def test_emulate_a_checkpoint_on_random_inputs(tmp_path, capsys):
+    from vitaccel.train.checkpoint import save_atomic
+    model = vitaccel.models.create_model("vit_pico_patch4_32", num_classes=6)
+    path = tmp_path / "ckpt.pt"
+    save_atomic({"model_args": {"name": "vit_pico_patch4_32", "kwargs": {"num_classes": 6, "img_size": 32}},
+                 "model": model.state_dict(), "config": {"data": {"name": "synthetic", "img_size": 32}}}, path)
+    rc = main(["emulate", "--checkpoint", str(path), "--accelerator", "fp32", "--data", "random",
+               "--batches", "1", "--batch-size", "2"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "SQNR inf dB" in text and "top-1" not in text
+
+
+def test_integer_accelerator_is_calibrated_first(capsys):
+    rc = main(["emulate", "--model", "vit_pico_patch4_32", "--accelerator", "int8-lot4", "--fast",
+               "--data", "digits", "--batches", "1", "--batch-size", "4", "--calib-batches", "1",
+               "--calib-method", "percentile"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "accelerator int8-lot4" in out and "blocks.0.mlp.fc1" in out
+
+
+def test_bad_accelerator_file_is_a_one_line_error(tmp_path, capsys):
+    bad = tmp_path / "acc.yaml"
+    bad.write_text("datapath: analog\n")
+    assert main(["emulate", "--model", "vit_pico_patch4_32", "--accelerator", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "datapath: value 'analog' is not allowed" in err and "Traceback" not in err
+
+
+def test_unknown_model_and_bad_numbers_are_errors(capsys):
+    assert main(["emulate", "--model", "vit_nope_42", "--accelerator", "fp13"]) == 2
+    assert "'vit_nope_42' is not a timm model name" in capsys.readouterr().err
+    assert main(["emulate", "--model", "vit_pico_patch4_32", "--accelerator", "fp13", "--batches", "0"]) == 2
+    assert "--batches: 0 is not allowed" in capsys.readouterr().err
+    assert main(["emulate", "--model", "vit_pico_patch4_32", "--accelerator", "fp13", "--data", "/no/such"]) == 2
+    assert "--data: '/no/such'" in capsys.readouterr().err
+
+
+def test_progress_bar_goes_to_stderr(capsys):
+    main(["emulate", "--model", "vit_pico_patch4_32", "--accelerator", "fp32", "--data", "random",
+          "--batches", "2", "--batch-size", "2"])
+    assert "emulate fp32" in capsys.readouterr().err
+    assert torch.is_grad_enabled()  # the command does not leave global state changed
