@@ -11,6 +11,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from vitaccel.viz.table import columns, fmt
+
 
 @dataclass
 class OpRow:
@@ -69,17 +71,17 @@ class Report:
             lines = [f"accelerator {self.accelerator}: tier {self.tier or '-'}, "
                      f"{'bit-exact' if self.exact else 'not bit-exact'} vs the golden model"]
         rows = [(r.name, r.kind, r.shape, str(r.calls), r.tier, "yes" if r.exact else "no",
-                 _fmt(r.sqnr_db, ".1f"), _fmt(r.max_rel_err, ".2e")) for r in self.ops]
-        lines += _columns(("op", "kind", "shape", "calls", "tier", "exact", "SQNR dB", "max rel err"), rows)
+                 fmt(r.sqnr_db, ".1f"), fmt(r.max_rel_err, ".2e")) for r in self.ops]
+        lines += columns(("op", "kind", "shape", "calls", "tier", "exact", "SQNR dB", "max rel err"), rows)
         if self.native:
             lines += ["", f"ran native float32 ({len(self.native)} ops):"]
-            lines += _columns(("op", "kind", "shape", "calls", "reason"),
+            lines += columns(("op", "kind", "shape", "calls", "reason"),
                               [(r.name, r.kind, r.shape, str(r.calls), r.reason) for r in self.native])
         lines.append("")
         if self.forwards:
             lines.append(f"model output vs float32 over {self.forwards} forward(s): "
-                         f"SQNR {_fmt(self.output_sqnr_db, '.1f')} dB, "
-                         f"max rel err {_fmt(self.output_max_rel_err, '.2e')}")
+                         f"SQNR {fmt(self.output_sqnr_db, '.1f')} dB, "
+                         f"max rel err {fmt(self.output_max_rel_err, '.2e')}")
         else:
             lines.append("model output: not compared (stats off, or the model ran in training mode)")
         if self.accuracy is not None:
@@ -89,18 +91,6 @@ class Report:
 
     def __str__(self) -> str:
         return self.table()
-
-
-def _fmt(value: float | None, spec: str) -> str:
-    if value is None:
-        return "-"
-    return f"{value:{spec}}" if math.isfinite(value) else str(value)
-
-
-def _columns(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return [fmt.format(*header), fmt.format(*("-" * w for w in widths))] + [fmt.format(*r) for r in rows]
 
 
 def _finite(obj: object) -> object:
