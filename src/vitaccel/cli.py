@@ -35,13 +35,15 @@ def _add_report(sub: argparse._SubParsersAction) -> Callable:
     p.add_argument("--rule", default="mass", choices=("mass", "topk", "value"))
     p.add_argument("--max-images", type=int, default=512)
     p.add_argument("--fast", action="store_true", help="exact=False for float presets (native accumulation order)")
+    p.add_argument("--energy-table", help="YAML of per-operation energies (default: 45 nm, Horowitz ISSCC 2014)")
     p.add_argument("--out", default="vitaccel-report")
 
     def run(args: argparse.Namespace) -> int:
         from vitaccel.demo import run_report
         densities = [(args.rule, float(v)) for v in args.densities.split(",") if v]
         return run_report(args.checkpoint, args.out, [a for a in args.accelerators.split(",") if a],
-                          data=args.data, densities=densities, max_images=args.max_images, exact=not args.fast)
+                          data=args.data, densities=densities, max_images=args.max_images, exact=not args.fast,
+                          energy_table=args.energy_table)
     return run
 
 

@@ -111,7 +111,7 @@ def cached_training(config_name: str, out_dir: Path, overrides: list[str]) -> Pa
 # -- stages 3-5: densities, accelerators, costs -------------------------------------------------
 def evaluate_everything(checkpoint: Path, out_dir: Path, accelerators: list[str], densities: list[tuple],
                         data_overrides: list[str] | None = None, max_images: int = 512,
-                        exact: bool = True) -> tuple[list[Section], list[list[str]]]:
+                        exact: bool = True, energy_table: str | None = None) -> tuple[list[Section], list[list[str]]]:
     """Report sections for one checkpoint: densities, accelerators x densities, costs, figures."""
     from torch.utils.data import DataLoader, Subset
 
@@ -158,7 +158,7 @@ def evaluate_everything(checkpoint: Path, out_dir: Path, accelerators: list[str]
                              "(pruned patches dimmed).")]))
 
     # accelerators x densities, with costs
-    table = EnergyTable.load()
+    table = EnergyTable.load(energy_table)
     density_list = [("dense", None)] + [(f"{r}={v:g}", (r, v)) for r, v in settings[::max(1, len(settings) // 2)]]
     shapes_by_density = {}
     for label, setting in density_list:
@@ -251,17 +251,21 @@ def run_demo(out: str = "vitaccel-report", seed: int = 0, cache: str | None = No
 
 
 def run_report(checkpoint: str, out: str, accelerators: list[str], data: list[str] | None = None,
-               densities: list[tuple] | None = None, max_images: int = 512, exact: bool = True) -> int:
+               densities: list[tuple] | None = None, max_images: int = 512, exact: bool = True,
+               energy_table: str | None = None) -> int:
     """The demo's evaluation stages for any trained checkpoint."""
     if not Path(checkpoint).is_file():
         raise FileNotFoundError(f"--checkpoint {checkpoint!r} does not exist")
     for name in accelerators:
         AcceleratorConfig.load(name)  # a bad name fails before any work
+    from vitaccel.measure.cost import EnergyTable
+    EnergyTable.load(energy_table)  # so does a bad energy table
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     sections, summary = evaluate_everything(Path(checkpoint), out_dir, accelerators,
                                             densities or [("mass", v) for v in (0.97, 0.9, 0.8, 0.7)],
-                                            data_overrides=data, max_images=max_images, exact=exact)
+                                            data_overrides=data, max_images=max_images, exact=exact,
+                                            energy_table=energy_table)
     md, html_path = write_report(out_dir, f"vitaccel report: {checkpoint}", sections)
     print("\n".join(columns(["accelerator", "density", "top-1 %", "MACs (M)", "energy µJ", "tier"], summary)))
     print(f"\nreport: {html_path} and {md}")
