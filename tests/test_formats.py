@@ -219,3 +219,13 @@ def test_fp13_fast_path_equals_integer_path():
     x = torch.cat([x, ties, near, edge])
     assert same_bits(FP13.quantize(x), FP13.decode(FP13.encode(x)))
     assert same_bits(FP13.quantize(x[:1000]), FP13.decode(FP13.encode(x[:1000])))  # no subnormals: bf16 only
+
+
+@pytest.mark.parametrize("fmt", [FloatFormat(5, 7, saturate=True), FloatFormat(4, 3, specials="finite"),
+                                 FloatFormat(3, 2), FloatFormat(6, 9, bias=20), FloatFormat(4, 11),
+                                 FloatFormat(5, 2, specials="fn"), FloatFormat(2, 0, specials="finite")])
+def test_native_rounding_path_equals_integer_path_for_other_formats(fmt):
+    g = torch.Generator().manual_seed(fmt.bits)
+    x = torch.randn(50_000, generator=g) * torch.exp(torch.randn(50_000, generator=g) * 3)
+    x = torch.cat([x.clamp(-fmt.max, fmt.max), _ulp_points(fmt, [0.5]).float(), torch.tensor([0.0, -0.0, -1e-30])])
+    assert same_bits(fmt.quantize(x), fmt.decode(fmt.encode(x)))

@@ -220,9 +220,9 @@ class FloatFormat:
                  generator: torch.Generator | None = None) -> torch.Tensor:
         """``decode(encode(x))``: ``x`` rounded to this format, as float32.
 
-        For nearest_even it first tries PyTorch's own conversion to a peer dtype with the same
-        mantissa width (bfloat16 for FP13) where that is provably exact (see ``_peer_quantize``);
-        otherwise the integer path runs.
+        For nearest_even it first tries native float arithmetic where that is provably exact
+        (``_peer_quantize``: a PyTorch cast, or one exact rounding step); otherwise the integer
+        path runs.
         """
         x = _check_float_input(x)
         if rounding == "nearest_even" and x.dtype == torch.float32:
@@ -264,53 +264,32 @@ _PEERS = (
 
 
 def _peer_quantize(fmt: FloatFormat, x: torch.Tensor) -> torch.Tensor | None:
-    """``fmt.quantize(x)`` through a PyTorch peer dtype, or None where that is not provably exact.
+    """``fmt.quantize(x)`` (nearest even) by native float arithmetic, or None where not provably exact.
 
-    A peer with the same mantissa width and a wider exponent range rounds exactly like ``fmt``
-    wherever x lies in fmt's normal range (same relative precision). Below fmt's min normal, fmt
-    rounds to the fixed quantum 2^(emin - m): ``(x + C) - C`` with C = 1.5 * 2^(emin - m + 23)
-    rounds there exactly once, to nearest even; the two results are blended on the magnitude
-    bits, without comparisons. Tensors holding NaN, inf or values beyond fmt's max return None.
+    A format PyTorch has (bfloat16, half, fp8) is one cast. Otherwise, for |x| <= fmt.max (no NaN,
+    no overflow): ``(|x| + C) - C`` with C = 1.5 * 2^(max(e, emin) + 23 - m), e the exponent of x,
+    rounds |x| exactly once, to nearest even, at fmt's quantum 2^(max(e, emin) - m) — normal and
+    subnormal alike — because |x| + C stays in C's binade, whose float32 ulp is that quantum; the
+    subtraction is exact. The sign bit is put back afterwards, so -0 and tiny negatives give -0.
     """
     if x.numel() == 0:
         return x.clone()
     for dtype, peer in _PEERS:
         if peer == fmt:
             return x.to(dtype).float()
-    if not (fmt.specials == "ieee" and fmt.subnormals and not fmt.saturate):
+    if not fmt.subnormals or fmt.emax + 24 - fmt.man_bits > 127:
         return None
-    for dtype, peer in _PEERS:
-        if peer.man_bits == fmt.man_bits and peer.bits == 16 and peer.emin <= fmt.emin and peer.emax >= fmt.emax:
-            lo, hi = torch.aminmax(x)
-            if not bool((lo >= -fmt.max) & (hi <= fmt.max)):  # NaN fails too
-                return None
-            q16 = x.to(dtype)
-            out = q16.float()
-            if fmt.emin > peer.emin:
-                # any nonzero magnitude below fmt's min normal? (a - 1) & 0x7FFF sends zeros to the top
-                tiny_bits = _peer_bounds(fmt, dtype)
-                if bool((((q16.view(torch.int16) - 1) & 0x7FFF).amin() < tiny_bits)):
-                    out = _blend_subnormals(fmt, x, out)
-            return out
-    return None
-
-
-def _blend_subnormals(fmt: FloatFormat, x: torch.Tensor, normal: torch.Tensor) -> torch.Tensor:
-    """``normal`` where |x| >= fmt.min_normal, else x rounded to nearest-even multiples of 2^(emin-m)."""
-    c = 1.5 * 2.0 ** (fmt.emin - fmt.man_bits + 23)
-    sub = (x + c).sub_(c)                       # one rounding, then an exact subtraction
-    torch.copysign(sub, x, out=sub)             # keeps -0
-    below = x.view(torch.int32) & 0x7FFFFFFF
-    below.sub_((fmt.emin + 127) << 23).bitwise_right_shift_(31)  # -1 below min normal, else 0
-    nb = normal.view(torch.int32)
-    mixed = sub.view(torch.int32).bitwise_xor_(nb).bitwise_and_(below).bitwise_xor_(nb)
-    return mixed.view(torch.float32)
-
-
-@functools.lru_cache(maxsize=None)
-def _peer_bounds(fmt: FloatFormat, dtype: torch.dtype) -> int:
-    """The peer's bit pattern of fmt's min normal."""
-    return int(torch.tensor([fmt.min_normal]).to(dtype).view(torch.int16)[0])
+    lo, hi = torch.aminmax(x)
+    if not bool((lo >= -fmt.max) & (hi <= fmt.max)):  # NaN fails too
+        return None
+    xb = x.view(torch.int32)
+    mag = xb & 0x7FFFFFFF
+    c = mag & 0x7F800000                                             # 2^e as bits (0 for subnormal x)
+    c.clamp_(min=(fmt.emin + 127) << 23).add_(((23 - fmt.man_bits) << 23) | 0x400000)
+    cf = c.view(torch.float32)
+    q = mag.view(torch.float32).add(cf).sub_(cf)
+    q.view(torch.int32).bitwise_or_(xb & -0x80000000)
+    return q
 
 
 @functools.lru_cache(maxsize=None)
