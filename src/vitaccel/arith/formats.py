@@ -282,14 +282,13 @@ def _peer_quantize(fmt: FloatFormat, x: torch.Tensor) -> torch.Tensor | None:
     lo, hi = torch.aminmax(x)
     if not bool((lo >= -fmt.max) & (hi <= fmt.max)):  # NaN fails too
         return None
-    xb = x.view(torch.int32)
-    mag = xb & 0x7FFFFFFF
+    # two buffers, everything else in place: fresh large tensors cost page faults
+    mag = x.view(torch.int32) & 0x7FFFFFFF
     c = mag & 0x7F800000                                             # 2^e as bits (0 for subnormal x)
     c.clamp_(min=(fmt.emin + 127) << 23).add_(((23 - fmt.man_bits) << 23) | 0x400000)
     cf = c.view(torch.float32)
-    q = mag.view(torch.float32).add(cf).sub_(cf)
-    q.view(torch.int32).bitwise_or_(xb & -0x80000000)
-    return q
+    q = mag.view(torch.float32).add_(cf).sub_(cf)
+    return torch.copysign(q, x, out=q)                               # sign back, -0 included
 
 
 @functools.lru_cache(maxsize=None)
