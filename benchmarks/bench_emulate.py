@@ -17,13 +17,13 @@ exists); exact=True is measured once.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
-import time
-from typing import Callable
 
 import timm
 import torch
+from timing import interleaved
 
 from vitaccel.arith import AcceleratorConfig
 from vitaccel.emulate import Backend, convert, restore
@@ -31,31 +31,24 @@ from vitaccel.emulate import Backend, convert, restore
 TARGETS = {("fp13", False): 3.0, ("int8-lot4-psum", False): 6.0}
 
 
-def timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 def time_interleaved(model: torch.nn.Module, x: torch.Tensor, runs: dict[str, dict | None],
                      warmup: int, repeats: int) -> dict[str, tuple[float, float]]:
     """(median, best) seconds of ``model(x)`` per run (None: native; else ``convert`` keyword
-    arguments), interleaved round by round with the order rotated each round. On a shared
-    machine other jobs only ever add time, so the best of the repeats is the steadier figure."""
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    names = list(runs)
+    arguments), interleaved round by round (``timing.interleaved``); conversion happens outside
+    the timed call. On a shared machine other jobs only ever add time, so the best of the
+    repeats is the steadier figure."""
+    @contextlib.contextmanager
+    def converted(name: str):
+        if runs[name] is not None:
+            convert(model, **runs[name])
+        try:
+            yield
+        finally:
+            if runs[name] is not None:
+                restore(model)
+
     with torch.inference_mode():
-        for round_ in range(warmup + repeats):
-            shift = round_ % len(names)
-            for name in names[shift:] + names[:shift]:
-                kwargs = runs[name]
-                if kwargs is not None:
-                    convert(model, **kwargs)
-                seconds = timed(lambda: model(x))
-                if kwargs is not None:
-                    restore(model)
-                if round_ >= warmup:
-                    times[name].append(seconds)
+        times = interleaved({name: (lambda: model(x)) for name in runs}, warmup, repeats, around=converted)
     return {name: (statistics.median(t), min(t)) for name, t in times.items()}
 
 

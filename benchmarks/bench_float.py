@@ -11,22 +11,18 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from typing import Callable
 
 import torch
+from timing import interleaved
 
 from vitaccel.arith import FP13, AcceleratorConfig, emulated_matmul
 
 
 def ratio(ours: Callable, native: Callable, repeats: int) -> tuple[float, float, float]:
     """(ratio of medians, median ours s, median native s), interleaved runs after a warm-up."""
-    ours(), native()
-    t_ours, t_native = [], []
-    for _ in range(repeats):
-        t = time.perf_counter(); native(); t_native.append(time.perf_counter() - t)
-        t = time.perf_counter(); ours(); t_ours.append(time.perf_counter() - t)
-    mo, mn = statistics.median(t_ours), statistics.median(t_native)
+    times = interleaved({"native": native, "ours": ours}, 1, repeats)
+    mo, mn = statistics.median(times["ours"]), statistics.median(times["native"])
     return mo / mn, mo, mn
 
 

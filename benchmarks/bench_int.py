@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from typing import Callable
 
 import torch
+from timing import interleaved
 
 from vitaccel.arith import AcceleratorConfig, emulated_matmul, matmul_tier
 
@@ -31,16 +31,7 @@ RUNS = [("int8", None, 2.5), ("int8-lot4", None, 3.0), ("int8-lot4-psum", None, 
 
 def median_times(fns: dict[str, Callable[[], object]], warmup: int, repeats: int) -> dict[str, float]:
     """Median seconds of each function, interleaved round by round with a rotating order."""
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    names = list(fns)
-    for round_ in range(warmup + repeats):
-        shift = round_ % len(names)
-        for name in names[shift:] + names[:shift]:
-            start = time.perf_counter()
-            fns[name]()
-            if round_ >= warmup:
-                times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return {name: statistics.median(t) for name, t in interleaved(fns, warmup, repeats).items()}
 
 
 def main() -> None:

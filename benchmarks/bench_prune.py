@@ -23,11 +23,11 @@ import argparse
 import copy
 import os
 import statistics
-import time
 from contextlib import nullcontext
 
 import timm
 import torch
+from timing import interleaved
 
 import vitaccel.prune as prune
 from vitaccel.measure import macs
@@ -41,21 +41,10 @@ def _sync(device: torch.device) -> None:
 
 
 def time_runs(runs: dict, x: torch.Tensor, warmup: int, repeats: int) -> dict[str, float]:
-    """Median seconds per call of each ``runs[name]()``: interleaved round by round, the order
-    rotated each round so that no configuration always follows the same one."""
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    names = list(runs)
+    """Median seconds per call of each ``runs[name](x)``, interleaved (``timing.interleaved``)."""
     with torch.inference_mode():
-        for round_ in range(warmup + repeats):
-            shift = round_ % len(names)
-            for name in names[shift:] + names[:shift]:
-                run = runs[name]
-                _sync(x.device)
-                start = time.perf_counter()
-                run(x)
-                _sync(x.device)
-                if round_ >= warmup:
-                    times[name].append(time.perf_counter() - start)
+        times = interleaved({name: (lambda run=run: run(x)) for name, run in runs.items()}, warmup, repeats,
+                            sync=lambda: _sync(x.device))
     return {name: statistics.median(t) for name, t in times.items()}
 
 
