@@ -40,11 +40,19 @@ def main() -> None:
     fp13 = AcceleratorConfig.preset("fp13")
     rows = []
 
-    r = ratio(lambda: FP13.quantize(a), lambda: a.to(torch.bfloat16), reps * 10)
-    rows.append(("FP13 quantize vs x.to(bfloat16)", f"{m}x{k}", r, "<= 3x"))
-    a_tiny = a.clone(); a_tiny[::97, ::13] *= 1e-6  # FP13 subnormals present: integer path
-    r = ratio(lambda: FP13.quantize(a_tiny), lambda: a_tiny.to(torch.bfloat16), reps * 4)
-    rows.append(("FP13 quantize, with subnormals", f"{m}x{k}", r, "-"))
+    bf16 = torch.bfloat16
+    r = ratio(lambda: FP13.quantize(a, dtype=bf16), lambda: a.to(bf16), reps * 10)
+    rows.append(("FP13 quantize, dtype=bfloat16 vs x.to(bf16)", f"{m}x{k}", r, "<= 3x"))
+    r = ratio(lambda: FP13.quantize(a), lambda: a.to(bf16), reps * 10)
+    rows.append(("FP13 quantize, float32 vs x.to(bf16)", f"{m}x{k}", r, "report"))
+    r = ratio(lambda: FP13.quantize(a), lambda: a.to(bf16).float(), reps * 10)
+    rows.append(("FP13 quantize, float32 vs x.to(bf16).float()", f"{m}x{k}", r, "report"))
+    relu = a.clamp(min=0)  # half zeros
+    r = ratio(lambda: FP13.quantize(relu, dtype=bf16), lambda: relu.to(bf16), reps * 10)
+    rows.append(("  same, dtype=bfloat16, half zeros (ReLU)", f"{m}x{k}", r, "report"))
+    a_tiny = a.clone(); a_tiny[::97, ::13] *= 1e-6  # FP13 subnormals in most blocks
+    r = ratio(lambda: FP13.quantize(a_tiny, dtype=bf16), lambda: a_tiny.to(bf16), reps * 4)
+    rows.append(("  same, dtype=bfloat16, subnormals everywhere", f"{m}x{k}", r, "report"))
     r = ratio(lambda: emulated_matmul(a, b, fp13, exact=False), lambda: a @ b, reps)
     rows.append(("fp13 emulated_matmul exact=False (fast)", f"{m}x{k}@{k}x{n}", r, "<= 3x"))
     r = ratio(lambda: emulated_matmul(a, b, fp13, exact=True), lambda: a @ b, max(3, reps // 4))

@@ -229,3 +229,98 @@ def test_native_rounding_path_equals_integer_path_for_other_formats(fmt):
     x = torch.randn(50_000, generator=g) * torch.exp(torch.randn(50_000, generator=g) * 3)
     x = torch.cat([x.clamp(-fmt.max, fmt.max), _ulp_points(fmt, [0.5]).float(), torch.tensor([0.0, -0.0, -1e-30])])
     assert same_bits(fmt.quantize(x), fmt.decode(fmt.encode(x)))
+
+
+# -- the cast route of a narrower format (FP13 through bfloat16) ---------------------------------
+NARROW = [FP13, FloatFormat(6, 7), FloatFormat(5, 7, saturate=True), FloatFormat(5, 7, subnormals=False),
+          FloatFormat(8, 7, saturate=True), FloatFormat(7, 7, specials="finite"),
+          FloatFormat(4, 10), FloatFormat(3, 2), FloatFormat(3, 3, specials="fn")]
+
+
+def _every_high_half() -> torch.Tensor:
+    """Every float32 whose high 16 bits take each of their 65,536 patterns (all signs, exponents,
+    NaN and inf), with low 16 bits at ties, next to ties and at the ends: where a cast's rounding
+    is decided."""
+    high = torch.arange(2 ** 16, dtype=torch.int64) << 16
+    low = torch.tensor([0x0000, 0x0001, 0x7FFF, 0x8000, 0x8001, 0xFFFF, 0x1234, 0x0FFF, 0x1000, 0x1001])
+    return ((high[:, None] | low[None, :]).flatten().to(torch.int32)).view(torch.float32)
+
+
+@pytest.mark.parametrize("fmt", NARROW, ids=repr)
+def test_cast_route_rounds_as_the_format_wherever_its_check_passes(fmt):
+    """The claim behind ``_narrow_cast``, element by element over every binade: where the cast's
+    magnitude is zero or lies within [min_normal, max], the cast equals the integer encoder."""
+    from vitaccel.arith.formats import _wider_peer
+    dtype, bits_dtype, mask, lo, hi = _wider_peer(fmt)
+    x = _every_high_half()
+    y = x.to(dtype)
+    mag = y.view(bits_dtype).long() & mask
+    ok = (mag == 0) | ((mag >= lo) & (mag <= hi))
+    assert int(ok.sum()) > 10_000 and int((~ok).sum()) > 1_000  # both sides of the check are exercised
+    assert same_bits(y[ok].float(), fmt.decode(fmt.encode(x[ok])))
+
+
+@pytest.mark.parametrize("fmt", NARROW, ids=repr)
+@pytest.mark.parametrize("zeros", [0.0, 0.5], ids=["few-zeros", "half-zeros"])
+@pytest.mark.parametrize("n", [4096 * 3, 4096 * 3 + 1], ids=["blocks", "odd-length"])
+def test_cast_route_mends_values_below_min_normal(fmt, zeros, n):
+    """Whole tensors through ``_narrow_cast``: a few values in fmt's subnormal range (and at its
+    ties), many zeros or none, signed zeros; its result equals the integer encoder."""
+    from vitaccel.arith.formats import _narrow_cast, _wider_peer
+    g = torch.Generator().manual_seed(n)
+    x = torch.randn(n, generator=g) * (fmt.max / 64)
+    x[torch.rand(n, generator=g) < zeros] = 0.0
+    x[::7] = -0.0
+    pick = torch.randint(0, n, (40,), generator=g)
+    codes = torch.arange(0, 2 ** fmt.man_bits + 2)  # every subnormal code and the first normals
+    below, above = fmt.decode(codes).double(), fmt.decode(codes + 1).double()
+    tiny = torch.cat([below + f * (above - below) for f in (0.5, 0.49, 0.51, 0.0)]).float()
+    tiny = torch.cat([tiny, -tiny])
+    x[pick] = tiny[torch.randint(0, len(tiny), (40,), generator=g)]
+    y = _narrow_cast(fmt, x, *_wider_peer(fmt))
+    assert y is not None
+    assert same_bits(y.float(), fmt.decode(fmt.encode(x)))
+
+
+def test_cast_route_leaves_overflow_infinity_and_nan_to_the_other_paths():
+    from vitaccel.arith.formats import _narrow_cast, _wider_peer
+    base = torch.tensor([1.0, -3.5, 2.0 ** -14, -(2.0 ** -14) + 2.0 ** -24, 65407.99, -65407.99, 0.0, 1e-41])
+    for extra, kept in {(): True, (65408.0,): False, (-1e6,): False, (float("inf"),): False,
+                        (float("nan"),): False, (2.0 ** -15, -0.0): True}.items():
+        x = torch.cat([base, torch.tensor(extra)])
+        y = _narrow_cast(FP13, x, *_wider_peer(FP13))
+        assert (y is not None) == kept, extra
+        assert same_bits(FP13.quantize(x), FP13.decode(FP13.encode(x))), extra
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float64, torch.float32])
+def test_quantize_dtype_holds_the_same_values(dtype):
+    x = random_float32(100_000, seed=5)
+    ref = FP13.quantize(x)
+    q = FP13.quantize(x, dtype=dtype)
+    assert q.dtype == dtype
+    assert same_bits(q.float(), ref)
+
+
+def test_quantize_dtype_that_cannot_hold_the_format_is_refused():
+    with pytest.raises(ValueError, match=r"dtype=torch.float8_e5m2 cannot hold every value of e5m7; choose one of "
+                                         r"\['torch.float32', 'torch.float64', 'torch.bfloat16', 'torch.float16'\]"):
+        FP13.quantize(torch.ones(3), dtype=torch.float8_e5m2)
+    with pytest.raises(ValueError, match="dtype=torch.bfloat16 cannot hold every value of e5m10"):
+        FloatFormat.named("e5m10").quantize(torch.ones(3), dtype=torch.bfloat16)
+    with pytest.raises(ValueError, match="dtype=int8"):
+        FP13.quantize(torch.ones(3), dtype="int8")
+
+
+def test_cast_route_rounds_again_only_blocks_with_small_values(monkeypatch):
+    """Zeros (half of a ReLU's output) do not send their blocks down the slower path."""
+    from vitaccel.arith import formats
+    seen = []
+    real = formats._add_round_in_range
+    monkeypatch.setattr(formats, "_add_round_in_range", lambda x, *a: seen.append(x.numel()) or real(x, *a))
+    g = torch.Generator().manual_seed(3)
+    x = (torch.randn(256 * 400, generator=g).abs() + 0.1) * (torch.rand(256 * 400, generator=g) < 0.5)  # half zeros
+    x[256 * 7 + 5] = 2.0 ** -20
+    x[256 * 300] = -(2.0 ** -16)
+    assert same_bits(FP13.quantize(x), FP13.decode(FP13.encode(x)))
+    assert seen == [2 * 256]

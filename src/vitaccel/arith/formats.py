@@ -20,6 +20,7 @@ sign bit is the int16 sign bit, exactly as ``x.half().view(torch.int16)``).
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -130,7 +131,7 @@ class FloatFormat:
             return 2 ** (self.exp_bits + self.man_bits) - 1
         return None
 
-    @property
+    @functools.cached_property
     def max(self) -> float:
         return float(self.decode(torch.tensor([self.max_code]))[0])
 
@@ -217,19 +218,23 @@ class FloatFormat:
         return code.to(torch.int16)
 
     def quantize(self, x: torch.Tensor, rounding: str = "nearest_even",
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-        """``decode(encode(x))``: ``x`` rounded to this format, as float32.
+                 generator: torch.Generator | None = None, *,
+                 dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """``decode(encode(x))``: ``x`` rounded to this format, as ``dtype``.
 
-        For nearest_even it first tries native float arithmetic where that is provably exact
-        (``_peer_quantize``: a PyTorch cast, or one exact rounding step); otherwise the integer
-        path runs.
+        ``dtype`` (float32 by default) may be any float dtype that holds every value of the format
+        exactly, e.g. ``torch.bfloat16`` for FP13: half the memory of float32, the same values.
+        For nearest_even, native float arithmetic runs where it is provably exact
+        (``_native_quantize``); otherwise the integer encoder runs.
         """
         x = _check_float_input(x)
+        _check_holds(self, dtype)
+        q = None
         if rounding == "nearest_even" and x.dtype == torch.float32:
-            fast = _peer_quantize(self, x)
-            if fast is not None:
-                return fast
-        return self.decode(self.encode(x, rounding, generator))
+            q = _native_quantize(self, x)
+        if q is None:
+            q = self.decode(self.encode(x, rounding, generator))
+        return q if q.dtype == dtype else q.to(dtype)
 
     def __repr__(self) -> str:
         return (f"FloatFormat(exp_bits={self.exp_bits}, man_bits={self.man_bits}, bias={self.bias}, "
@@ -261,31 +266,118 @@ _PEERS = (
     (torch.float8_e5m2, FloatFormat(5, 2)),
     (torch.float8_e4m3fn, FloatFormat(4, 3, specials="fn")),
 )
+_RESULT_DTYPES = (torch.float32, torch.float64) + tuple(dtype for dtype, _ in _PEERS)
 
 
-def _peer_quantize(fmt: FloatFormat, x: torch.Tensor) -> torch.Tensor | None:
-    """``fmt.quantize(x)`` (nearest even) by native float arithmetic, or None where not provably exact.
+@functools.lru_cache(maxsize=None)
+def _holds(fmt: FloatFormat, dtype: torch.dtype) -> bool:
+    """Whether ``dtype`` stores every value of ``fmt`` exactly: checked on all of fmt's codes."""
+    table = _decode_table_cpu(fmt)
+    back = table.to(dtype).float()
+    return bool(torch.equal(back.isnan(), table.isnan())
+                and torch.equal(back.nan_to_num().view(torch.int32), table.nan_to_num().view(torch.int32)))
 
-    A format PyTorch has (bfloat16, half, fp8) is one cast. Otherwise, for |x| <= fmt.max (no NaN,
-    no overflow): ``(|x| + C) - C`` with C = 1.5 * 2^(max(e, emin) + 23 - m), e the exponent of x,
-    rounds |x| exactly once, to nearest even, at fmt's quantum 2^(max(e, emin) - m) — normal and
-    subnormal alike — because |x| + C stays in C's binade, whose float32 ulp is that quantum; the
-    subtraction is exact. The sign bit is put back afterwards, so -0 and tiny negatives give -0.
+
+def _check_holds(fmt: FloatFormat, dtype: torch.dtype) -> None:
+    if not isinstance(dtype, torch.dtype) or dtype not in _RESULT_DTYPES or not _holds(fmt, dtype):
+        allowed = [str(d) for d in _RESULT_DTYPES if _holds(fmt, d)]
+        raise ValueError(f"dtype={dtype} cannot hold every value of {fmt.name}; choose one of {allowed}")
+
+
+def _native_quantize(fmt: FloatFormat, x: torch.Tensor) -> torch.Tensor | None:
+    """``fmt.quantize(x)`` (nearest even, float32 ``x``) by native float arithmetic, or None where
+    that is not provably exact. Tried in order of cost:
+
+    1. fmt is a PyTorch dtype (bfloat16, half, fp8): one cast.
+    2. fmt has the mantissa width of such a dtype and a narrower exponent range (FP13 and
+       bfloat16): one cast, mended where it rounds differently (``_narrow_cast``).
+    3. one exact rounding step, ``_add_round``.
     """
     if x.numel() == 0:
         return x.clone()
     for dtype, peer in _PEERS:
         if peer == fmt:
-            return x.to(dtype).float()
-    if not fmt.subnormals or fmt.emax + 24 - fmt.man_bits > 127:
+            return x.to(dtype)
+    wider = _wider_peer(fmt)
+    if wider is not None:
+        y = _narrow_cast(fmt, x, *wider)
+        if y is not None:
+            return y
+    return _add_round(fmt, x)
+
+
+@functools.lru_cache(maxsize=None)
+def _wider_peer(fmt: FloatFormat) -> tuple[torch.dtype, torch.dtype, int, int, int] | None:
+    """(dtype, bits dtype, magnitude mask, bits of fmt.min_normal, bits of fmt.max) of the PyTorch
+    dtype with fmt's mantissa width and an exponent range that covers fmt's, or None."""
+    for dtype, peer in _PEERS:
+        if peer.man_bits == fmt.man_bits and peer.emin <= fmt.emin and fmt.emax <= peer.emax and fmt.max <= peer.max:
+            bits_dtype = torch.int16 if peer.bits == 16 else torch.int8
+            mask = 2 ** (peer.bits - 1) - 1
+            lo, hi = torch.tensor([fmt.min_normal, fmt.max]).to(dtype).view(bits_dtype).tolist()
+            return dtype, bits_dtype, mask, lo, hi
+    return None
+
+
+_BLOCK = 256  # elements per block when looking for the few values a cast must not keep
+
+
+def _narrow_cast(fmt: FloatFormat, x: torch.Tensor, dtype: torch.dtype, bits_dtype: torch.dtype, mask: int,
+                 lo: int, hi: int) -> torch.Tensor | None:
+    """``fmt.quantize(x)`` as ``dtype``: ``x.to(dtype)``, with the blocks that hold a non-zero
+    magnitude below ``lo`` (fmt.min_normal's bits) rounded again (``_add_round_in_range``); None if any
+    magnitude exceeds ``hi`` (fmt.max: overflow, infinity, NaN).
+
+    Why the cast is fmt's rounding elsewhere: in fmt's normal binades both formats have the same
+    quantum, so the same nearest-even result; a cast result of min_normal comes from |x| above
+    the midpoint below it (the wider format is finer there), and one of at most max from |x|
+    below fmt's overflow threshold. A zero comes from |x| under half the wider format's smallest
+    subnormal, which fmt rounds to the same signed zero. Only fmt's subnormal range, a handful of
+    values in typical data, needs mending; blocks keep that to a few small gathers.
+    """
+    y = x.to(dtype)
+    mag = y.view(bits_dtype) & mask
+    if int(mag.amax()) > hi:
+        return None
+    blocks = mag.view(-1, math.gcd(mag.numel(), _BLOCK))
+    rows = (blocks.amin(dim=1) < lo).nonzero().squeeze(1)  # blocks with a value below min_normal, or a zero
+    if len(rows) > len(blocks) // 8:  # zeros everywhere (e.g. after a ReLU): look past them
+        blocks.sub_(1).bitwise_and_(mask)  # zero -> mask, above any finite magnitude; m -> m - 1
+        rows = (blocks.amin(dim=1) < lo - 1).nonzero().squeeze(1)
+    if len(rows):
+        xb = x.view(blocks.shape).index_select(0, rows)
+        qb = _add_round_in_range(xb, fmt.emin, fmt.man_bits) if _add_round_applies(fmt) else fmt.decode(fmt.encode(xb))
+        y.view(bits_dtype).view(blocks.shape).index_copy_(0, rows, qb.to(dtype).view(bits_dtype))  # fp8 has none
+    return y
+
+
+def _add_round(fmt: FloatFormat, x: torch.Tensor) -> torch.Tensor | None:
+    """``_add_round_in_range`` where it applies: fmt has subnormals, C stays finite and
+    |x| <= fmt.max (no NaN, no overflow); None elsewhere."""
+    if not _add_round_applies(fmt):
         return None
     lo, hi = torch.aminmax(x)
-    if not bool((lo >= -fmt.max) & (hi <= fmt.max)):  # NaN fails too
+    if not (float(lo) >= -fmt.max and float(hi) <= fmt.max):  # NaN fails too
         return None
+    return _add_round_in_range(x, fmt.emin, fmt.man_bits)
+
+
+def _add_round_applies(fmt: FloatFormat) -> bool:
+    """fmt has subnormals (one rounding rule throughout) and C stays a finite float32."""
+    return fmt.subnormals and fmt.emax + 24 - fmt.man_bits <= 127
+
+
+def _add_round_in_range(x: torch.Tensor, emin: int, man_bits: int) -> torch.Tensor:
+    """``(|x| + C) - C`` with C = 1.5 * 2^(max(e, emin) + 23 - man_bits), e the exponent of x,
+    rounds |x| exactly once, to nearest even, at the format's quantum 2^(max(e, emin) - man_bits)
+    — normal and subnormal alike — because |x| + C stays in C's binade, whose float32 ulp is that
+    quantum; the subtraction is exact. The sign bit is put back afterwards, so -0 and tiny
+    negatives give -0. Needs |x| within the format's range and C finite (see ``_add_round``).
+    """
     # two buffers, everything else in place: fresh large tensors cost page faults
     mag = x.view(torch.int32) & 0x7FFFFFFF
     c = mag & 0x7F800000                                             # 2^e as bits (0 for subnormal x)
-    c.clamp_(min=(fmt.emin + 127) << 23).add_(((23 - fmt.man_bits) << 23) | 0x400000)
+    c.clamp_(min=(emin + 127) << 23).add_(((23 - man_bits) << 23) | 0x400000)
     cf = c.view(torch.float32)
     q = mag.view(torch.float32).add_(cf).sub_(cf)
     return torch.copysign(q, x, out=q)                               # sign back, -0 included
