@@ -262,13 +262,15 @@ def test_cast_route_rounds_as_the_format_wherever_its_check_passes(fmt):
 
 @pytest.mark.parametrize("fmt", NARROW, ids=repr)
 @pytest.mark.parametrize("zeros", [0.0, 0.5], ids=["few-zeros", "half-zeros"])
-@pytest.mark.parametrize("n", [4096 * 3, 4096 * 3 + 1], ids=["blocks", "odd-length"])
+@pytest.mark.parametrize("n", [256 * 400, 256 * 400 + 1], ids=["blocks", "odd-length"])
 def test_cast_route_mends_values_below_min_normal(fmt, zeros, n):
     """Whole tensors through ``_narrow_cast``: a few values in fmt's subnormal range (and at its
     ties), many zeros or none, signed zeros; its result equals the integer encoder."""
     from vitaccel.arith.formats import _narrow_cast, _wider_peer
     g = torch.Generator().manual_seed(n)
-    x = torch.randn(n, generator=g) * (fmt.max / 64)
+    lo, hi = math.log(fmt.min_normal * 2), math.log(fmt.max / 4)  # normal values, spread over the range
+    x = torch.exp(torch.rand(n, generator=g, dtype=torch.float64) * (hi - lo) + lo).float()
+    x = x * (torch.randint(0, 2, (n,), generator=g) * 2 - 1)
     x[torch.rand(n, generator=g) < zeros] = 0.0
     x[::7] = -0.0
     pick = torch.randint(0, n, (40,), generator=g)
@@ -282,7 +284,7 @@ def test_cast_route_mends_values_below_min_normal(fmt, zeros, n):
     assert same_bits(y.float(), fmt.decode(fmt.encode(x)))
 
 
-def test_cast_route_leaves_overflow_infinity_and_nan_to_the_other_paths():
+def test_cast_route_leaves_overflow_nan_and_small_values_everywhere_to_the_other_paths():
     from vitaccel.arith.formats import _narrow_cast, _wider_peer
     base = torch.tensor([1.0, -3.5, 2.0 ** -14, -(2.0 ** -14) + 2.0 ** -24, 65407.99, -65407.99, 0.0, 1e-41])
     for extra, kept in {(): True, (65408.0,): False, (-1e6,): False, (float("inf"),): False,
@@ -291,6 +293,9 @@ def test_cast_route_leaves_overflow_infinity_and_nan_to_the_other_paths():
         y = _narrow_cast(FP13, x, *_wider_peer(FP13))
         assert (y is not None) == kept, extra
         assert same_bits(FP13.quantize(x), FP13.decode(FP13.encode(x))), extra
+    weights = torch.randn(256 * 64, generator=torch.Generator().manual_seed(0)) * 0.002  # small values everywhere
+    assert _narrow_cast(FP13, weights, *_wider_peer(FP13)) is None
+    assert same_bits(FP13.quantize(weights), FP13.decode(FP13.encode(weights)))
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float64, torch.float32])

@@ -295,15 +295,21 @@ def _native_quantize(fmt: FloatFormat, x: torch.Tensor) -> torch.Tensor | None:
     """
     if x.numel() == 0:
         return x.clone()
-    for dtype, peer in _PEERS:
-        if peer == fmt:
-            return x.to(dtype)
+    dtype = _peer_dtype(fmt)
+    if dtype is not None:
+        return x.to(dtype)
     wider = _wider_peer(fmt)
     if wider is not None:
         y = _narrow_cast(fmt, x, *wider)
         if y is not None:
             return y
     return _add_round(fmt, x)
+
+
+@functools.lru_cache(maxsize=None)
+def _peer_dtype(fmt: FloatFormat) -> torch.dtype | None:
+    """The PyTorch dtype that is fmt, or None."""
+    return next((dtype for dtype, peer in _PEERS if peer == fmt), None)
 
 
 @functools.lru_cache(maxsize=None)
@@ -326,7 +332,8 @@ def _narrow_cast(fmt: FloatFormat, x: torch.Tensor, dtype: torch.dtype, bits_dty
                  lo: int, hi: int) -> torch.Tensor | None:
     """``fmt.quantize(x)`` as ``dtype``: ``x.to(dtype)``, with the blocks that hold a non-zero
     magnitude below ``lo`` (fmt.min_normal's bits) rounded again (``_add_round_in_range``); None if any
-    magnitude exceeds ``hi`` (fmt.max: overflow, infinity, NaN).
+    magnitude exceeds ``hi`` (fmt.max: overflow, infinity, NaN), or if over a quarter of the
+    blocks would need mending (then ``_add_round`` on the whole tensor is cheaper).
 
     Why the cast is fmt's rounding elsewhere: in fmt's normal binades both formats have the same
     quantum, so the same nearest-even result; a cast result of min_normal comes from |x| above
@@ -344,6 +351,8 @@ def _narrow_cast(fmt: FloatFormat, x: torch.Tensor, dtype: torch.dtype, bits_dty
     if len(rows) > len(blocks) // 8:  # zeros everywhere (e.g. after a ReLU): look past them
         blocks.sub_(1).bitwise_and_(mask)  # zero -> mask, above any finite magnitude; m -> m - 1
         rows = (blocks.amin(dim=1) < lo - 1).nonzero().squeeze(1)
+        if len(rows) > len(blocks) // 4:  # small values everywhere (e.g. weights): mending costs more
+            return None
     if len(rows):
         xb = x.view(blocks.shape).index_select(0, rows)
         qb = _add_round_in_range(xb, fmt.emin, fmt.man_bits) if _add_round_applies(fmt) else fmt.decode(fmt.encode(xb))
