@@ -251,13 +251,29 @@ def test_cast_route_rounds_as_the_format_wherever_its_check_passes(fmt):
     """The claim behind ``_narrow_cast``, element by element over every binade: where the cast's
     magnitude is zero or lies within [min_normal, max], the cast equals the integer encoder."""
     from vitaccel.arith.formats import _wider_peer
-    dtype, bits_dtype, mask, lo, hi = _wider_peer(fmt)
+    route = _wider_peer(fmt)
     x = _every_high_half()
-    y = x.to(dtype)
-    mag = y.view(bits_dtype).long() & mask
-    ok = (mag == 0) | ((mag >= lo) & (mag <= hi))
+    y = x.to(route.dtype)
+    mag = y.view(route.bits_dtype).long() & route.mask
+    ok = (mag == 0) | ((mag >= route.lo) & (mag <= route.hi))
     assert int(ok.sum()) > 10_000 and int((~ok).sum()) > 1_000  # both sides of the check are exercised
     assert same_bits(y[ok].float(), fmt.decode(fmt.encode(x[ok])))
+
+
+@pytest.mark.parametrize("fmt", NARROW, ids=repr)
+def test_cast_route_keys_order_every_bit_pattern(fmt):
+    """The one-pass key of ``_narrow_cast``: >= floor exactly for magnitudes in [lo, hi], below
+    turn exactly for overflow, inf and NaN; after adding zeros_up, below small_below exactly for
+    non-zero magnitudes under lo."""
+    from vitaccel.arith.formats import _wider_peer
+    route = _wider_peer(fmt)
+    every = torch.arange(-(route.mask + 1), route.mask + 1, dtype=torch.int32).to(route.bits_dtype)
+    mag = every.long() & route.mask
+    key = torch.add(route.turn, every, alpha=2)
+    assert key.dtype == route.bits_dtype
+    assert torch.equal(key >= route.floor, (mag >= route.lo) & (mag <= route.hi))
+    assert torch.equal(key < route.turn, mag > route.hi)
+    assert torch.equal(key + route.zeros_up < route.small_below, (mag > 0) & (mag < route.lo))
 
 
 @pytest.mark.parametrize("fmt", NARROW, ids=repr)
@@ -279,7 +295,7 @@ def test_cast_route_mends_values_below_min_normal(fmt, zeros, n):
     tiny = torch.cat([below + f * (above - below) for f in (0.5, 0.49, 0.51, 0.0)]).float()
     tiny = torch.cat([tiny, -tiny])
     x[pick] = tiny[torch.randint(0, len(tiny), (40,), generator=g)]
-    y = _narrow_cast(fmt, x, *_wider_peer(fmt))
+    y = _narrow_cast(fmt, x, _wider_peer(fmt))
     assert y is not None
     assert same_bits(y.float(), fmt.decode(fmt.encode(x)))
 
@@ -290,11 +306,11 @@ def test_cast_route_leaves_overflow_nan_and_small_values_everywhere_to_the_other
     for extra, kept in {(): True, (65408.0,): False, (-1e6,): False, (float("inf"),): False,
                         (float("nan"),): False, (2.0 ** -15, -0.0): True}.items():
         x = torch.cat([base, torch.tensor(extra)])
-        y = _narrow_cast(FP13, x, *_wider_peer(FP13))
+        y = _narrow_cast(FP13, x, _wider_peer(FP13))
         assert (y is not None) == kept, extra
         assert same_bits(FP13.quantize(x), FP13.decode(FP13.encode(x))), extra
     weights = torch.randn(256 * 64, generator=torch.Generator().manual_seed(0)) * 0.002  # small values everywhere
-    assert _narrow_cast(FP13, weights, *_wider_peer(FP13)) is None
+    assert _narrow_cast(FP13, weights, _wider_peer(FP13)) is None
     assert same_bits(FP13.quantize(weights), FP13.decode(FP13.encode(weights)))
 
 
@@ -321,8 +337,8 @@ def test_cast_route_rounds_again_only_blocks_with_small_values(monkeypatch):
     """Zeros (half of a ReLU's output) do not send their blocks down the slower path."""
     from vitaccel.arith import formats
     seen = []
-    real = formats._add_round_in_range
-    monkeypatch.setattr(formats, "_add_round_in_range", lambda x, *a: seen.append(x.numel()) or real(x, *a))
+    real = formats._add_round
+    monkeypatch.setattr(formats, "_add_round", lambda fmt, x: seen.append(x.numel()) or real(fmt, x))
     g = torch.Generator().manual_seed(3)
     x = (torch.randn(256 * 400, generator=g).abs() + 0.1) * (torch.rand(256 * 400, generator=g) < 0.5)  # half zeros
     x[256 * 7 + 5] = 2.0 ** -20

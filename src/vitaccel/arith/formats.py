@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 
@@ -298,9 +298,9 @@ def _native_quantize(fmt: FloatFormat, x: torch.Tensor) -> torch.Tensor | None:
     dtype = _peer_dtype(fmt)
     if dtype is not None:
         return x.to(dtype)
-    wider = _wider_peer(fmt)
-    if wider is not None:
-        y = _narrow_cast(fmt, x, *wider)
+    route = _wider_peer(fmt)
+    if route is not None:
+        y = _narrow_cast(fmt, x, route)
         if y is not None:
             return y
     return _add_round(fmt, x)
@@ -312,28 +312,51 @@ def _peer_dtype(fmt: FloatFormat) -> torch.dtype | None:
     return next((dtype for dtype, peer in _PEERS if peer == fmt), None)
 
 
+class _CastRoute(NamedTuple):
+    """How ``_narrow_cast`` checks a cast to ``dtype`` (bit patterns as ``bits_dtype``, magnitude
+    bits ``mask``): fmt keeps the cast where the magnitude bits lie in [lo, hi] (fmt.min_normal to
+    fmt.max). The key ``2 * bits + turn`` (wrapping; doubling drops the sign) is ``floor`` or more
+    exactly there, and runs overflow < zero < small magnitude < floor; adding ``zeros_up`` to it
+    moves small magnitudes to the bottom (below ``small_below``) and zeros to the top."""
+
+    dtype: torch.dtype
+    bits_dtype: torch.dtype
+    mask: int
+    lo: int
+    hi: int
+    turn: torch.Tensor
+    floor: int
+    zeros_up: int
+    small_below: int
+
+
 @functools.lru_cache(maxsize=None)
-def _wider_peer(fmt: FloatFormat) -> tuple[torch.dtype, torch.dtype, int, int, int] | None:
-    """(dtype, bits dtype, magnitude mask, bits of fmt.min_normal, bits of fmt.max) of the PyTorch
-    dtype with fmt's mantissa width and an exponent range that covers fmt's, or None."""
+def _wider_peer(fmt: FloatFormat) -> _CastRoute | None:
+    """The route through the PyTorch dtype with fmt's mantissa width and an exponent range that
+    covers fmt's, or None."""
     for dtype, peer in _PEERS:
         if peer.man_bits == fmt.man_bits and peer.emin <= fmt.emin and fmt.emax <= peer.emax and fmt.max <= peer.max:
             bits_dtype = torch.int16 if peer.bits == 16 else torch.int8
-            mask = 2 ** (peer.bits - 1) - 1
             lo, hi = torch.tensor([fmt.min_normal, fmt.max]).to(dtype).view(bits_dtype).tolist()
-            return dtype, bits_dtype, mask, lo, hi
+            top = 2 ** (peer.bits - 1) - 1  # the largest signed value, also the magnitude mask
+
+            def wrap(v: int) -> int:
+                return (v + top + 1) % 2 ** peer.bits - top - 1
+            turn = wrap(top - 2 * hi)  # [2 lo, 2 hi] -> [floor, top]; zero -> turn
+            zeros_up = wrap(-turn - 2 - (top + 1))  # the smallest magnitude (key turn + 2) -> the bottom
+            return _CastRoute(dtype, bits_dtype, top, lo, hi, torch.tensor(turn, dtype=bits_dtype), wrap(2 * lo + turn),
+                              zeros_up, wrap(2 * lo - 2 - (top + 1)))
     return None
 
 
 _BLOCK = 256  # elements per block when looking for the few values a cast must not keep
 
 
-def _narrow_cast(fmt: FloatFormat, x: torch.Tensor, dtype: torch.dtype, bits_dtype: torch.dtype, mask: int,
-                 lo: int, hi: int) -> torch.Tensor | None:
-    """``fmt.quantize(x)`` as ``dtype``: ``x.to(dtype)``, with the blocks that hold a non-zero
-    magnitude below ``lo`` (fmt.min_normal's bits) rounded again (``_add_round_in_range``); None if any
-    magnitude exceeds ``hi`` (fmt.max: overflow, infinity, NaN), or if over a quarter of the
-    blocks would need mending (then ``_add_round`` on the whole tensor is cheaper).
+def _narrow_cast(fmt: FloatFormat, x: torch.Tensor, route: _CastRoute) -> torch.Tensor | None:
+    """``fmt.quantize(x)`` as ``route.dtype``: ``x.to(dtype)``, with the blocks that hold a
+    magnitude outside fmt's normal range (below min_normal or above max) rounded again; None if
+    any magnitude is above max where zeros are common, or if over half of the blocks would need
+    rounding again (``_add_round`` on the whole tensor then costs less).
 
     Why the cast is fmt's rounding elsewhere: in fmt's normal binades both formats have the same
     quantum, so the same nearest-even result; a cast result of min_normal comes from |x| above
@@ -342,51 +365,43 @@ def _narrow_cast(fmt: FloatFormat, x: torch.Tensor, dtype: torch.dtype, bits_dty
     subnormal, which fmt rounds to the same signed zero. Only fmt's subnormal range, a handful of
     values in typical data, needs mending; blocks keep that to a few small gathers.
     """
-    y = x.to(dtype)
-    mag = y.view(bits_dtype) & mask
-    if int(mag.amax()) > hi:
-        return None
-    blocks = mag.view(-1, math.gcd(mag.numel(), _BLOCK))
-    rows = (blocks.amin(dim=1) < lo).nonzero().squeeze(1)  # blocks with a value below min_normal, or a zero
-    if len(rows) > len(blocks) // 8:  # zeros everywhere (e.g. after a ReLU): look past them
-        blocks.sub_(1).bitwise_and_(mask)  # zero -> mask, above any finite magnitude; m -> m - 1
-        rows = (blocks.amin(dim=1) < lo - 1).nonzero().squeeze(1)
-        if len(rows) > len(blocks) // 4:  # small values everywhere (e.g. weights): mending costs more
+    y = x.to(route.dtype)
+    bits = y.view(route.bits_dtype)
+    key = torch.add(route.turn, bits, alpha=2)  # one pass: >= floor exactly where fmt keeps the cast
+    blocks = key.view(-1, math.gcd(key.numel(), _BLOCK))
+    rows = (blocks.amin(dim=1) < route.floor).nonzero().squeeze(1)
+    if len(rows) > len(blocks) // 8:  # zeros everywhere (e.g. after a ReLU)? look past them
+        # keys in order: overflow < turn (zeros) < small magnitudes < floor <= kept
+        if int(key.amin()) < int(route.turn):
+            return None
+        blocks.add_(route.zeros_up)  # small magnitudes to the bottom, zeros to the top, the rest keep order
+        rows = (blocks.amin(dim=1) < route.small_below).nonzero().squeeze(1)
+        if len(rows) > len(blocks) // 2:  # small values everywhere: _add_round on all of x costs less
             return None
     if len(rows):
         xb = x.view(blocks.shape).index_select(0, rows)
-        qb = _add_round_in_range(xb, fmt.emin, fmt.man_bits) if _add_round_applies(fmt) else fmt.decode(fmt.encode(xb))
-        y.view(bits_dtype).view(blocks.shape).index_copy_(0, rows, qb.to(dtype).view(bits_dtype))  # fp8 has none
+        qb = _add_round(fmt, xb)
+        qb = qb if qb is not None else fmt.decode(fmt.encode(xb))  # overflow, NaN or no subnormals
+        bits.view(blocks.shape).index_copy_(0, rows, qb.to(route.dtype).view(route.bits_dtype))  # fp8 has none
     return y
 
 
 def _add_round(fmt: FloatFormat, x: torch.Tensor) -> torch.Tensor | None:
-    """``_add_round_in_range`` where it applies: fmt has subnormals, C stays finite and
-    |x| <= fmt.max (no NaN, no overflow); None elsewhere."""
-    if not _add_round_applies(fmt):
+    """For |x| <= fmt.max (no NaN, no overflow): ``(|x| + C) - C`` with
+    C = 1.5 * 2^(max(e, emin) + 23 - m), e the exponent of x, rounds |x| exactly once, to nearest
+    even, at fmt's quantum 2^(max(e, emin) - m) — normal and subnormal alike — because |x| + C
+    stays in C's binade, whose float32 ulp is that quantum; the subtraction is exact. The sign bit
+    is put back afterwards, so -0 and tiny negatives give -0. None where that does not apply.
+    """
+    if not fmt.subnormals or fmt.emax + 24 - fmt.man_bits > 127:
         return None
     lo, hi = torch.aminmax(x)
     if not (float(lo) >= -fmt.max and float(hi) <= fmt.max):  # NaN fails too
         return None
-    return _add_round_in_range(x, fmt.emin, fmt.man_bits)
-
-
-def _add_round_applies(fmt: FloatFormat) -> bool:
-    """fmt has subnormals (one rounding rule throughout) and C stays a finite float32."""
-    return fmt.subnormals and fmt.emax + 24 - fmt.man_bits <= 127
-
-
-def _add_round_in_range(x: torch.Tensor, emin: int, man_bits: int) -> torch.Tensor:
-    """``(|x| + C) - C`` with C = 1.5 * 2^(max(e, emin) + 23 - man_bits), e the exponent of x,
-    rounds |x| exactly once, to nearest even, at the format's quantum 2^(max(e, emin) - man_bits)
-    — normal and subnormal alike — because |x| + C stays in C's binade, whose float32 ulp is that
-    quantum; the subtraction is exact. The sign bit is put back afterwards, so -0 and tiny
-    negatives give -0. Needs |x| within the format's range and C finite (see ``_add_round``).
-    """
     # two buffers, everything else in place: fresh large tensors cost page faults
     mag = x.view(torch.int32) & 0x7FFFFFFF
     c = mag & 0x7F800000                                             # 2^e as bits (0 for subnormal x)
-    c.clamp_(min=(emin + 127) << 23).add_(((23 - man_bits) << 23) | 0x400000)
+    c.clamp_(min=(fmt.emin + 127) << 23).add_(((23 - fmt.man_bits) << 23) | 0x400000)
     cf = c.view(torch.float32)
     q = mag.view(torch.float32).add_(cf).sub_(cf)
     return torch.copysign(q, x, out=q)                               # sign back, -0 included
