@@ -197,3 +197,19 @@ def test_empty_operands(preset, shapes):
         got = emulated_matmul(a, b, preset, exact=exact)
         assert same_bits(got, torch.zeros(shapes[0][0], shapes[1][1]))
     assert FP13.quantize(torch.empty(0)).shape == (0,)
+
+
+@pytest.mark.parametrize("preset", ["fp13", "fp13-align16"])
+@pytest.mark.parametrize("chunk_rows", [1, 3])
+def test_row_chunks_reuse_nothing_stale(preset, chunk_rows, monkeypatch):
+    """Row chunks of 1 or 3 rows (the last one shorter), a batched A and an infinity in one chunk:
+    buffers and B-side work kept across chunks must not leak between them."""
+    from vitaccel.arith import matmul as mm
+    config = AcceleratorConfig.preset(preset)
+    bt, m, k, n, g = 2, 7, 40, 5, config.float_datapath.group_size
+    per_row = bt * -(-k // g) * n * 8 * (g if preset == "fp13-align16" else 4)  # as _float_matmul sizes chunks
+    monkeypatch.setattr(mm, "CHUNK_BYTES", chunk_rows * per_row)
+    a, b = _operands(bt * m, k, n, seed=11)
+    a = a.reshape(bt, m, k)
+    a[1, 3, 5] = float("inf")
+    assert same_bits(emulated_matmul(a, b, config), golden.matmul(a, b, config))

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 
@@ -159,28 +159,41 @@ def _float_matmul(a: torch.Tensor, b: torch.Tensor, fp: FloatDatapath, tier: Tie
     Ag = A.reshape(A.shape[0], m, ng, g).permute(0, 2, 1, 3)          # (Bt, ng, M, G)
     Bg = B.reshape(B.shape[0], ng, g, n)                                # (Bt|1, ng, G, N)
 
-    group_fn = _aligned_group_sums if tier.name == "faithful" else _tiled_group_sums
+    make = _aligned_group_sums if tier.name == "faithful" else _tiled_group_sums
+    group_sums = _with_specials(Bg, lambda finite_b: make(finite_b, fa, fb, fp))
     per_row = A.shape[0] * ng * n * 8 * (g if tier.name == "faithful" else 4)
     rows = max(1, min(m, CHUNK_BYTES // max(per_row, 1)))
     out = torch.empty(A.shape[0], m, n, dtype=torch.float32, device=a.device)
     for r0 in range(0, m, rows):
-        sums = group_fn(Ag[:, :, r0:r0 + rows], Bg, fa, fb, fp)        # (Bt, ng, rows, N) float32
+        sums = group_sums(Ag[:, :, r0:r0 + rows])     # (Bt, ng, rows, N): float32, or float64 exact sums
         out[:, r0:r0 + rows] = floatpath.accumulate(sums.transpose(0, 1))
     return out.reshape(*batch, m, n)
 
 
-def _with_specials(Ag: torch.Tensor, Bg: torch.Tensor, exact_fn) -> torch.Tensor:
-    """Group sums where inf/NaN follow IEEE (NaN for inf*0, inf-inf); exact_fn sees finite data."""
-    finite_a, finite_b = torch.isfinite(Ag), torch.isfinite(Bg)
-    if bool(finite_a.all()) and bool(finite_b.all()):
-        return exact_fn(Ag, Bg)
-    naive = torch.matmul(Ag.double(), Bg.double())  # finite parts cannot overflow float64
-    exact = exact_fn(torch.where(finite_a, Ag, 0.0), torch.where(finite_b, Bg, 0.0))
-    return torch.where(torch.isfinite(naive), exact, naive.float())
+GroupSums = Callable[[torch.Tensor], torch.Tensor]
 
 
-def _tiled_group_sums(Ag, Bg, fa: FloatFormat, fb: FloatFormat, fp: FloatDatapath) -> torch.Tensor:
-    """Exact group sums, rounded once to float32: (Bt, ng, rows, G) x (Bt|1, ng, G, N).
+def _with_specials(B: torch.Tensor, exact_for: Callable[[torch.Tensor], GroupSums]) -> GroupSums:
+    """Group sums of row chunks A (Bt, ng, rows, G) with B (Bt|1, ng, G, N), where inf/NaN follow
+    IEEE (NaN for inf*0, inf-inf); ``exact_for(B)`` (built once, for B's finite part) sees
+    finite data only."""
+    finite_b = torch.isfinite(B)
+    b_finite = bool(finite_b.all())
+    exact = exact_for(B if b_finite else torch.where(finite_b, B, 0.0))
+
+    def sums(A: torch.Tensor) -> torch.Tensor:
+        finite_a = torch.isfinite(A)
+        if b_finite and bool(finite_a.all()):
+            return exact(A)
+        naive = torch.matmul(A.double(), B.double())  # finite parts cannot overflow float64
+        return torch.where(torch.isfinite(naive), exact(torch.where(finite_a, A, 0.0)), naive)
+
+    return sums
+
+
+def _tiled_group_sums(B: torch.Tensor, fa: FloatFormat, fb: FloatFormat, fp: FloatDatapath) -> GroupSums:
+    """Exact group sums (float64, or float32 where already rounded) of row chunks A (Bt, ng, rows, G)
+    with finite B (Bt|1, ng, G, N); what depends on B alone is done here, once.
 
     One float64 matmul gives every group sum whose row of A and column of B each span few enough
     binades that all partial sums are exact (a sum of terms that are multiples of 2^q and below
@@ -190,23 +203,25 @@ def _tiled_group_sums(Ag, Bg, fa: FloatFormat, fb: FloatFormat, fp: FloatDatapat
     n_bits = int(math.log2(fp.group_size))
     budget = 52 - 2 - n_bits - fa.man_bits - fb.man_bits
     half_a = budget // 2
+    B64 = B.double()
+    bad_cols = (_span(B, dim=-2) > budget - half_a).nonzero().tolist()  # [b, g, j], b over B's batch
 
-    def exact_fn(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
-        out = torch.matmul(A.double(), B.double()).float()
-        B = B.expand(A.shape[0], *B.shape[1:])
+    def exact_fn(A: torch.Tensor) -> torch.Tensor:
+        out = torch.matmul(A.double(), B64)  # exact where spans allow; rounded to float32 by accumulate
+        Bx = B.expand(A.shape[0], *B.shape[1:])
         bad_rows = (_span(A, dim=-1) > half_a).nonzero().tolist()       # [b, g, i]
-        bad_cols = (_span(B, dim=-2) > budget - half_a).nonzero().tolist()  # [b, g, j]
         if bad_rows:
             b, g, i = map(list, zip(*bad_rows))
-            fixed = _banded_sums(A[b, g, i].unsqueeze(1), B[b, g], fa, fb, fp)    # (R, 1, N)
-            out[b, g, i] = fixed[:, 0]
+            fixed = _banded_sums(A[b, g, i].unsqueeze(1), Bx[b, g], fa, fb, fp)    # (R, 1, N)
+            out[b, g, i] = fixed[:, 0].double()
         if bad_cols:
-            b, g, j = map(list, zip(*bad_cols))
-            fixed = _banded_sums(A[b, g], B[b, g, :, j].unsqueeze(-1), fa, fb, fp)  # (C, rows, 1)
-            out[b, g, :, j] = fixed[..., 0]
+            cols = bad_cols if B.shape[0] == A.shape[0] else [[b, g, j] for b in range(A.shape[0]) for _, g, j in bad_cols]
+            b, g, j = map(list, zip(*cols))
+            fixed = _banded_sums(A[b, g], Bx[b, g, :, j].unsqueeze(-1), fa, fb, fp)  # (C, rows, 1)
+            out[b, g, :, j] = fixed[..., 0].double()
         return out
 
-    return _with_specials(Ag, Bg, exact_fn)
+    return exact_fn
 
 
 def _span(x: torch.Tensor, dim: int) -> torch.Tensor:
@@ -260,19 +275,35 @@ def _bands(x: torch.Tensor, e_lo: int, width: int) -> list[torch.Tensor]:
     return [torch.where(idx == i, x64, 0.0) for i in present]
 
 
-def _aligned_group_sums(Ag, Bg, fa: FloatFormat, fb: FloatFormat, fp: FloatDatapath) -> torch.Tensor:
-    """Group sums with every product aligned to the group's largest exponent (DESIGN.md 3)."""
+def _aligned_group_sums(B: torch.Tensor, fa: FloatFormat, fb: FloatFormat, fp: FloatDatapath) -> GroupSums:
+    """Group sums with every product aligned to the group's largest exponent (DESIGN.md 3), of
+    row chunks A (Bt, ng, rows, G) with finite B (Bt|1, ng, G, N).
+
+    Products and their aligned integers live in two buffers reused chunk after chunk (fresh
+    buffers of this size cost more in page faults than the arithmetic); every step but the
+    products and the sums is in place.
+    """
     dtype = _aligned_dtype(fa, fb, fp)
+    int_dtype = torch.int32 if dtype == torch.float32 else torch.int64  # holds aligned sums (< 2^(align+1+n))
+    Bd = B.to(dtype).unsqueeze(-3)
+    buffers: dict[torch.Size, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def exact_fn(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
-        P = A.to(dtype).unsqueeze(-1) * B.to(dtype).unsqueeze(-3)       # (Bt, ng, rows, G, N), exact
-        emax = floatpath.exponent(P.abs().amax(dim=-2))                 # (Bt, ng, rows, N)
+    def exact_fn(A: torch.Tensor) -> torch.Tensor:
+        Ad = A.to(dtype).unsqueeze(-1)
+        shape = torch.broadcast_shapes(Ad.shape, Bd.shape)             # (Bt, ng, rows, G, N)
+        if shape not in buffers:
+            buffers.clear()
+            buffers[shape] = (torch.empty(shape, dtype=dtype, device=A.device),
+                              torch.empty(shape, dtype=int_dtype, device=A.device))
+        P, aligned = buffers[shape]
+        torch.mul(Ad, Bd, out=P)                                        # exact products
+        emax = floatpath.exponent(torch.maximum(P.amax(dim=-2), P.amin(dim=-2).neg_()))  # of max |product|
         P.mul_(floatpath.pow2(fp.align_bits - emax, dtype).unsqueeze(-2))  # exact power-of-two scaling
-        kept = P.trunc_() if fp.align_rounding == "toward_zero" else P.round_()
-        total = kept.sum(dim=-2)                                        # integers, summed exactly
-        return (total * floatpath.pow2(emax - fp.align_bits, dtype)).float()  # one rounding to float32
+        aligned.copy_(P if fp.align_rounding == "toward_zero" else P.round_())  # float -> int truncates
+        total = aligned.sum(dim=-2, dtype=int_dtype)                    # integers, summed exactly
+        return (total.to(dtype) * floatpath.pow2(emax - fp.align_bits, dtype)).float()  # one rounding to float32
 
-    return _with_specials(Ag, Bg, exact_fn)
+    return exact_fn
 
 
 def _aligned_dtype(fa: FloatFormat, fb: FloatFormat, fp: FloatDatapath) -> torch.dtype:
