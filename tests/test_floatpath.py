@@ -10,6 +10,7 @@ from conftest import same_bits
 
 from vitaccel.arith import FP13, AcceleratorConfig, FloatFormat, emulated_matmul, fast_error_bound, matmul_tier
 from vitaccel.arith import floatpath, golden
+from vitaccel.configtools import ConfigError
 
 EXACT_PRESETS = ["fp13", "fp13-align16", "fp16", "bf16"]
 
@@ -117,6 +118,26 @@ def test_alignment_variants_equal_golden(align_bits, rounding):
         "group_size": 4, "align_bits": align_bits, "align_rounding": rounding}})
     a, b = _operands(3, 13, 4, seed=align_bits)
     assert same_bits(emulated_matmul(a, b, config), golden.matmul(a, b, config))
+
+
+@pytest.mark.parametrize("rounding", ["toward_zero", "nearest_even"])
+def test_aligned_sums_beyond_2_to_53_round_once(rounding):
+    """align_bits 48, G = 64: the aligned integers sum to about 2^55. Crafted so the exact sum is
+    one unit above a float32 tie: a float64 sum drops that unit and rounds the tie to even."""
+    config = AcceleratorConfig.from_dict({"name": "t", "datapath": "float", "float_datapath": {
+        "group_size": 64, "align_bits": 48, "align_rounding": rounding}})
+    a = torch.tensor([[15.875] * 62 + [2.0 ** -12, 2.0 ** -21]])  # products 127 (x62), 2^-12, 2^-42
+    b = torch.tensor([[8.0] * 62 + [1.0, 2.0 ** -21]]).T
+    got = emulated_matmul(a, b, config)
+    assert same_bits(got, golden.matmul(a, b, config))
+    assert got.item() == 7874 + 2.0 ** -11  # 62 * 127 plus the rounding decided by the last unit
+    assert same_bits(emulated_matmul(-a, b, config), golden.matmul(-a, b, config))
+
+
+def test_aligned_sums_that_could_overflow_64_bits_are_refused():
+    with pytest.raises(ConfigError, match=r"float_datapath.align_bits: value 48 is not allowed with group_size 32768"):
+        AcceleratorConfig.from_dict({"datapath": "float", "float_datapath": {"group_size": 2 ** 15, "align_bits": 48}})
+    AcceleratorConfig.from_dict({"datapath": "float", "float_datapath": {"group_size": 2 ** 14, "align_bits": 48}})
 
 
 @pytest.mark.parametrize("group_size", [1, 2, 8, 64])

@@ -46,6 +46,10 @@ class FloatDatapath:
 
     def __post_init__(self) -> None:
         validate(self)
+        if self.align_bits is not None and self.align_bits + self.group_size.bit_length() - 1 > 62:
+            raise ConfigError(f"float_datapath.align_bits: value {self.align_bits} is not allowed with group_size "
+                              f"{self.group_size}; align_bits + log2(group_size) must be at most 62 (the aligned "
+                              "adder tree's sums must fit in 64 bits)")
 
 
 def _between(lo: int, hi: int) -> Callable[[int], str | None]:

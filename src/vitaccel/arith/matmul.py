@@ -284,7 +284,7 @@ def _aligned_group_sums(B: torch.Tensor, fa: FloatFormat, fb: FloatFormat, fp: F
     products and the sums is in place.
     """
     dtype = _aligned_dtype(fa, fb, fp)
-    int_dtype = torch.int32 if dtype == torch.float32 else torch.int64  # holds aligned sums (< 2^(align+1+n))
+    int_dtype = torch.int32 if dtype == torch.float32 else torch.int64  # holds aligned sums, < 2^(align+1+n)
     Bd = B.to(dtype).unsqueeze(-3)
     buffers: dict[torch.Size, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -301,7 +301,11 @@ def _aligned_group_sums(B: torch.Tensor, fa: FloatFormat, fb: FloatFormat, fp: F
         P.mul_(floatpath.pow2(fp.align_bits - emax, dtype).unsqueeze(-2))  # exact power-of-two scaling
         aligned.copy_(P if fp.align_rounding == "toward_zero" else P.round_())  # float -> int truncates
         total = aligned.sum(dim=-2, dtype=int_dtype)                    # integers, summed exactly
-        return (total.to(dtype) * floatpath.pow2(emax - fp.align_bits, dtype)).float()  # one rounding to float32
+        scale = floatpath.pow2(emax - fp.align_bits, dtype)
+        if int_dtype == torch.int32:  # below 2^24, scaled within float32's normal range: exact
+            return total.to(dtype) * scale
+        low = total & 0x7FF  # int64 sums reach 2^62: two exact float64 limbs, then one rounding
+        return floatpath.round_pair_to_float32((total - low).double() * scale, low.double() * scale)
 
     return exact_fn
 
