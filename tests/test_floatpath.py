@@ -234,3 +234,46 @@ def test_row_chunks_reuse_nothing_stale(preset, chunk_rows, monkeypatch):
     a = a.reshape(bt, m, k)
     a[1, 3, 5] = float("inf")
     assert same_bits(emulated_matmul(a, b, config), golden.matmul(a, b, config))
+
+
+def test_wide_columns_with_narrow_rows_are_fixed_in_every_row_chunk(monkeypatch):
+    """bf16 operands: rows of A span nothing, two columns of B span 60 binades. Each crafted
+    column sums to a float32 tie broken by a product 2^-30 (float64 drops it). Rows run 3 at a
+    time while the columns' band sums are computed 6 rows at a time, so chunks reuse them and
+    one chunk needs them anew."""
+    from vitaccel.arith import matmul as mm
+    config = AcceleratorConfig.preset("bf16")
+    m, k, n = 7, 3, 64
+    per_row = 1 * 1 * n * 8 * 4
+    monkeypatch.setattr(mm, "CHUNK_BYTES", 3 * per_row)  # 3 rows a chunk; 6 rows per column-fix batch
+    g = torch.Generator().manual_seed(5)
+    scale = 2.0 ** torch.randint(-3, 4, (m, 1), generator=g).float() * (torch.randint(0, 2, (m, 1), generator=g) * 2 - 1)
+    a = scale.expand(m, k).contiguous()                                       # each row: one value, span 0
+    b = torch.randn(k, n, generator=g).bfloat16().float()
+    b[:, 5] = torch.tensor([2.0 ** 30, 2.0 ** 6, 2.0 ** -30])                 # 2^30 + half an ulp + a little
+    b[:, 40] = -b[:, 5]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the band sums, not the scalar golden fallback
+        got = emulated_matmul(a, b, config)
+    assert same_bits(got, golden.matmul(a, b, config))
+    assert torch.equal(got[:, 5], scale[:, 0] * (2.0 ** 30 + 2.0 ** 7))       # the tie went up: the fix ran
+
+
+def test_wide_rows_with_narrow_columns_are_fixed_in_their_chunk(monkeypatch):
+    """The same crafted sums with the roles swapped: two rows of A span 60 binades, B's columns
+    span nothing; rows run 3 at a time, so each wide row is fixed inside its own chunk."""
+    from vitaccel.arith import matmul as mm
+    config = AcceleratorConfig.preset("bf16")
+    m, k, n = 64, 3, 7
+    monkeypatch.setattr(mm, "CHUNK_BYTES", 3 * (1 * 1 * n * 8 * 4))
+    g = torch.Generator().manual_seed(6)
+    scale = 2.0 ** torch.randint(-3, 4, (1, n), generator=g).float() * (torch.randint(0, 2, (1, n), generator=g) * 2 - 1)
+    b = scale.expand(k, n).contiguous()
+    a = torch.randn(m, k, generator=g).bfloat16().float()
+    a[5] = torch.tensor([2.0 ** 30, 2.0 ** 6, 2.0 ** -30])
+    a[40] = -a[5]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = emulated_matmul(a, b, config)
+    assert same_bits(got, golden.matmul(a, b, config))
+    assert torch.equal(got[5], scale[0] * (2.0 ** 30 + 2.0 ** 7))

@@ -162,65 +162,74 @@ def _float_matmul(a: torch.Tensor, b: torch.Tensor, fp: FloatDatapath, tier: Tie
     Bg = B.reshape(B.shape[0], ng, g, n)                                # (Bt|1, ng, G, N)
 
     make = _aligned_group_sums if tier.name == "faithful" else _tiled_group_sums
-    group_sums = _with_specials(Bg, lambda finite_b: make(finite_b, fa, fb, fp))
+    group_sums = _with_specials(Ag, Bg, lambda finite_a, finite_b: make(finite_a, finite_b, fa, fb, fp))
     per_row = A.shape[0] * ng * n * 8 * (g if tier.name == "faithful" else 4)
     rows = max(1, min(m, CHUNK_BYTES // max(per_row, 1)))
     out = torch.empty(A.shape[0], m, n, dtype=torch.float32, device=a.device)
     for r0 in range(0, m, rows):
-        sums = group_sums(Ag[:, :, r0:r0 + rows])     # (Bt, ng, rows, N): float32, or float64 exact sums
+        sums = group_sums(r0, min(m, r0 + rows))     # (Bt, ng, rows, N): float32, or float64 exact sums
         out[:, r0:r0 + rows] = floatpath.accumulate(sums.transpose(0, 1))
     return out.reshape(*batch, m, n)
 
 
-GroupSums = Callable[[torch.Tensor], torch.Tensor]
+RowSums = Callable[[int, int], torch.Tensor]  # group sums of rows r0:r1 of A: (Bt, ng, r1 - r0, N)
 
 
-def _with_specials(B: torch.Tensor, exact_for: Callable[[torch.Tensor], GroupSums]) -> GroupSums:
-    """Group sums of row chunks A (Bt, ng, rows, G) with B (Bt|1, ng, G, N), where inf/NaN follow
-    IEEE (NaN for inf*0, inf-inf); ``exact_for(B)`` (built once, for B's finite part) sees
-    finite data only."""
-    finite_b = torch.isfinite(B)
-    b_finite = bool(finite_b.all())
-    exact = exact_for(B if b_finite else torch.where(finite_b, B, 0.0))
+def _with_specials(A: torch.Tensor, B: torch.Tensor,
+                   exact_for: Callable[[torch.Tensor, torch.Tensor], RowSums]) -> RowSums:
+    """Group sums of A (Bt, ng, M, G) with B (Bt|1, ng, G, N), a chunk of rows at a time, where
+    inf/NaN follow IEEE (NaN for inf*0, inf-inf); ``exact_for(A, B)`` (built once, for the finite
+    parts) sees finite data only."""
+    finite_a, finite_b = torch.isfinite(A), torch.isfinite(B)
+    if bool(finite_a.all()) and bool(finite_b.all()):
+        return exact_for(A, B)
+    exact = exact_for(torch.where(finite_a, A, 0.0), torch.where(finite_b, B, 0.0))
+    B64 = B.double()
 
-    def sums(A: torch.Tensor) -> torch.Tensor:
-        finite_a = torch.isfinite(A)
-        if b_finite and bool(finite_a.all()):
-            return exact(A)
-        naive = torch.matmul(A.double(), B.double())  # finite parts cannot overflow float64
-        return torch.where(torch.isfinite(naive), exact(torch.where(finite_a, A, 0.0)), naive)
+    def sums(r0: int, r1: int) -> torch.Tensor:
+        naive = torch.matmul(A[:, :, r0:r1].double(), B64)  # finite parts cannot overflow float64
+        return torch.where(torch.isfinite(naive), exact(r0, r1), naive)
 
     return sums
 
 
-def _tiled_group_sums(B: torch.Tensor, fa: FloatFormat, fb: FloatFormat, fp: FloatDatapath) -> GroupSums:
-    """Exact group sums (float64, or float32 where already rounded) of row chunks A (Bt, ng, rows, G)
-    with finite B (Bt|1, ng, G, N); what depends on B alone is done here, once.
+def _tiled_group_sums(A: torch.Tensor, B: torch.Tensor, fa: FloatFormat, fb: FloatFormat,
+                      fp: FloatDatapath) -> RowSums:
+    """Exact group sums (float64, or float32 where already rounded) of finite A (Bt, ng, M, G) with
+    finite B (Bt|1, ng, G, N), a chunk of rows at a time.
 
     One float64 matmul gives every group sum whose row of A and column of B each span few enough
     binades that all partial sums are exact (a sum of terms that are multiples of 2^q and below
     2^(q+53) is exact in any order). Rows or columns that span more are recomputed exactly with
-    exponent bands (``_banded_sums``).
+    exponent bands (``_banded_sums``). Spans are found once; the columns' band sums are computed
+    for as many rows at once as CHUNK_BYTES allows, not chunk by chunk.
     """
     n_bits = int(math.log2(fp.group_size))
     budget = 52 - 2 - n_bits - fa.man_bits - fb.man_bits
     half_a = budget // 2
     B64 = B.double()
-    bad_cols = (_span(B, dim=-2) > budget - half_a).nonzero().tolist()  # [b, g, j], b over B's batch
+    Bx = B.expand(A.shape[0], *B.shape[1:])
+    bad_rows = _span(A, dim=-1) > half_a                                          # (Bt, ng, M)
+    cb, cg, cj = (_span(B, dim=-2) > budget - half_a).expand(A.shape[0], -1, -1).nonzero().unbind(1)
+    block = max(1, CHUNK_BYTES // max(1, len(cb) * fp.group_size * 8 * 4))   # rows per column-fix batch
+    cached: list = [0, 0, None]                                                  # rows s0:s1, their fixes
 
-    def exact_fn(A: torch.Tensor) -> torch.Tensor:
-        out = torch.matmul(A.double(), B64)  # exact where spans allow; rounded to float32 by accumulate
-        Bx = B.expand(A.shape[0], *B.shape[1:])
-        bad_rows = (_span(A, dim=-1) > half_a).nonzero().tolist()       # [b, g, i]
-        if bad_rows:
-            b, g, i = map(list, zip(*bad_rows))
-            fixed = _banded_sums(A[b, g, i].unsqueeze(1), Bx[b, g], fa, fb, fp)    # (R, 1, N)
-            out[b, g, i] = fixed[:, 0].double()
-        if bad_cols:
-            cols = bad_cols if B.shape[0] == A.shape[0] else [[b, g, j] for b in range(A.shape[0]) for _, g, j in bad_cols]
-            b, g, j = map(list, zip(*cols))
-            fixed = _banded_sums(A[b, g], Bx[b, g, :, j].unsqueeze(-1), fa, fb, fp)  # (C, rows, 1)
-            out[b, g, :, j] = fixed[..., 0].double()
+    def column_fixes(r0: int, r1: int) -> torch.Tensor:
+        s0, s1, fixed = cached
+        if not s0 <= r0 < r1 <= s1:
+            s0, s1 = r0, min(A.shape[2], max(r1, r0 + block))
+            fixed = _banded_sums(A[cb, cg, s0:s1], Bx[cb, cg, :, cj].unsqueeze(-1), fa, fb, fp)[..., 0].double()
+            cached[:] = [s0, s1, fixed]                                          # (C, s1 - s0)
+        return fixed[:, r0 - s0:r1 - s0]
+
+    def exact_fn(r0: int, r1: int) -> torch.Tensor:
+        Ac = A[:, :, r0:r1]
+        out = torch.matmul(Ac.double(), B64)  # exact where spans allow; rounded to float32 by accumulate
+        b, g, i = bad_rows[:, :, r0:r1].nonzero().unbind(1)
+        if len(b):
+            out[b, g, i] = _banded_sums(Ac[b, g, i].unsqueeze(1), Bx[b, g], fa, fb, fp)[:, 0].double()
+        if len(cb):
+            out[cb, cg, :, cj] = column_fixes(r0, r1)
         return out
 
     return exact_fn
@@ -277,9 +286,10 @@ def _bands(x: torch.Tensor, e_lo: int, width: int) -> list[torch.Tensor]:
     return [torch.where(idx == i, x64, 0.0) for i in present]
 
 
-def _aligned_group_sums(B: torch.Tensor, fa: FloatFormat, fb: FloatFormat, fp: FloatDatapath) -> GroupSums:
+def _aligned_group_sums(A: torch.Tensor, B: torch.Tensor, fa: FloatFormat, fb: FloatFormat,
+                        fp: FloatDatapath) -> RowSums:
     """Group sums with every product aligned to the group's largest exponent (DESIGN.md 3), of
-    row chunks A (Bt, ng, rows, G) with finite B (Bt|1, ng, G, N).
+    finite A (Bt, ng, M, G) with finite B (Bt|1, ng, G, N), a chunk of rows at a time.
 
     Products and their aligned integers live in two buffers reused chunk after chunk (fresh
     buffers of this size cost more in page faults than the arithmetic); every step but the
@@ -290,8 +300,8 @@ def _aligned_group_sums(B: torch.Tensor, fa: FloatFormat, fb: FloatFormat, fp: F
     Bd = B.to(dtype).unsqueeze(-3)
     buffers: dict[torch.Size, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def exact_fn(A: torch.Tensor) -> torch.Tensor:
-        Ad = A.to(dtype).unsqueeze(-1)
+    def exact_fn(r0: int, r1: int) -> torch.Tensor:
+        Ad = A[:, :, r0:r1].to(dtype).unsqueeze(-1)
         shape = torch.broadcast_shapes(Ad.shape, Bd.shape)             # (Bt, ng, rows, G, N)
         if shape not in buffers:
             buffers.clear()
