@@ -224,11 +224,11 @@ def test_empty_operands(preset, shapes):
 @pytest.mark.parametrize("chunk_rows", [1, 3])
 def test_row_chunks_reuse_nothing_stale(preset, chunk_rows, monkeypatch):
     """Row chunks of 1 or 3 rows (the last one shorter), a batched A and an infinity in one chunk:
-    buffers and B-side work kept across chunks must not leak between them."""
+    buffers and B-side work kept across chunks and groups must not leak between them."""
     from vitaccel.arith import matmul as mm
     config = AcceleratorConfig.preset(preset)
     bt, m, k, n, g = 2, 7, 40, 5, config.float_datapath.group_size
-    per_row = bt * -(-k // g) * n * 8 * (g if preset == "fp13-align16" else 4)  # as _float_matmul sizes chunks
+    per_row = bt * n * 8 * (g if preset == "fp13-align16" else 4)  # as _float_matmul sizes chunks
     monkeypatch.setattr(mm, "CHUNK_BYTES", chunk_rows * per_row)
     a, b = _operands(bt * m, k, n, seed=11)
     a = a.reshape(bt, m, k)
@@ -239,13 +239,11 @@ def test_row_chunks_reuse_nothing_stale(preset, chunk_rows, monkeypatch):
 def test_wide_columns_with_narrow_rows_are_fixed_in_every_row_chunk(monkeypatch):
     """bf16 operands: rows of A span nothing, two columns of B span 60 binades. Each crafted
     column sums to a float32 tie broken by a product 2^-30 (float64 drops it). Rows run 3 at a
-    time while the columns' band sums are computed 6 rows at a time, so chunks reuse them and
-    one chunk needs them anew."""
+    time, so every chunk needs the columns' band sums."""
     from vitaccel.arith import matmul as mm
     config = AcceleratorConfig.preset("bf16")
     m, k, n = 7, 3, 64
-    per_row = 1 * 1 * n * 8 * 4
-    monkeypatch.setattr(mm, "CHUNK_BYTES", 3 * per_row)  # 3 rows a chunk; 6 rows per column-fix batch
+    monkeypatch.setattr(mm, "CHUNK_BYTES", 3 * (1 * n * 8 * 4))  # 3 rows a chunk
     g = torch.Generator().manual_seed(5)
     scale = 2.0 ** torch.randint(-3, 4, (m, 1), generator=g).float() * (torch.randint(0, 2, (m, 1), generator=g) * 2 - 1)
     a = scale.expand(m, k).contiguous()                                       # each row: one value, span 0
@@ -265,7 +263,7 @@ def test_wide_rows_with_narrow_columns_are_fixed_in_their_chunk(monkeypatch):
     from vitaccel.arith import matmul as mm
     config = AcceleratorConfig.preset("bf16")
     m, k, n = 64, 3, 7
-    monkeypatch.setattr(mm, "CHUNK_BYTES", 3 * (1 * 1 * n * 8 * 4))
+    monkeypatch.setattr(mm, "CHUNK_BYTES", 3 * (1 * n * 8 * 4))  # 3 rows a chunk
     g = torch.Generator().manual_seed(6)
     scale = 2.0 ** torch.randint(-3, 4, (1, n), generator=g).float() * (torch.randint(0, 2, (1, n), generator=g) * 2 - 1)
     b = scale.expand(k, n).contiguous()

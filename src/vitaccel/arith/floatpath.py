@@ -122,15 +122,3 @@ class ExactSum:
         if self.single:
             return self.hi.float()
         return round_pair_to_float32(self.hi, self.lo)
-
-
-def accumulate(group_sums: torch.Tensor) -> torch.Tensor:
-    """The float32 accumulator: adds group sums (dim 0) in K order, starting from +0.
-
-    Each group sum is rounded to float32 as it is added, so float64 input may hold exact sums
-    (one rounding, nearest even) without a float32 copy of them all.
-    """
-    acc = torch.zeros(group_sums.shape[1:], dtype=torch.float32, device=group_sums.device)
-    for g in range(group_sums.shape[0]):
-        acc = acc + group_sums[g].float()
-    return acc

@@ -6,11 +6,13 @@ Tiers (DESIGN.md section 6), each reported by ``matmul_tier``:
 * ``fast``     operands rounded exactly, then one native float32 matmul: products stay exact,
                accumulation runs in BLAS order. Only with ``exact=False``; the difference from
                the golden model is bounded by ``fast_error_bound``.
-* ``tiled``    exact adder-tree group sums from native float64 matmuls over exponent bands
-               (each band product sums exactly), recombined exactly and rounded once to
-               float32, then accumulated in K order: bit-identical to the golden model.
-* ``faithful`` every product materialised per group in bounded chunks, aligned to the group's
-               largest exponent, summed exactly: bit-identical; needed for ``align_bits``.
+* ``tiled``    exact adder-tree group sums, group by group in K order over bounded row chunks:
+               one native float64 matmul per group, exact wherever a row's and a column's
+               binade spans allow; wider rows and columns redone over exponent bands (each band
+               product sums exactly) and recombined exactly. Each sum is rounded once to
+               float32 as the accumulator adds it: bit-identical to the golden model.
+* ``faithful`` every product of a group materialised (bounded row chunks), aligned to the
+               group's largest exponent, summed exactly: bit-identical; needed for ``align_bits``.
 
 Integer datapaths (``datapath: int``; every tier bit-identical to ``golden.matmul``): operands are
 converted to float32, quantised (``intpath`` module docstring), the first one leading-one
@@ -47,9 +49,9 @@ from vitaccel.arith import floatpath, intpath
 from vitaccel.arith.config import AcceleratorConfig, FloatDatapath, IntDatapath
 from vitaccel.arith.formats import FloatFormat
 
-# Largest working set of one chunk (bytes); bounds memory whatever the shapes. 16 MiB keeps each
-# chunk's buffers near cache size: bench_float/bench_int ran the exact tiers fastest there
-# (faithful about 1.5-2x faster than with 64 MiB, tiled within noise).
+# Largest working set of one chunk (bytes); bounds memory whatever the shapes. Near cache size
+# the exact tiers ran fastest (bench_float, bench_int: 16 MiB against 64 MiB, tiled 1.5x and
+# faithful 1.5-2x faster).
 CHUNK_BYTES = 16 * 2 ** 20
 
 
@@ -158,78 +160,75 @@ def _float_matmul(a: torch.Tensor, b: torch.Tensor, fp: FloatDatapath, tier: Tie
     if pad:  # zero products change no sum
         A = torch.nn.functional.pad(A, (0, pad))
         B = torch.nn.functional.pad(B, (0, 0, 0, pad))
-    Ag = A.reshape(A.shape[0], m, ng, g).permute(0, 2, 1, 3)          # (Bt, ng, M, G)
+    Ag = A.reshape(A.shape[0], m, ng, g)                                # (Bt, M, ng, G)
     Bg = B.reshape(B.shape[0], ng, g, n)                                # (Bt|1, ng, G, N)
 
-    make = _aligned_group_sums if tier.name == "faithful" else _tiled_group_sums
+    faithful = tier.name == "faithful"
+    make = _aligned_group_sums if faithful else _tiled_group_sums
     group_sums = _with_specials(Ag, Bg, lambda finite_a, finite_b: make(finite_a, finite_b, fa, fb, fp))
-    per_row = A.shape[0] * ng * n * 8 * (g if tier.name == "faithful" else 4)
-    rows = max(1, min(m, CHUNK_BYTES // max(per_row, 1)))
+    per_row = A.shape[0] * n * 8 * (g if faithful else 4)
+    rows = max(1, min(m, CHUNK_BYTES // per_row))
     out = torch.empty(A.shape[0], m, n, dtype=torch.float32, device=a.device)
     for r0 in range(0, m, rows):
-        sums = group_sums(r0, min(m, r0 + rows))     # (Bt, ng, rows, N): float32, or float64 exact sums
-        out[:, r0:r0 + rows] = floatpath.accumulate(sums.transpose(0, 1))
+        r1 = min(m, r0 + rows)
+        acc = torch.zeros(A.shape[0], r1 - r0, n, dtype=torch.float32, device=a.device)
+        for gi in range(ng):  # the float32 accumulator, in K order: each group sum rounded as it is added
+            acc.add_(group_sums(r0, r1, gi).float())
+        out[:, r0:r1] = acc
     return out.reshape(*batch, m, n)
 
 
-RowSums = Callable[[int, int], torch.Tensor]  # group sums of rows r0:r1 of A: (Bt, ng, r1 - r0, N)
+# Group sums of rows r0:r1 of A in group gi: (Bt, r1 - r0, N), float32 or float64 holding exact
+# sums (rounded to float32 by the accumulator).
+GroupSums = Callable[[int, int, int], torch.Tensor]
 
 
 def _with_specials(A: torch.Tensor, B: torch.Tensor,
-                   exact_for: Callable[[torch.Tensor, torch.Tensor], RowSums]) -> RowSums:
-    """Group sums of A (Bt, ng, M, G) with B (Bt|1, ng, G, N), a chunk of rows at a time, where
-    inf/NaN follow IEEE (NaN for inf*0, inf-inf); ``exact_for(A, B)`` (built once, for the finite
-    parts) sees finite data only."""
+                   exact_for: Callable[[torch.Tensor, torch.Tensor], GroupSums]) -> GroupSums:
+    """Group sums of A (Bt, M, ng, G) with B (Bt|1, ng, G, N) where inf/NaN follow IEEE (NaN for
+    inf*0, inf-inf); ``exact_for(A, B)`` (built once, for the finite parts) sees finite data."""
     finite_a, finite_b = torch.isfinite(A), torch.isfinite(B)
     if bool(finite_a.all()) and bool(finite_b.all()):
         return exact_for(A, B)
     exact = exact_for(torch.where(finite_a, A, 0.0), torch.where(finite_b, B, 0.0))
     B64 = B.double()
 
-    def sums(r0: int, r1: int) -> torch.Tensor:
-        naive = torch.matmul(A[:, :, r0:r1].double(), B64)  # finite parts cannot overflow float64
-        return torch.where(torch.isfinite(naive), exact(r0, r1), naive)
+    def sums(r0: int, r1: int, gi: int) -> torch.Tensor:
+        naive = torch.matmul(A[:, r0:r1, gi].double(), B64[:, gi])  # finite parts cannot overflow float64
+        return torch.where(torch.isfinite(naive), exact(r0, r1, gi), naive)
 
     return sums
 
 
 def _tiled_group_sums(A: torch.Tensor, B: torch.Tensor, fa: FloatFormat, fb: FloatFormat,
-                      fp: FloatDatapath) -> RowSums:
-    """Exact group sums (float64, or float32 where already rounded) of finite A (Bt, ng, M, G) with
-    finite B (Bt|1, ng, G, N), a chunk of rows at a time.
+                      fp: FloatDatapath) -> GroupSums:
+    """Exact group sums of finite A (Bt, M, ng, G) with finite B (Bt|1, ng, G, N).
 
     One float64 matmul gives every group sum whose row of A and column of B each span few enough
     binades that all partial sums are exact (a sum of terms that are multiples of 2^q and below
     2^(q+53) is exact in any order). Rows or columns that span more are recomputed exactly with
-    exponent bands (``_banded_sums``). Spans are found once; the columns' band sums are computed
-    for as many rows at once as CHUNK_BYTES allows, not chunk by chunk.
+    exponent bands (``_banded_sums``); spans are found once, up front.
     """
     n_bits = int(math.log2(fp.group_size))
     budget = 52 - 2 - n_bits - fa.man_bits - fb.man_bits
     half_a = budget // 2
     B64 = B.double()
     Bx = B.expand(A.shape[0], *B.shape[1:])
-    bad_rows = _span(A, dim=-1) > half_a                                          # (Bt, ng, M)
-    cb, cg, cj = (_span(B, dim=-2) > budget - half_a).expand(A.shape[0], -1, -1).nonzero().unbind(1)
-    block = max(1, CHUNK_BYTES // max(1, len(cb) * fp.group_size * 8 * 4))   # rows per column-fix batch
-    cached: list = [0, 0, None]                                                  # rows s0:s1, their fixes
+    wide_rows = _span(A, dim=-1) > half_a                                           # (Bt, M, ng)
+    wide_cols = (_span(B, dim=-2) > budget - half_a).expand(A.shape[0], -1, -1)     # (Bt, ng, N)
+    row_groups = set(wide_rows.any(dim=1).any(dim=0).nonzero().flatten().tolist())
+    col_groups = {gi: wide_cols[:, gi].nonzero().unbind(1) for gi in wide_cols.any(dim=2).any(dim=0).nonzero().flatten().tolist()}
 
-    def column_fixes(r0: int, r1: int) -> torch.Tensor:
-        s0, s1, fixed = cached
-        if not s0 <= r0 < r1 <= s1:
-            s0, s1 = r0, min(A.shape[2], max(r1, r0 + block))
-            fixed = _banded_sums(A[cb, cg, s0:s1], Bx[cb, cg, :, cj].unsqueeze(-1), fa, fb, fp)[..., 0].double()
-            cached[:] = [s0, s1, fixed]                                          # (C, s1 - s0)
-        return fixed[:, r0 - s0:r1 - s0]
-
-    def exact_fn(r0: int, r1: int) -> torch.Tensor:
-        Ac = A[:, :, r0:r1]
-        out = torch.matmul(Ac.double(), B64)  # exact where spans allow; rounded to float32 by accumulate
-        b, g, i = bad_rows[:, :, r0:r1].nonzero().unbind(1)
-        if len(b):
-            out[b, g, i] = _banded_sums(Ac[b, g, i].unsqueeze(1), Bx[b, g], fa, fb, fp)[:, 0].double()
-        if len(cb):
-            out[cb, cg, :, cj] = column_fixes(r0, r1)
+    def exact_fn(r0: int, r1: int, gi: int) -> torch.Tensor:
+        Ac = A[:, r0:r1, gi]                                                        # (Bt, rows, G)
+        out = torch.matmul(Ac.double(), B64[:, gi])  # exact where spans allow
+        if gi in row_groups:
+            b, i = wide_rows[:, r0:r1, gi].nonzero().unbind(1)
+            if len(b):
+                out[b, i] = _banded_sums(Ac[b, i].unsqueeze(1), Bx[b, gi], fa, fb, fp)[:, 0].double()
+        if gi in col_groups:
+            b, j = col_groups[gi]
+            out[b, :, j] = _banded_sums(Ac[b], Bx[b, gi, :, j].unsqueeze(-1), fa, fb, fp)[..., 0].double()
         return out
 
     return exact_fn
@@ -287,28 +286,29 @@ def _bands(x: torch.Tensor, e_lo: int, width: int) -> list[torch.Tensor]:
 
 
 def _aligned_group_sums(A: torch.Tensor, B: torch.Tensor, fa: FloatFormat, fb: FloatFormat,
-                        fp: FloatDatapath) -> RowSums:
+                        fp: FloatDatapath) -> GroupSums:
     """Group sums with every product aligned to the group's largest exponent (DESIGN.md 3), of
-    finite A (Bt, ng, M, G) with finite B (Bt|1, ng, G, N), a chunk of rows at a time.
+    finite A (Bt, M, ng, G) with finite B (Bt|1, ng, G, N).
 
-    Products and their aligned integers live in two buffers reused chunk after chunk (fresh
+    Products and their aligned integers live in two buffers reused group after group (fresh
     buffers of this size cost more in page faults than the arithmetic); every step but the
     products and the sums is in place.
     """
     dtype = _aligned_dtype(fa, fb, fp)
     int_dtype = torch.int32 if dtype == torch.float32 else torch.int64  # holds aligned sums, < 2^(align+1+n)
-    Bd = B.to(dtype).unsqueeze(-3)
+    Bd = B.to(dtype).unsqueeze(1)                                       # (Bt|1, 1, ng, G, N)
     buffers: dict[torch.Size, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def exact_fn(r0: int, r1: int) -> torch.Tensor:
-        Ad = A[:, :, r0:r1].to(dtype).unsqueeze(-1)
-        shape = torch.broadcast_shapes(Ad.shape, Bd.shape)             # (Bt, ng, rows, G, N)
+    def exact_fn(r0: int, r1: int, gi: int) -> torch.Tensor:
+        Ad = A[:, r0:r1, gi].to(dtype).unsqueeze(-1)                    # (Bt, rows, G, 1)
+        Bgi = Bd[:, :, gi]                                              # (Bt|1, 1, G, N)
+        shape = torch.broadcast_shapes(Ad.shape, Bgi.shape)             # (Bt, rows, G, N)
         if shape not in buffers:
             buffers.clear()
             buffers[shape] = (torch.empty(shape, dtype=dtype, device=A.device),
                               torch.empty(shape, dtype=int_dtype, device=A.device))
         P, aligned = buffers[shape]
-        torch.mul(Ad, Bd, out=P)                                        # exact products
+        torch.mul(Ad, Bgi, out=P)                                       # exact products
         emax = floatpath.exponent(torch.maximum(P.amax(dim=-2), P.amin(dim=-2).neg_()))  # of max |product|
         P.mul_(floatpath.pow2(fp.align_bits - emax, dtype).unsqueeze(-2))  # exact power-of-two scaling
         aligned.copy_(P if fp.align_rounding == "toward_zero" else P.round_())  # float -> int truncates
