@@ -166,7 +166,9 @@ def _float_matmul(a: torch.Tensor, b: torch.Tensor, fp: FloatDatapath, tier: Tie
     faithful = tier.name == "faithful"
     make = _aligned_group_sums if faithful else _tiled_group_sums
     group_sums = _with_specials(Ag, Bg, lambda finite_a, finite_b: make(finite_a, finite_b, fa, fb, fp))
-    per_row = A.shape[0] * n * 8 * (g if faithful else 4)
+    # bytes per row of a chunk: faithful holds each product and its aligned integer, tiled a few
+    # float64 copies of one group's sums
+    per_row = A.shape[0] * n * (g * (8 if _aligned_dtype(fa, fb, fp) == torch.float32 else 16) if faithful else 8 * 4)
     rows = max(1, min(m, CHUNK_BYTES // per_row))
     out = torch.empty(A.shape[0], m, n, dtype=torch.float32, device=a.device)
     for r0 in range(0, m, rows):
@@ -217,7 +219,8 @@ def _tiled_group_sums(A: torch.Tensor, B: torch.Tensor, fa: FloatFormat, fb: Flo
     wide_rows = _span(A, dim=-1) > half_a                                           # (Bt, M, ng)
     wide_cols = (_span(B, dim=-2) > budget - half_a).expand(A.shape[0], -1, -1)     # (Bt, ng, N)
     row_groups = set(wide_rows.any(dim=1).any(dim=0).nonzero().flatten().tolist())
-    col_groups = {gi: wide_cols[:, gi].nonzero().unbind(1) for gi in wide_cols.any(dim=2).any(dim=0).nonzero().flatten().tolist()}
+    col_groups = {gi: wide_cols[:, gi].nonzero().unbind(1)                        # gi -> (b, j) of wide columns
+                  for gi in wide_cols.any(dim=2).any(dim=0).nonzero().flatten().tolist()}
 
     def exact_fn(r0: int, r1: int, gi: int) -> torch.Tensor:
         Ac = A[:, r0:r1, gi]                                                        # (Bt, rows, G)
