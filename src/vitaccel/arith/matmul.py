@@ -189,9 +189,9 @@ def _with_specials(A: torch.Tensor, B: torch.Tensor,
                    exact_for: Callable[[torch.Tensor, torch.Tensor], GroupSums]) -> GroupSums:
     """Group sums of A (Bt, M, ng, G) with B (Bt|1, ng, G, N) where inf/NaN follow IEEE (NaN for
     inf*0, inf-inf); ``exact_for(A, B)`` (built once, for the finite parts) sees finite data."""
-    finite_a, finite_b = torch.isfinite(A), torch.isfinite(B)
-    if bool(finite_a.all()) and bool(finite_b.all()):
+    if _all_finite(A) and _all_finite(B):
         return exact_for(A, B)
+    finite_a, finite_b = torch.isfinite(A), torch.isfinite(B)
     exact = exact_for(torch.where(finite_a, A, 0.0), torch.where(finite_b, B, 0.0))
     B64 = B.double()
 
@@ -200,6 +200,12 @@ def _with_specials(A: torch.Tensor, B: torch.Tensor,
         return torch.where(torch.isfinite(naive), exact(r0, r1, gi), naive)
 
     return sums
+
+
+def _all_finite(x: torch.Tensor) -> bool:
+    """No inf or NaN in x: one read-only reduction (aminmax carries NaN and infinities through)."""
+    lo, hi = torch.aminmax(x)
+    return math.isfinite(float(lo)) and math.isfinite(float(hi))
 
 
 def _tiled_group_sums(A: torch.Tensor, B: torch.Tensor, fa: FloatFormat, fb: FloatFormat,
@@ -238,10 +244,13 @@ def _tiled_group_sums(A: torch.Tensor, B: torch.Tensor, fa: FloatFormat, fb: Flo
 
 
 def _span(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """Binades spanned by the nonzero entries along ``dim`` (max - min exponent; < 0 if all zero)."""
-    e = floatpath.exponent(x)
-    zero = x == 0
-    return torch.where(zero, -10 ** 4, e).amax(dim) - torch.where(zero, 10 ** 4, e).amin(dim)
+    """Binades spanned by the nonzero entries of float32 ``x`` along ``dim`` (max - min exponent;
+    < 0 if all are zero). Magnitudes are reduced as ordered integer bits, exponents taken after."""
+    mag = x.view(torch.int32) & 0x7FFFFFFF
+    top = mag.amax(dim)
+    low = mag.sub_(1).bitwise_and_(0x7FFFFFFF).amin(dim) + 1  # zeros -> the top of the range: smallest non-zero
+    span = floatpath.exponent(top.view(torch.float32)) - floatpath.exponent(low.view(torch.float32))
+    return torch.where(top == 0, -1, span)
 
 
 def _banded_sums(A: torch.Tensor, B: torch.Tensor, fa: FloatFormat, fb: FloatFormat,
