@@ -1,6 +1,6 @@
 """Float-format and FP13 datapath speed, as ratios against native PyTorch in the same run.
 
-    python benchmarks/bench_float.py [--quick] [--threads N]
+    python benchmarks/bench_float.py [--quick] [--threads N] [--chunk-mib MIB]
 
 Each figure is median(time of ours) / median(time of the native op on the same tensors),
 measured interleaved so machine noise hits both alike. DeiT-S shapes: 197 tokens x batch 8 =
@@ -21,7 +21,7 @@ from typing import Callable
 import torch
 from timing import interleaved
 
-from vitaccel.arith import FP13, AcceleratorConfig, emulated_matmul
+from vitaccel.arith import FP13, AcceleratorConfig, emulated_matmul, matmul
 
 
 def ratio(ours: Callable, native: Callable, repeats: int) -> tuple[float, float, float]:
@@ -35,8 +35,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats, smaller faithful shape")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--chunk-mib", type=int, default=None,
+                        help="working-set bound of the exact tiers' row chunks (matmul.CHUNK_BYTES); default as shipped")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.chunk_mib is not None:
+        matmul.CHUNK_BYTES = args.chunk_mib * 2 ** 20
     reps = 5 if args.quick else 21
     g = torch.Generator().manual_seed(0)
     m, k, n = 1576, 384, 1152
@@ -67,7 +71,7 @@ def main() -> None:
     r = ratio(lambda: emulated_matmul(af, b, "fp13-align16"), lambda: af @ b, 3)
     rows.append(("fp13-align16 emulated_matmul (faithful)", f"{mf}x{k}@{k}x{n}", r, "report"))
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of repeats")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, chunks {matmul.CHUNK_BYTES // 2 ** 20} MiB, median of repeats")
     print(f"{'operation':44s} {'shape':18s} {'ratio':>8s} {'ours ms':>9s} {'native ms':>10s}  target")
     for name, shape, (rt, mo, mn), target in rows:
         print(f"{name:44s} {shape:18s} {rt:8.2f} {mo * 1e3:9.3f} {mn * 1e3:10.3f}  {target}")
