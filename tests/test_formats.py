@@ -300,18 +300,54 @@ def test_cast_route_mends_values_below_min_normal(fmt, zeros, n):
     assert same_bits(y.float(), fmt.decode(fmt.encode(x)))
 
 
-def test_cast_route_leaves_overflow_nan_and_small_values_everywhere_to_the_other_paths():
+@pytest.mark.parametrize("fmt", NARROW, ids=repr)
+@pytest.mark.parametrize("zeros", [False, True], ids=["few-flagged-blocks", "zeros-everywhere"])
+def test_cast_route_sends_overflow_inf_and_nan_to_the_encoder(fmt, zeros):
+    """Blocks with a magnitude above max, an infinity or NaN go through the encoder (saturating,
+    overflowing to inf or keeping NaN as fmt says), next to a block of small values that is
+    mended; with and without zeros in every block. All equal the integer encoder."""
     from vitaccel.arith.formats import _narrow_cast, _wider_peer
-    base = torch.tensor([1.0, -3.5, 2.0 ** -14, -(2.0 ** -14) + 2.0 ** -24, 65407.99, -65407.99, 0.0, 1e-41])
-    for extra, kept in {(): True, (65408.0,): False, (-1e6,): False, (float("inf"),): False,
-                        (float("nan"),): False, (2.0 ** -15, -0.0): True}.items():
-        x = torch.cat([base, torch.tensor(extra)])
-        y = _narrow_cast(FP13, x, _wider_peer(FP13))
-        assert (y is not None) == kept, extra
-        assert same_bits(FP13.quantize(x), FP13.decode(FP13.encode(x))), extra
-    weights = torch.randn(256 * 64, generator=torch.Generator().manual_seed(0)) * 0.002  # small values everywhere
-    assert _narrow_cast(FP13, weights, _wider_peer(FP13)) is None
-    assert same_bits(FP13.quantize(weights), FP13.decode(FP13.encode(weights)))
+    route = _wider_peer(fmt)
+    threshold = float(fmt.decode(torch.tensor([fmt.max_code])).double() * (1 + 2.0 ** -(fmt.man_bits + 1)))
+    small = torch.tensor([1.0, -1.5, fmt.min_normal, -fmt.min_normal * (1 - 2.0 ** -10), fmt.max, -fmt.max,
+                          0.0, -0.0, 1e-41, -1e-30, fmt.min_normal / 3])
+    nan = [] if fmt.specials == "finite" else [float("nan")]
+    payloads = [] if fmt.specials == "finite" else torch.tensor([0x7FFFFFFF, -1], dtype=torch.int32).view(torch.float32).tolist()
+    extras = [(), (threshold,), (-threshold,), (float(torch.nextafter(torch.tensor(threshold), torch.tensor(0.0))),),
+              (-1e30, 2.0), (float("inf"),), (float("-inf"),), tuple(nan), tuple(payloads)]  # NaNs, largest payload
+    normal = torch.linspace(fmt.min_normal, fmt.max, 256 * 40)
+    if zeros:
+        normal[::3] = 0.0
+    for extra in extras:
+        x = normal.clone()
+        x[1000:1000 + len(small)] = small  # block 3
+        x[5000:5000 + len(extra)] = torch.tensor(extra)  # block 19
+        assert same_bits(_narrow_cast(fmt, x, route).float(), fmt.decode(fmt.encode(x))), extra
+
+
+@pytest.mark.parametrize("fmt", NARROW, ids=repr)
+def test_cast_route_searches_the_whole_key_where_small_values_are_everywhere(fmt, monkeypatch):
+    """Weight-like data: small values in most blocks. The whole key is searched, so only the values
+    below min_normal (the smallest and largest of them included), not the zeros, are rounded."""
+    from vitaccel.arith import formats
+    rounded = []
+    real_round = formats._round_small
+    monkeypatch.setattr(formats, "_round_small", lambda fmt, x: rounded.extend(x.tolist()) or real_round(fmt, x))
+    g = torch.Generator().manual_seed(0)
+    weights = torch.randn(256 * 64, generator=g) * fmt.min_normal * 64  # small values in most blocks
+    weights[::5] = 0.0
+    weights[7] = -0.0
+    route = formats._wider_peer(fmt)
+    ends = torch.tensor([1, route.lo - 1], dtype=route.bits_dtype).view(route.dtype).float()  # smallest, largest
+    weights[[11, 12, 13, 14]] = torch.cat([ends, -ends])
+    assert same_bits(formats._narrow_cast(fmt, weights, route).float(), fmt.decode(fmt.encode(weights)))
+    assert 0.0 not in rounded and set(torch.cat([ends, -ends]).tolist()) <= set(rounded)
+
+
+def test_cast_route_nan_in_a_format_without_nan_raises_as_the_encoder_does():
+    fmt = FloatFormat(7, 7, specials="finite")
+    with pytest.raises(ValueError, match="cannot store"):
+        fmt.quantize(torch.tensor([1.0, float("nan")]))
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float64, torch.float32])
@@ -333,15 +369,39 @@ def test_quantize_dtype_that_cannot_hold_the_format_is_refused():
         FP13.quantize(torch.ones(3), dtype="int8")
 
 
-def test_cast_route_rounds_again_only_blocks_with_small_values(monkeypatch):
-    """Zeros (half of a ReLU's output) do not send their blocks down the slower path."""
+def test_cast_route_rounds_again_only_values_below_min_normal(monkeypatch):
+    """Zeros (half of a ReLU's output) do not send their blocks to be searched: only the two
+    blocks that hold small values are, and of their values only those two (and zeros) are
+    rounded again."""
     from vitaccel.arith import formats
-    seen = []
-    real = formats._add_round
-    monkeypatch.setattr(formats, "_add_round", lambda fmt, x: seen.append(x.numel()) or real(fmt, x))
+    flagged, rounded = [], []
+    real_flagged, real_round = formats._flagged, formats._round_small
+    monkeypatch.setattr(formats, "_flagged", lambda *a: flagged.append(real_flagged(*a).tolist()) or real_flagged(*a))
+    monkeypatch.setattr(formats, "_round_small", lambda fmt, x: rounded.append(x.tolist()) or real_round(fmt, x))
     g = torch.Generator().manual_seed(3)
     x = (torch.randn(256 * 400, generator=g).abs() + 0.1) * (torch.rand(256 * 400, generator=g) < 0.5)  # half zeros
     x[256 * 7 + 5] = 2.0 ** -20
     x[256 * 300] = -(2.0 ** -16)
     assert same_bits(FP13.quantize(x), FP13.decode(FP13.encode(x)))
-    assert seen == [2 * 256]
+    assert len(flagged[0]) > 300 and flagged[1:] == [[7, 300]]  # blocks with zeros, then past them
+    assert len(rounded) == 1 and [v for v in rounded[0] if v != 0] == [2.0 ** -20, -(2.0 ** -16)]
+
+
+def test_scratch_buffer_is_reused_per_thread_and_bounded():
+    """The key buffer of the cast route: one per thread, reused across sizes and dtypes, never
+    kept above _SCRATCH_BYTES."""
+    import threading
+    from vitaccel.arith import formats
+    a = formats._scratch(1000, torch.int16)
+    assert a.shape == (1000,) and a.dtype == torch.int16
+    assert formats._scratch(1000, torch.int16).data_ptr() == a.data_ptr()
+    b = formats._scratch(700, torch.int8)
+    assert b.shape == (700,) and b.dtype == torch.int8 and b.data_ptr() == a.data_ptr()
+    big = formats._scratch(formats._SCRATCH_BYTES // 2 + 1, torch.int16)
+    assert big.numel() == formats._SCRATCH_BYTES // 2 + 1 and big.data_ptr() != a.data_ptr()
+    assert formats._scratch(1000, torch.int16).data_ptr() == a.data_ptr()  # the big one was not kept
+    other = []
+    thread = threading.Thread(target=lambda: other.append(formats._scratch(1000, torch.int16).data_ptr()))
+    thread.start()
+    thread.join()
+    assert other[0] != a.data_ptr()

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
+import numpy as np
 import torch
 
 Rounding = Literal["nearest_even", "toward_zero", "stochastic"]
@@ -289,8 +291,9 @@ def _native_quantize(fmt: FloatFormat, x: torch.Tensor) -> torch.Tensor | None:
     that is not provably exact. Tried in order of cost:
 
     1. fmt is a PyTorch dtype (bfloat16, half, fp8): one cast.
-    2. fmt has the mantissa width of such a dtype and a narrower exponent range (FP13 and
-       bfloat16): one cast, mended where it rounds differently (``_narrow_cast``).
+    2. on the CPU, fmt has the mantissa width of such a dtype and a narrower exponent range (FP13
+       and bfloat16): one cast, mended where it rounds differently (``_narrow_cast``). Elsewhere
+       kernel launches, not passes over memory, set the cost, and step 3 runs.
     3. one exact rounding step, ``_add_round``.
     """
     if x.numel() == 0:
@@ -299,10 +302,8 @@ def _native_quantize(fmt: FloatFormat, x: torch.Tensor) -> torch.Tensor | None:
     if dtype is not None:
         return x.to(dtype)
     route = _wider_peer(fmt)
-    if route is not None:
-        y = _narrow_cast(fmt, x, route)
-        if y is not None:
-            return y
+    if route is not None and x.device.type == "cpu":
+        return _narrow_cast(fmt, x, route)
     return _add_round(fmt, x)
 
 
@@ -352,38 +353,102 @@ def _wider_peer(fmt: FloatFormat) -> _CastRoute | None:
 _BLOCK = 256  # elements per block when looking for the few values a cast must not keep
 
 
-def _narrow_cast(fmt: FloatFormat, x: torch.Tensor, route: _CastRoute) -> torch.Tensor | None:
-    """``fmt.quantize(x)`` as ``route.dtype``: ``x.to(dtype)``, with the blocks that hold a
-    magnitude outside fmt's normal range (below min_normal or above max) rounded again; None if
-    any magnitude is above max where zeros are common, or if over half of the blocks would need
-    rounding again (``_add_round`` on the whole tensor then costs less).
+def _narrow_cast(fmt: FloatFormat, x: torch.Tensor, route: _CastRoute) -> torch.Tensor:
+    """``fmt.quantize(x)`` for a CPU ``x``, as ``route.dtype``: ``x.to(dtype)``, with the values
+    whose cast lies below fmt.min_normal rounded again at fmt's subnormal quantum
+    (``_round_small``), and the 256-element blocks that hold a magnitude above fmt.max (or NaN)
+    put through the integer encoder.
 
     Why the cast is fmt's rounding elsewhere: in fmt's normal binades both formats have the same
     quantum, so the same nearest-even result; a cast result of min_normal comes from |x| above
     the midpoint below it (the wider format is finer there), and one of at most max from |x|
     below fmt's overflow threshold. A zero comes from |x| under half the wider format's smallest
-    subnormal, which fmt rounds to the same signed zero. Only fmt's subnormal range, a handful of
-    values in typical data, needs mending; blocks keep that to a few small gathers.
+    subnormal, which fmt rounds to the same signed zero.
+
+    Finding the few values to mend costs one wrapping integer pass (the key) and one ``amin`` per
+    block; only blocks whose minimum is below the floor are searched, element by element. That
+    search works on small arrays, so it runs in NumPy (on the same memory), whose calls cost a
+    microsecond where torch's cost several. Every view is made before the passes: after them,
+    caches are cold and each call costs more.
     """
-    y = x.to(route.dtype)
-    bits = y.view(route.bits_dtype)
-    key = torch.add(route.turn, bits, alpha=2)  # one pass: >= floor exactly where fmt keeps the cast
-    blocks = key.view(-1, math.gcd(key.numel(), _BLOCK))
-    rows = (blocks.amin(dim=1) < route.floor).nonzero().squeeze(1)
-    if len(rows) > len(blocks) // 8:  # zeros everywhere (e.g. after a ReLU)? look past them
-        # keys in order: overflow < turn (zeros) < small magnitudes < floor <= kept
-        if int(key.amin()) < int(route.turn):
-            return None
-        blocks.add_(route.zeros_up)  # small magnitudes to the bottom, zeros to the top, the rest keep order
-        rows = (blocks.amin(dim=1) < route.small_below).nonzero().squeeze(1)
-        if len(rows) > len(blocks) // 2:  # small values everywhere: _add_round on all of x costs less
-            return None
-    if len(rows):
-        xb = x.view(blocks.shape).index_select(0, rows)
-        qb = _add_round(fmt, xb)
-        qb = qb if qb is not None else fmt.decode(fmt.encode(xb))  # overflow, NaN or no subnormals
-        bits.view(blocks.shape).index_copy_(0, rows, qb.to(route.dtype).view(route.bits_dtype))  # fp8 has none
+    n = x.numel()
+    width = math.gcd(n, _BLOCK)
+    blocks = n // width
+    y = torch.empty(x.shape, dtype=route.dtype)
+    bits = y.view(route.bits_dtype).view(blocks, width)
+    key = _scratch(n, route.bits_dtype).view(blocks, width)
+    mins = torch.empty(blocks, dtype=route.bits_dtype)
+    xv, bv, kv, mv = x.view(-1, width).numpy(), bits.numpy(), key.numpy(), mins.numpy()
+    y.copy_(x)  # x.to(dtype)
+    torch.add(route.turn, bits, alpha=2, out=key)  # one pass: >= floor exactly where fmt keeps the cast
+    torch.amin(key, dim=1, out=mins)
+    turn = int(route.turn)  # keys in order: overflow < zero (turn) < small magnitudes < floor <= kept
+    low, high = turn + 1, route.floor - 1  # the keys of magnitudes in (0, lo)
+    rows = _flagged(mv, high)
+    over = rows[mv[rows] < turn] if len(rows) and mv[rows].min() < turn else rows[:0]
+    if len(rows) > blocks // 8:  # zeros everywhere (e.g. after a ReLU)? look past them
+        key.add_(route.zeros_up)  # small magnitudes to the bottom, zeros to the top, the rest keep order
+        torch.amin(key, dim=1, out=mins)
+        low, high = -(route.mask + 1), route.small_below - 1
+        rows = _flagged(mv, high)
+    if len(rows) > blocks // 2:  # most blocks (e.g. weights): find the values in the whole key
+        at = np.flatnonzero((kv - low).view(f"u{kv.itemsize}") <= high - low)
+        bv.reshape(-1)[at] = _bits(route, _round_small(fmt, xv.reshape(-1)[at]))
+    elif len(rows):  # a few blocks: round again the values below min_normal in them
+        xb, bb = xv[rows], bv[rows]
+        small = np.abs(xb) < fmt.min_normal
+        bb[small] = _bits(route, _round_small(fmt, xb[small]))
+        bv[rows] = bb
+    if len(over):  # overflow, infinity or NaN: what becomes of them is the encoder's to say
+        bv[over] = _bits(route, fmt.decode(fmt.encode(torch.from_numpy(xv[over]))).numpy())
     return y
+
+
+def _flagged(mins: np.ndarray, high: int) -> np.ndarray:
+    """The blocks whose smallest key is at most ``high``: those that hold a value to mend."""
+    return (mins <= high).nonzero()[0]
+
+
+def _bits(route: _CastRoute, q: np.ndarray) -> np.ndarray:
+    """The bit patterns, as ``route.dtype``, of float32 values that it holds exactly (so NumPy's
+    float16, or bfloat16's high half of float32, are the conversion)."""
+    if route.dtype == torch.bfloat16:
+        return (q.view(np.int32) >> 16).astype(np.int16)
+    if route.dtype == torch.float16:
+        return q.astype(np.float16).view(np.int16)
+    return torch.from_numpy(q).to(route.dtype).view(route.bits_dtype).numpy()
+
+
+_SCRATCH = threading.local()
+_SCRATCH_BYTES = 16 * 2 ** 20  # largest buffer kept between calls, per thread
+
+
+def _scratch(n: int, dtype: torch.dtype) -> torch.Tensor:
+    """A CPU buffer of n elements, reused between calls (per thread, up to 16 MiB): a fresh
+    megabyte-sized allocation costs page faults that can outweigh the pass that fills it."""
+    last = getattr(_SCRATCH, "last", None)
+    if last is not None and last.numel() == n and last.dtype == dtype:
+        return last
+    kept = getattr(_SCRATCH, "buffer", None)
+    size = n * dtype.itemsize
+    if kept is None or kept.numel() < size:
+        kept = torch.empty(size, dtype=torch.uint8)
+        if size > _SCRATCH_BYTES:
+            return kept.view(dtype)
+        _SCRATCH.buffer = kept
+    _SCRATCH.last = kept[:size].view(dtype)
+    return _SCRATCH.last
+
+
+def _round_small(fmt: FloatFormat, x: np.ndarray) -> np.ndarray:
+    """``fmt.quantize`` of float32 values of magnitude below fmt.min_normal: nearest even at fmt's
+    subnormal quantum 2^(emin - m), one ``rint`` of x scaled by a power of two (exact both ways:
+    the scaled magnitudes lie below 2^m). Without subnormals, what rounds below min_normal
+    flushes to a signed zero."""
+    k = np.rint(np.ldexp(x, fmt.man_bits - fmt.emin))
+    if not fmt.subnormals:
+        k[np.abs(k) < 2 ** fmt.man_bits] *= 0  # keeps the sign
+    return np.ldexp(k, fmt.emin - fmt.man_bits)
 
 
 def _add_round(fmt: FloatFormat, x: torch.Tensor) -> torch.Tensor | None:
