@@ -387,21 +387,25 @@ def test_cast_route_rounds_again_only_values_below_min_normal(monkeypatch):
     assert len(rounded) == 1 and [v for v in rounded[0] if v != 0] == [2.0 ** -20, -(2.0 ** -16)]
 
 
-def test_scratch_buffer_is_reused_per_thread_and_bounded():
-    """The key buffer of the cast route: one per thread, reused across sizes and dtypes, never
-    kept above _SCRATCH_BYTES."""
+def test_workspace_is_reused_per_thread_and_bounded():
+    """The key buffer of the cast route: one per thread, reused across shapes and dtypes, never
+    kept above _SCRATCH_BYTES; the views of the last shape are kept as well."""
     import threading
     from vitaccel.arith import formats
-    a = formats._scratch(1000, torch.int16)
-    assert a.shape == (1000,) and a.dtype == torch.int16
-    assert formats._scratch(1000, torch.int16).data_ptr() == a.data_ptr()
-    b = formats._scratch(700, torch.int8)
-    assert b.shape == (700,) and b.dtype == torch.int8 and b.data_ptr() == a.data_ptr()
-    big = formats._scratch(formats._SCRATCH_BYTES // 2 + 1, torch.int16)
-    assert big.numel() == formats._SCRATCH_BYTES // 2 + 1 and big.data_ptr() != a.data_ptr()
-    assert formats._scratch(1000, torch.int16).data_ptr() == a.data_ptr()  # the big one was not kept
+    a = formats._workspace(40, 256, torch.int16)
+    assert a.key.shape == (40, 256) and a.mins.shape == (40,) and a.key.dtype == a.mins.dtype == torch.int16
+    assert a.key_np.shape == (40, 256) and a.mins_np.shape == (40,)
+    a.key_np[:] = 7  # the NumPy views share the tensors' memory, and key and mins do not overlap
+    a.mins_np[:] = -1
+    assert int(a.key.amin()) == 7 and int(a.mins.amax()) == -1
+    assert formats._workspace(40, 256, torch.int16) is a
+    b = formats._workspace(30, 128, torch.int8)
+    assert b.key.shape == (30, 128) and b.key.dtype == torch.int8 and b.key.data_ptr() == a.key.data_ptr()
+    big = formats._workspace(formats._SCRATCH_BYTES // 512, 256, torch.int16)
+    assert big.key.data_ptr() != a.key.data_ptr()
+    assert formats._workspace(40, 256, torch.int16).key.data_ptr() == a.key.data_ptr()  # the big one was not kept
     other = []
-    thread = threading.Thread(target=lambda: other.append(formats._scratch(1000, torch.int16).data_ptr()))
+    thread = threading.Thread(target=lambda: other.append(formats._workspace(40, 256, torch.int16).key.data_ptr()))
     thread.start()
     thread.join()
-    assert other[0] != a.data_ptr()
+    assert other[0] != a.key.data_ptr()

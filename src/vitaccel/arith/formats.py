@@ -376,9 +376,8 @@ def _narrow_cast(fmt: FloatFormat, x: torch.Tensor, route: _CastRoute) -> torch.
     blocks = n // width
     y = torch.empty(x.shape, dtype=route.dtype)
     bits = y.view(route.bits_dtype).view(blocks, width)
-    key = _scratch(n, route.bits_dtype).view(blocks, width)
-    mins = torch.empty(blocks, dtype=route.bits_dtype)
-    xv, bv, kv, mv = x.view(-1, width).numpy(), bits.numpy(), key.numpy(), mins.numpy()
+    key, mins, kv, mv = _workspace(blocks, width, route.bits_dtype)
+    xv, bv = x.view(blocks, width).numpy(), bits.numpy()
     y.copy_(x)  # x.to(dtype)
     torch.add(route.turn, bits, alpha=2, out=key)  # one pass: >= floor exactly where fmt keeps the cast
     torch.amin(key, dim=1, out=mins)
@@ -419,25 +418,38 @@ def _bits(route: _CastRoute, q: np.ndarray) -> np.ndarray:
     return torch.from_numpy(q).to(route.dtype).view(route.bits_dtype).numpy()
 
 
+class _Workspace(NamedTuple):
+    """The key (blocks x width) and its block minima, as tensors and as NumPy views."""
+
+    key: torch.Tensor
+    mins: torch.Tensor
+    key_np: np.ndarray
+    mins_np: np.ndarray
+
+
 _SCRATCH = threading.local()
 _SCRATCH_BYTES = 16 * 2 ** 20  # largest buffer kept between calls, per thread
 
 
-def _scratch(n: int, dtype: torch.dtype) -> torch.Tensor:
-    """A CPU buffer of n elements, reused between calls (per thread, up to 16 MiB): a fresh
-    megabyte-sized allocation costs page faults that can outweigh the pass that fills it."""
+def _workspace(blocks: int, width: int, dtype: torch.dtype) -> _Workspace:
+    """The cast route's buffers, kept between calls (per thread, up to 16 MiB): a fresh
+    megabyte-sized allocation costs page faults that can outweigh the pass that fills it, and
+    the views of the last shape are kept too, as making them costs several microseconds."""
     last = getattr(_SCRATCH, "last", None)
-    if last is not None and last.numel() == n and last.dtype == dtype:
-        return last
-    kept = getattr(_SCRATCH, "buffer", None)
-    size = n * dtype.itemsize
-    if kept is None or kept.numel() < size:
-        kept = torch.empty(size, dtype=torch.uint8)
-        if size > _SCRATCH_BYTES:
-            return kept.view(dtype)
-        _SCRATCH.buffer = kept
-    _SCRATCH.last = kept[:size].view(dtype)
-    return _SCRATCH.last
+    if last is not None and last[0] == (blocks, width, dtype):
+        return last[1]
+    size = blocks * (width + 1) * dtype.itemsize
+    buffer = getattr(_SCRATCH, "buffer", None)
+    if buffer is None or buffer.numel() < size:
+        buffer = torch.empty(size, dtype=torch.uint8)
+        if size <= _SCRATCH_BYTES:
+            _SCRATCH.buffer = buffer
+    flat = buffer[:size].view(dtype)
+    key, mins = flat[:blocks * width].view(blocks, width), flat[blocks * width:]
+    views = _Workspace(key, mins, key.numpy(), mins.numpy())
+    if size <= _SCRATCH_BYTES:
+        _SCRATCH.last = ((blocks, width, dtype), views)
+    return views
 
 
 def _round_small(fmt: FloatFormat, x: np.ndarray) -> np.ndarray:
