@@ -251,7 +251,9 @@ def _check_float_input(x: torch.Tensor) -> torch.Tensor:
                         f"got dtype {x.dtype}")
     if x.dtype not in _SOURCES:
         x = x.float()  # float16/bfloat16 (and fp8) convert to float32 exactly
-    return x.detach().contiguous()  # rounding has no useful gradient (emulate offers grad="ste")
+    if x.requires_grad:  # rounding has no useful gradient (emulate offers grad="ste")
+        x = x.detach()
+    return x.contiguous()
 
 
 def _check_rounding(rounding: str, generator: torch.Generator | None) -> None:
@@ -302,7 +304,7 @@ def _native_quantize(fmt: FloatFormat, x: torch.Tensor) -> torch.Tensor | None:
     if dtype is not None:
         return x.to(dtype)
     route = _wider_peer(fmt)
-    if route is not None and x.device.type == "cpu":
+    if route is not None and x.is_cpu:
         return _narrow_cast(fmt, x, route)
     return _add_round(fmt, x)
 
