@@ -409,3 +409,27 @@ def test_workspace_is_reused_per_thread_and_bounded():
     thread.start()
     thread.join()
     assert other[0] != a.key.data_ptr()
+
+
+@pytest.mark.parametrize("first_inference", [True, False], ids=["inference-first", "inference-second"])
+def test_quantize_in_and_out_of_inference_mode_share_the_workspace(first_inference):
+    """The workspace made in one mode serves the other (an inference tensor cannot be written
+    outside inference mode); a fresh thread starts with none."""
+    import contextlib
+    import threading
+    x = random_float32(256 * 50, seed=9)
+    ref = FP13.decode(FP13.encode(x))
+    results, errors = [], []
+
+    def run():
+        try:
+            for inference in (first_inference, not first_inference):
+                with torch.inference_mode() if inference else contextlib.nullcontext():
+                    results.append(FP13.quantize(x, dtype=torch.bfloat16).float())
+        except Exception as error:  # noqa: BLE001 - re-raised below, in the test's thread
+            errors.append(error)
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    assert not errors, errors
+    assert len(results) == 2 and all(same_bits(r, ref) for r in results)

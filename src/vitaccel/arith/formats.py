@@ -441,13 +441,14 @@ def _workspace(blocks: int, width: int, dtype: torch.dtype) -> _Workspace:
     if last is not None and last[0] == (blocks, width, dtype):
         return last[1]
     size = blocks * (width + 1) * dtype.itemsize
-    buffer = getattr(_SCRATCH, "buffer", None)
-    if buffer is None or buffer.numel() < size:
-        buffer = torch.empty(size, dtype=torch.uint8)
-        if size <= _SCRATCH_BYTES:
-            _SCRATCH.buffer = buffer
-    flat = buffer[:size].view(dtype)
-    key, mins = flat[:blocks * width].view(blocks, width), flat[blocks * width:]
+    with torch.inference_mode(False):  # ordinary tensors, so that calls in and out of inference mode can share them
+        buffer = getattr(_SCRATCH, "buffer", None)
+        if buffer is None or buffer.numel() < size:
+            buffer = torch.empty(size, dtype=torch.uint8)
+            if size <= _SCRATCH_BYTES:
+                _SCRATCH.buffer = buffer
+        flat = buffer[:size].view(dtype)
+        key, mins = flat[:blocks * width].view(blocks, width), flat[blocks * width:]
     views = _Workspace(key, mins, key.numpy(), mins.numpy())
     if size <= _SCRATCH_BYTES:
         _SCRATCH.last = ((blocks, width, dtype), views)
