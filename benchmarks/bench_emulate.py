@@ -23,8 +23,8 @@ import statistics
 
 import timm
 import torch
-from timing import interleaved
 
+from timing import interleaved
 from vitaccel.arith import AcceleratorConfig
 from vitaccel.emulate import Backend, convert, restore
 

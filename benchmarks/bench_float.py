@@ -19,8 +19,8 @@ import statistics
 from typing import Callable
 
 import torch
-from timing import interleaved
 
+from timing import interleaved
 from vitaccel.arith import FP13, AcceleratorConfig, emulated_matmul, matmul
 
 

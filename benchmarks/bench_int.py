@@ -20,8 +20,8 @@ import statistics
 from typing import Callable
 
 import torch
-from timing import interleaved
 
+from timing import interleaved
 from vitaccel.arith import AcceleratorConfig, emulated_matmul, matmul_tier
 
 SHAPES = {"qkv": (1576, 384, 1152), "fc1": (1576, 384, 1536), "fc2": (1576, 1536, 384)}

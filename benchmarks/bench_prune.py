@@ -27,9 +27,9 @@ from contextlib import nullcontext
 
 import timm
 import torch
-from timing import interleaved
 
 import vitaccel.prune as prune
+from timing import interleaved
 from vitaccel.measure import macs
 from vitaccel.prune.cost import block_macs
 from vitaccel.prune.rows import RealRows

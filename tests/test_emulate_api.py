@@ -1,6 +1,7 @@
 """convert/restore, options, errors, the report, unsupported ops: on small models."""
 
 import json
+
 import pytest
 import torch
 import torch.nn as nn

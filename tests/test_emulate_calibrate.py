@@ -4,8 +4,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from vitaccel.emulate import (Backend, Calibration, EmulateError, calibrate, calibration_of, convert, emulate,
-                              restore)
+from vitaccel.emulate import Backend, Calibration, EmulateError, calibrate, calibration_of, convert, emulate, restore
 
 
 class Net(nn.Module):

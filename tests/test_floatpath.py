@@ -6,10 +6,18 @@ from fractions import Fraction
 
 import pytest
 import torch
-from conftest import same_bits
 
-from vitaccel.arith import FP13, AcceleratorConfig, FloatFormat, emulated_matmul, fast_error_bound, matmul_tier
-from vitaccel.arith import floatpath, golden
+from conftest import same_bits
+from vitaccel.arith import (
+    FP13,
+    AcceleratorConfig,
+    FloatFormat,
+    emulated_matmul,
+    fast_error_bound,
+    floatpath,
+    golden,
+    matmul_tier,
+)
 from vitaccel.configtools import ConfigError
 
 EXACT_PRESETS = ["fp13", "fp13-align16", "fp16", "bf16"]

@@ -5,10 +5,9 @@ from fractions import Fraction
 
 import pytest
 import torch
-from conftest import random_float32, same_bits
 
-from vitaccel.arith import FP13, FloatFormat
-from vitaccel.arith import golden
+from conftest import random_float32, same_bits
+from vitaccel.arith import FP13, FloatFormat, golden
 
 NAMED = ["e5m7", "e5m10", "e8m7", "e5m2", "e4m3"]
 ROUNDINGS = ["nearest_even", "toward_zero"]
@@ -391,6 +390,7 @@ def test_workspace_is_reused_per_thread_and_bounded():
     """The key buffer of the cast route: one per thread, reused across shapes and dtypes, never
     kept above _SCRATCH_BYTES; the views of the last shape are kept as well."""
     import threading
+
     from vitaccel.arith import formats
     a = formats._workspace(40, 256, torch.int16)
     assert a.key.shape == (40, 256) and a.mins.shape == (40,) and a.key.dtype == a.mins.dtype == torch.int16

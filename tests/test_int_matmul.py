@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-from conftest import same_bits
 
+from conftest import same_bits
 from vitaccel.arith import AcceleratorConfig, emulated_matmul, golden, matmul_tier
 
 INT_PRESETS = [p for p in AcceleratorConfig.presets() if AcceleratorConfig.preset(p).datapath == "int"]

@@ -5,8 +5,15 @@ import math
 import pytest
 import torch
 
-from vitaccel.arith import AcceleratorConfig, dequantize_int, error_stats, golden, intpath, leading_one_truncate, \
-    quantize_int
+from vitaccel.arith import (
+    AcceleratorConfig,
+    dequantize_int,
+    error_stats,
+    golden,
+    intpath,
+    leading_one_truncate,
+    quantize_int,
+)
 
 ALL_INT8 = torch.arange(-128, 128)
 ROUNDINGS = ["truncate", "nearest", "unbiased"]

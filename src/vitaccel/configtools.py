@@ -3,7 +3,9 @@
 One small mechanism for every config in vitaccel (accelerators, training recipes). A config is a
 dataclass whose fields carry type hints; ``from_dict`` checks every key and value against them and
 against the field's ``metadata["choices"]`` / ``metadata["check"]``, and every error names the
-key (dotted path), the value and what is allowed. It imports nothing else of vitaccel.
+key (dotted path), the value and what is allowed. ``shipped``/``shipped_names`` find the YAML
+files that ship inside the package (presets, recipes, energy tables). It imports nothing else of
+vitaccel but ``errors``.
 """
 
 from __future__ import annotations
@@ -11,16 +13,37 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import yaml
 
+from vitaccel.errors import ConfigError
+
 T = TypeVar("T")
 
+SHIPPED_KINDS = ("accelerators", "train", "energy")
 
-class ConfigError(ValueError):
-    """An invalid config: the message names the key, the value and what is allowed."""
+
+def _shipped_dir(kind: str) -> Path:
+    if kind not in SHIPPED_KINDS:
+        raise ValueError(f"kind: value {kind!r} is not allowed; choose one of {list(SHIPPED_KINDS)}")
+    return Path(str(resources.files("vitaccel") / "configs" / kind))
+
+
+def shipped_names(kind: str) -> list[str]:
+    """Names (file stems) of the YAML configs of ``kind`` shipped inside the package."""
+    folder = _shipped_dir(kind)
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def shipped(kind: str, name: str) -> Path:
+    """The shipped YAML config ``name`` of ``kind`` (accelerators, train, energy); ConfigError if unknown."""
+    path = _shipped_dir(kind) / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{kind} config {name!r} is unknown; choose one of {shipped_names(kind)} or pass a YAML file")
+    return path
 
 
 def field(default: Any = dataclasses.MISSING, *, choices: tuple | None = None,

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import torch
 
-from vitaccel.arith import AcceleratorConfig, FloatFormat, emulated_matmul, matmul_tier
-from vitaccel.arith import intpath
+from vitaccel.arith import AcceleratorConfig, FloatFormat, emulated_matmul, intpath, matmul_tier
 from vitaccel.arith.formats import NAMED
 from vitaccel.emulate.stats import ErrorStats
 from vitaccel.viz.report import Section, write_report

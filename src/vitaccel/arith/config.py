@@ -14,9 +14,7 @@ from typing import Callable
 from vitaccel.arith.formats import NAMED
 from vitaccel.arith.intpath import OVERFLOWS, ROUNDINGS
 from vitaccel.arith.psum import Codec, CodecSpec, FloatCodec
-from vitaccel.configtools import ConfigError, field, from_dict, load_yaml, to_yaml, validate
-
-PRESET_DIR = Path(__file__).resolve().parent.parent / "configs" / "accelerators"
+from vitaccel.configtools import ConfigError, field, from_dict, load_yaml, shipped, shipped_names, to_yaml, validate
 
 _FORMATS = tuple(sorted(NAMED))
 
@@ -43,6 +41,9 @@ class FloatDatapath:
     align_rounding: str = field("toward_zero", choices=("toward_zero", "nearest_even"),
                                 help="how aligned products drop their low bits")
     accumulator: str = field("fp32", choices=("fp32",), help="accumulator format (K order)")
+    multiplier: str = field("direct", choices=("direct", "nibble"),
+                            help="significand multiplier form of the circuit: one b x b array, or two 4-bit "
+                                 "nibbles of the first operand, ((hi * b) << 4) + lo * b; the numbers are the same")
 
     def __post_init__(self) -> None:
         validate(self)
@@ -187,15 +188,16 @@ class AcceleratorConfig:
     @classmethod
     def presets(cls) -> list[str]:
         """Names of the shipped presets."""
-        return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+        return shipped_names("accelerators")
 
     @classmethod
     def preset(cls, name: str) -> "AcceleratorConfig":
         """A shipped preset by name (see ``presets()``)."""
-        path = PRESET_DIR / f"{name}.yaml"
-        if not path.is_file():
+        try:
+            path = shipped("accelerators", name)
+        except ConfigError:
             raise ConfigError(f"accelerator preset {name!r} is unknown; choose one of {cls.presets()} "
-                              "or pass a YAML file")
+                              "or pass a YAML file") from None
         return cls.from_yaml(path)
 
     @classmethod

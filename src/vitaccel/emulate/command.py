@@ -42,6 +42,7 @@ def _defaults(name: str | None, checkpoint: str | None) -> tuple[int, str | None
         data = (ckpt.get("config") or {}).get("data") or {}
         return ckpt["model_args"]["kwargs"].get("img_size", data.get("img_size", 32)), data.get("name")
     import timm.models
+
     from vitaccel.models import create_model  # registers vitaccel's small ViTs with timm
     if not timm.models.is_model(name):
         try:

@@ -8,16 +8,15 @@ are listed in ``ASSUMPTIONS`` and printed with every report:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from pathlib import Path
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from vitaccel.arith import AcceleratorConfig, FloatFormat
-from vitaccel.configtools import ConfigError, field, from_dict, load_yaml
-
-TABLE_DIR = Path(__file__).resolve().parent.parent / "configs" / "energy"
+from vitaccel.configtools import ConfigError, field, from_dict, load_yaml, shipped
 
 ASSUMPTIONS = (
     "multiplier energy scales with the product of operand widths (int: int8_mult * wa*wb/64; "
@@ -56,7 +55,7 @@ class EnergyTable:
     @classmethod
     def load(cls, path: str | Path | None = None) -> "EnergyTable":
         """The table in ``path`` (YAML), or the shipped 45 nm table."""
-        path = Path(path) if path is not None else TABLE_DIR / "horowitz45nm.yaml"
+        path = Path(path) if path is not None else shipped("energy", "horowitz45nm")
         try:
             return from_dict(cls, load_yaml(path))
         except ConfigError as exc:

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from vitaccel.configtools import ConfigError, apply_overrides, field, from_dict, load_yaml, validate
+from vitaccel.configtools import (
+    ConfigError,
+    apply_overrides,
+    field,
+    from_dict,
+    load_yaml,
+    shipped,
+    shipped_names,
+    validate,
+)
 from vitaccel.data import DataConfig
 
 RULES = ("topk", "value", "mass")
@@ -94,16 +102,15 @@ def resolve_config_path(config: str) -> Path:
     path = Path(config)
     if path.is_file():
         return path
-    bundled = resources.files("vitaccel") / "configs" / "train" / f"{path.stem}.yaml"
-    if path.suffix in ("", ".yaml") and bundled.is_file():
-        return Path(str(bundled))
+    if path.suffix in ("", ".yaml") and path.stem in bundled_configs():
+        return shipped("train", path.stem)
     raise ConfigError(f"--config: {config!r} is neither a file nor a bundled config "
                       f"(bundled: {bundled_configs()})")
 
 
 def bundled_configs() -> list[str]:
-    folder = resources.files("vitaccel") / "configs" / "train"
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml")) if folder.is_dir() else []
+    """Names of the training recipes shipped inside the package."""
+    return shipped_names("train")
 
 
 def load_config(config: str, overrides: list[str] = ()) -> TrainConfig:
