@@ -28,7 +28,7 @@ import torch
 from vitaccel.configtools import from_dict
 from vitaccel.data import build_datasets
 from vitaccel.train import TrainConfig, model_from_checkpoint, train, val_loader
-from vitaccel.train.evaluate import evaluate_at
+from vitaccel.train.validation import validate_at
 
 
 @torch.no_grad()
@@ -61,7 +61,7 @@ def main() -> None:
     scenes, epochs = (1000, 4) if args.quick else (3000, 10)
     base = {"model": "vit_nano_patch4_32", "progress": False, "batch_size": 64,
             "data": {"name": "synthetic", "num_samples": scenes, "img_size": 32},
-            "prune_layer": 2, "rule": "mass", "value": 0.5}
+            "prune": {"layer": 2, "rule": "mass", "value": 0.5}}
     out = Path(args.out)
     teacher = out / "teacher" / "last.pt"
     recipe = {**base, "epochs": epochs, "lr": 0.001}
@@ -87,7 +87,7 @@ def main() -> None:
     loader = val_loader(data.val, 256)
     truth = data.val.patch_masks(4)
     print(f"\nsynthetic scenes: {len(data.train)} train / {len(data.val)} val, {base['model']}, "
-          f"pruning at layer {base['prune_layer']} with {base['rule']}={base['value']}; "
+          f"pruning at layer {base['prune']['layer']} with {base['prune']['rule']}={base['prune']['value']}; "
           f"object patches per image {truth.sum(1).float().mean():.1f} of {truth.shape[1]}\n")
     budget = ("topk", 0.2)  # the same number of patches for every model: 13 of 64
     print("| model | dense top-1 | pruned top-1 | patches kept | MACs vs dense | object recall (pruned) "
@@ -95,8 +95,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for name, path in checkpoints.items():
         model, _ = model_from_checkpoint(path)
-        dense = evaluate_at(model, loader, None)
-        pruned = evaluate_at(model, loader, (base["rule"], base["value"]))
+        dense = validate_at(model, loader, None)
+        pruned = validate_at(model, loader, (base["prune"]["rule"], base["prune"]["value"]))
         at_rule = object_scores(model, loader, truth)
         model.pruning.configure(rule=budget[0], value=budget[1])
         at_budget = object_scores(model, loader, truth)

@@ -31,7 +31,7 @@ import torch
 import vitaccel.prune as prune
 from timing import interleaved
 from vitaccel.measure import macs
-from vitaccel.prune.cost import block_macs
+from vitaccel.prune.macs import block_macs
 from vitaccel.prune.rows import RealRows
 
 

@@ -6,8 +6,8 @@ import torch
 import torchvision
 
 from vitaccel.configtools import ConfigError
-from vitaccel.measure.cost import EnergyTable, MatmulShape, cost, matmul_shapes
-from vitaccel.measure.macs import count_macs
+from vitaccel.measure.hardware import EnergyTable, MatmulShape, cost, matmul_shapes
+from vitaccel.measure.mac_count import count_macs
 
 
 @pytest.mark.parametrize("make", [

@@ -2,10 +2,11 @@
 
 import torch
 
-from vitaccel.demo import cached_training, formats_table, multiplier_error_samples
+from vitaccel.commands.demo import cached_training, formats_table
+from vitaccel.commands.report import multiplier_error_samples
 from vitaccel.viz.report import Section, write_report
 
-TINY = ["epochs=1", "model=vit_pico_patch4_32", "prune_layer=1", "progress=false", "batch_size=128", "warmup_epochs=0"]
+TINY = ["epochs=1", "model=vit_pico_patch4_32", "prune.layer=1", "progress=false", "batch_size=128", "warmup_epochs=0"]
 
 
 def test_cache_is_reused_and_a_corrupt_or_stale_cache_is_rebuilt(tmp_path, capsys):

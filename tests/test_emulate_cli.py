@@ -20,11 +20,16 @@ def test_emulate_a_timm_model_on_digits(tmp_path, capsys):
 
 
 def test_emulate_a_checkpoint_on_random_inputs(tmp_path, capsys):
+    from vitaccel.configtools import to_dict
+    from vitaccel.data import DataConfig
+    from vitaccel.train import TrainConfig
+    from vitaccel.train.build import model_args
     from vitaccel.train.checkpoint import save_atomic
     model = vitaccel.models.create_model("vit_pico_patch4_32", num_classes=6)
     path = tmp_path / "ckpt.pt"
-    save_atomic({"model_args": {"name": "vit_pico_patch4_32", "kwargs": {"num_classes": 6, "img_size": 32}},
-                 "model": model.state_dict(), "config": {"data": {"name": "synthetic", "img_size": 32}}}, path)
+    cfg = TrainConfig(model="vit_pico_patch4_32", data=DataConfig(name="synthetic", img_size=32))
+    save_atomic({"model_args": model_args(cfg, 6), "model": model.state_dict(), "config": to_dict(cfg),
+                 "classes": list("abcdef")}, path)
     rc = main(["emulate", "--checkpoint", str(path), "--accelerator", "fp32", "--data", "random",
                "--batches", "1", "--batch-size", "2"])
     assert rc == 0

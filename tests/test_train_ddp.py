@@ -22,9 +22,10 @@ epochs: 2
 batch_size: 64
 lr: 0.003
 warmup_epochs: 1
-prune_layer: 1
-rule: mass
-value: 0.8
+prune:
+  layer: 1
+  rule: mass
+  value: 0.8
 progress: false
 """
 

@@ -21,9 +21,10 @@ epochs: 4
 batch_size: 32
 lr: 0.003
 warmup_epochs: 1
-prune_layer: 1
-rule: mass
-value: 0.8
+prune:
+  layer: 1
+  rule: mass
+  value: 0.8
 ema_decay: 0.9
 progress: false
 """

@@ -8,18 +8,18 @@ import torch
 from PIL import Image
 
 from vitaccel.cli import main
+from vitaccel.commands.eval import run_eval
 from vitaccel.configtools import ConfigError, from_dict
 from vitaccel.data import DataError
 from vitaccel.train import CheckpointError, TrainConfig, load_checkpoint, train
 from vitaccel.train.distributed import LOCAL
-from vitaccel.train.evalcmd import run_eval
 from vitaccel.train.loop import Run
 from vitaccel.train.metrics import read_metrics
 
 # A 2-block, 32-wide ViT on 16 px digits (4x4 patches): an epoch takes about a second.
 TINY = {"model": "vit_pico_patch4_32", "data": {"name": "digits", "img_size": 16}, "epochs": 2,
-        "batch_size": 64, "eval_batch_size": 512, "lr": 0.003, "warmup_epochs": 1, "prune_layer": 1,
-        "rule": "topk", "value": 0.5, "progress": False}
+        "batch_size": 64, "eval_batch_size": 512, "lr": 0.003, "warmup_epochs": 1, "progress": False,
+        "prune": {"layer": 1, "rule": "topk", "value": 0.5}}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -66,7 +66,7 @@ def test_dense_run_writes_metrics_and_checkpoints(teacher_ckpt):
 
 def test_sait_run_alternates_and_distils(tmp_path):
     history = train(tiny(tmp_path, recipe="sait", teacher="vit_pico_patch4_32", lambda_logits=0.5,
-                         rule="mass", value=0.8))
+                         prune={"layer": 1, "rule": "mass", "value": 0.8}))
     assert [r["phase"] for r in history] == ["dense", "pruned"]
     dense, pruned = history
     assert dense["train_kept"] == 16 and pruned["train_kept"] < 16
@@ -111,7 +111,7 @@ def _tiny_images(tmp_path):
 
 
 BAD = {
-    "missing teacher": (lambda t, ck: dict(recipe="sait", teacher=str(t / "nope.pt")), FileNotFoundError,
+    "missing teacher": (lambda t, ck: dict(recipe="sait", teacher=str(t / "nope.pt")), CheckpointError,
                         "checkpoint .*nope.pt' does not exist"),
     "corrupt teacher": (lambda t, ck: dict(recipe="sait", teacher=_corrupt(t / "bad.pt")), CheckpointError,
                         "corrupt"),
@@ -130,8 +130,8 @@ BAD = {
                             "folder does not exist"),
     "batch larger than data": (lambda t, ck: dict(data={"name": "imagefolder", "root": _tiny_images(t)}),
                                ConfigError, "batch_size: value 64 is not allowed; the training set has only 6"),
-    "prune layer past the end": (lambda t, ck: dict(prune_layer=2), ConfigError,
-                                 "prune_layer: value 2 is not allowed; this 2-block model needs"),
+    "prune layer past the end": (lambda t, ck: dict(prune={"layer": 2}), ConfigError,
+                                 "prune.layer: value 2 is not allowed; this 2-block model needs"),
     "fp16 on cpu": (lambda t, ck: dict(amp="fp16", device="cpu"), ConfigError, "amp: value 'fp16'"),
     "cuda missing": (lambda t, ck: dict(device="cuda"), ConfigError, "device: value 'cuda'"),
     "unknown model": (lambda t, ck: dict(model="vit_nope"), ConfigError, "model: 'vit_nope' is not a timm model"),
@@ -157,7 +157,7 @@ def test_bad_input_fails_before_training(tmp_path, teacher_ckpt, case):
 
 
 def test_out_dir_and_resume_guards(tmp_path):
-    with pytest.raises(FileNotFoundError, match="--resume: no checkpoint to resume"):
+    with pytest.raises(ConfigError, match="--resume: no checkpoint to resume"):
         train(tiny(tmp_path), resume=True)
     train(tiny(tmp_path, epochs=1))
     with pytest.raises(ConfigError, match="already holds a run .* --resume .* --overwrite"):

@@ -11,6 +11,7 @@ vitaccel but ``errors``.
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 import types
 import typing
 from importlib import resources
@@ -142,12 +143,18 @@ def from_dict(cls: type[T], data: dict, prefix: str = "") -> T:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ConfigError(f"{key}: required key is missing")
             continue
-        value = _convert(data[name], hints[name], key)
+        value = data[name]
+        if isinstance(value, dict) and dataclasses.is_dataclass(hints[name]) \
+                and f.default_factory is not dataclasses.MISSING:
+            value = {**to_dict(f.default_factory()), **value}  # a partial section keeps this field's defaults
+        value = _convert(value, hints[name], key)
         _check(f, value, key)
         kwargs[name] = value
     try:
         return cls(**kwargs)
-    except ConfigError:
+    except ConfigError as exc:  # from the section's own checks: name its keys in full
+        if prefix and not str(exc).startswith(prefix):
+            raise ConfigError(f"{prefix}{exc}") from None
         raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{prefix.rstrip('.') or cls.__name__}: {exc}") from exc
@@ -191,6 +198,26 @@ def load_yaml(path: str | Path) -> dict:
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys, got {type(data).__name__}")
     return data
+
+
+def check_writable(path: str | Path, key: str) -> Path:
+    """Check, before long work, that folder ``path`` can be created and written to; creates nothing.
+
+    Raises ConfigError naming ``key`` when it cannot (read-only, a file in the way, no permission).
+    """
+    path = Path(path)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(f"{str(existing)!r} is a file")
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{key}: folder {str(path)!r} is not writable ({exc.strerror or exc}); "
+                          "choose a folder you can write to") from None
+    return path
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:

@@ -19,7 +19,13 @@ from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_
 
 from vitaccel.configtools import ConfigError
 
-__all__ = ["create_model", "SMALL_VITS"]
+__all__ = ["SMALL_VITS", "UNSAFE_KWARGS", "create_model", "model_kwargs_problem"]
+
+# create_model arguments that make timm read other files or weights: never taken from configs or
+# checkpoints (``pretrained`` is a separate, explicit switch), nor the ones vitaccel sets itself.
+UNSAFE_KWARGS = ("checkpoint_path", "pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "pretrained_strict",
+                 "cache_dir", "features_only", "num_classes", "img_size")
+_PLAIN = (bool, int, float, str, type(None))
 
 # name -> architecture; images are 32 px by default, ``img_size=`` changes that (64 px works).
 SMALL_VITS: dict[str, dict] = {
@@ -67,6 +73,23 @@ def vit_nano_patch4_32(pretrained: bool = False, **kwargs) -> VisionTransformer:
 def vit_micro_patch4_32(pretrained: bool = False, **kwargs) -> VisionTransformer:
     """ViT-Micro/4 at 32 px: 128-wide, 6 blocks, 4 heads; for synthetic scenes and CIFAR."""
     return _create("vit_micro_patch4_32", pretrained, **kwargs)
+
+
+def model_kwargs_problem(kwargs: object) -> str | None:
+    """What is wrong with ``kwargs`` as extra ``create_model`` arguments from a config (None: fine).
+
+    A mapping of names to plain values (numbers, strings, booleans, null, or lists of them), none
+    of ``UNSAFE_KWARGS``.
+    """
+    if not isinstance(kwargs, dict):
+        return "must be a mapping of keyword arguments"
+    for key, value in kwargs.items():
+        if not isinstance(key, str) or key in UNSAFE_KWARGS:
+            return f"key {key!r} is not allowed (not allowed: {list(UNSAFE_KWARGS)})"
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if not all(isinstance(v, _PLAIN) for v in items):
+            return f"value of {key!r} must be a number, string, boolean, null or a list of them"
+    return None
 
 
 def create_model(name: str, **kwargs) -> nn.Module:

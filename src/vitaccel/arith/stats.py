@@ -14,10 +14,12 @@ import torch
 
 from vitaccel.arith import intpath
 from vitaccel.arith.config import AcceleratorConfig
+from vitaccel.errors import ConfigError
 
 
-class ErrorStats(NamedTuple):
-    """Relative error ``(approx - exact) / exact`` of the multiplier's products."""
+class MultiplierErrorStats(NamedTuple):
+    """Relative error ``(approx - exact) / exact`` of the multiplier's products (not of a tensor:
+    that is ``vitaccel.emulate.tensor_error.TensorError``)."""
 
     mean: float
     std: float
@@ -25,8 +27,20 @@ class ErrorStats(NamedTuple):
     operands: int       # distinct operand magnitudes evaluated
 
 
+# The name ``vitaccel.arith`` exports.
+ErrorStats = MultiplierErrorStats
+
+
+def relative_errors(bits: int, keep_bits: int | None, rounding: str) -> torch.Tensor:
+    """``(mult(a, 1) - a) / a`` (float64) of the leading-one multiplier keeping ``keep_bits`` with
+    ``rounding``, for every magnitude ``a`` of a signed ``bits``-bit operand, 1 to qmax."""
+    a = torch.arange(1, intpath.qmax(bits) + 1)
+    approx = intpath.multiply(a, torch.ones_like(a), keep_bits, rounding)
+    return (approx - a).double() / a.double()
+
+
 def error_stats(config: AcceleratorConfig | str, operand_bits: int | None = None,
-                both_operands: bool = False) -> ErrorStats:
+                both_operands: bool = False) -> MultiplierErrorStats:
     """Mean, standard deviation and max |.| of the multiplier's relative error over uniformly
     distributed nonzero operands, computed exactly (no sampling).
 
@@ -39,16 +53,15 @@ def error_stats(config: AcceleratorConfig | str, operand_bits: int | None = None
     """
     config = AcceleratorConfig.load(config)
     if config.datapath != "int":
-        raise ValueError(f"config: {config.name!r} has datapath {config.datapath!r}; error_stats needs an int datapath")
+        raise ConfigError(f"config: {config.name!r} has datapath {config.datapath!r}; error_stats needs an int "
+                          "datapath")
     dp = config.int_datapath
     bits = dp.a_bits if operand_bits is None else operand_bits
     if not isinstance(bits, int) or isinstance(bits, bool) or not 2 <= bits <= 32:
-        raise ValueError(f"operand_bits: value {operand_bits!r} is not allowed; an integer from 2 to 32 or None")
-    a = torch.arange(1, intpath.qmax(bits) + 1)
-    approx = intpath.multiply(a, torch.ones_like(a), dp.keep_bits, dp.keep_rounding)
-    e = (approx - a).double() / a.double()
+        raise ConfigError(f"operand_bits: value {operand_bits!r} is not allowed; an integer from 2 to 32 or None")
+    e = relative_errors(bits, dp.keep_bits, dp.keep_rounding)
     if not both_operands:
-        return ErrorStats(float(e.mean()), float(e.std(correction=0)), float(e.abs().max()), a.numel())
+        return MultiplierErrorStats(float(e.mean()), float(e.std(correction=0)), float(e.abs().max()), e.numel())
     m1, m2 = float((1 + e).mean()), float(((1 + e) ** 2).mean())     # E[1+e], E[(1+e)^2]
     worst = max(abs((1 + float(e.max())) ** 2 - 1), abs((1 + float(e.min())) ** 2 - 1))
-    return ErrorStats(m1 * m1 - 1, max(m2 * m2 - m1 ** 4, 0.0) ** 0.5, worst, a.numel())
+    return MultiplierErrorStats(m1 * m1 - 1, max(m2 * m2 - m1 ** 4, 0.0) ** 0.5, worst, e.numel())

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from torch.utils.data import Dataset
 
 from vitaccel.data.config import DATASETS, DataConfig
-from vitaccel.data.errors import DataError
 from vitaccel.data.split import seeded_split
 from vitaccel.data.synthetic import COLOURS, SHAPES, render_scene
 from vitaccel.data.tensors import TensorImageDataset
+from vitaccel.errors import DataError
 
 __all__ = ["COLOURS", "DATASETS", "DataBundle", "DataConfig", "DataError", "SHAPES", "TensorImageDataset",
            "build_datasets", "render_scene", "seeded_split"]

@@ -3,10 +3,11 @@
 The object (a disc, square, triangle, ring, cross or diamond of random size, place and rotation)
 is filled with one of six saturated colours: its class. The background is a smooth, desaturated
 colour field; the clutter is strokes and small blobs in the same six colours (and greys), so the
-class can only be read from the object, which the model has to find. Each scene is drawn from its own generator seeded with ``(seed, index)``, so a scene does not
-depend on how many others are drawn and the data set is identical for a given seed on every
-machine. The mask marks the object's pixels; ``TensorImageDataset.patch_masks`` turns it into
-the patches that hold the object, the ground truth for which tokens pruning should keep.
+class can only be read from the object, which the model has to find. Each scene is drawn from its
+own generator seeded with ``(seed, index)``, so a scene does not depend on how many others are
+drawn and the data set is identical for a given seed on every machine. The mask marks the
+object's pixels; ``TensorImageDataset.patch_masks`` turns it into the patches that hold the
+object, the ground truth for which tokens pruning should keep.
 """
 
 from __future__ import annotations

@@ -8,9 +8,9 @@ from torch.utils.data import Dataset, Subset
 from torchvision import datasets
 
 from vitaccel.data.config import DataConfig
-from vitaccel.data.errors import DataError
 from vitaccel.data.split import seeded_split
 from vitaccel.data.transforms import file_transform
+from vitaccel.errors import DataError
 
 DEFAULT_ROOT = Path("~/.cache/vitaccel/data").expanduser()
 

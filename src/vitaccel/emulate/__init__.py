@@ -13,13 +13,14 @@ Every ``nn.Linear``, ``nn.Conv2d`` (im2col), ``F.linear``, ``matmul``/``mm``/``b
 import sys
 import types
 
+from vitaccel.emulate._registry import converted
 from vitaccel.emulate.backend import Backend, resolve_config
-from vitaccel.emulate.calibrate import Calibration, calibrate, calibration_of
-from vitaccel.emulate.errors import EmulateError
-from vitaccel.emulate.evaluate import evaluate
+from vitaccel.emulate.calibration import Calibration, calibrate, calibration_of
+from vitaccel.emulate.evaluation import evaluate
 from vitaccel.emulate.options import OP_KINDS, EmulateOptions
 from vitaccel.emulate.report import NativeRow, OpRow, Report
-from vitaccel.emulate.run import EmulationRun, convert, converted, emulate, restore
+from vitaccel.emulate.run import EmulationRun, convert, emulate, restore
+from vitaccel.errors import EmulateError
 
 __all__ = ["Backend", "Calibration", "EmulateError", "EmulateOptions", "EmulationRun", "NativeRow", "OP_KINDS",
            "OpRow", "Report", "calibrate", "calibration_of", "convert", "converted", "emulate", "evaluate",

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from torch import Tensor
 
-from vitaccel.emulate.errors import EmulateError
+from vitaccel.errors import EmulateError
 
 DATAPATHS = ("native", "float", "int")
 

@@ -22,6 +22,7 @@ from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
 from vitaccel.emulate import ops
+from vitaccel.errors import EmulateError
 
 # Functions that are matrix products but have no emulation: they run native and are listed.
 UNSUPPORTED = frozenset({
@@ -38,6 +39,13 @@ _KINDS: dict[Callable, str] = {
 }
 _OWNERS: dict[str, type] = {"linear": nn.Linear, "conv2d": nn.Conv2d}
 _STEMS = {"attention": "sdpa"}  # how functional ops are named: blocks.0.attn.sdpa0
+
+
+
+def no_capturable_op(model_type: str) -> EmulateError:
+    """The error for a model whose forward ran no matrix product the emulator can capture."""
+    return EmulateError(f"model: {model_type} ran no capturable matrix product (nn.Linear, nn.Conv2d, "
+                        "F.linear, matmul/mm/bmm/@, F.scaled_dot_product_attention): nothing to emulate")
 
 
 @dataclass

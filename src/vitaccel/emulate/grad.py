@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from vitaccel.emulate.errors import EmulateError
+from vitaccel.errors import EmulateError
 
 
 class _StraightThrough(torch.autograd.Function):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-import weakref
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Callable, Iterator, Sequence
@@ -20,16 +19,15 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from vitaccel.emulate._registry import RUNS, converted
 from vitaccel.emulate.backend import Backend
-from vitaccel.emulate.calibrate import Calibration, calibration_of
-from vitaccel.emulate.capture import Capture, OpCall
-from vitaccel.emulate.errors import EmulateError, no_capturable_op
+from vitaccel.emulate.calibration import Calibration, calibration_of
+from vitaccel.emulate.capture import Capture, OpCall, no_capturable_op
 from vitaccel.emulate.grad import no_gradient, straight_through
 from vitaccel.emulate.options import EmulateOptions
 from vitaccel.emulate.report import NativeRow, OpRow, Report
-from vitaccel.emulate.stats import ErrorStats
-
-_RUNS: "weakref.WeakKeyDictionary[nn.Module, EmulationRun]" = weakref.WeakKeyDictionary()
+from vitaccel.emulate.tensor_error import TensorError
+from vitaccel.errors import EmulateError
 
 
 @dataclass
@@ -37,7 +35,7 @@ class _OpRecord:
     kind: str
     shape: str = ""
     calls: int = 0
-    errors: ErrorStats = field(default_factory=ErrorStats)
+    errors: TensorError = field(default_factory=TensorError)
     tier: tuple[str, bool] = ("native", False)  # (tier name, bit-exact) of an emulated product
     reason: str = ""                            # why it ran native (native records only)
 
@@ -71,7 +69,7 @@ class EmulationRun:
         self._capture = Capture(model, self)
         self._ops: dict[str, _OpRecord] = {}
         self._native: dict[str, _OpRecord] = {}
-        self._output = ErrorStats()
+        self._output = TensorError()
         self._forwards = 0
         self._predictions: list[Tensor] = []
         self._reference_predictions: list[Tensor] = []
@@ -90,7 +88,7 @@ class EmulationRun:
         """Forget everything recorded so far (ops, output comparisons, predictions)."""
         self._ops.clear()
         self._native.clear()
-        self._output, self._forwards = ErrorStats(), 0
+        self._output, self._forwards = TensorError(), 0
         self._predictions.clear()
         self._reference_predictions.clear()
 
@@ -206,11 +204,6 @@ class EmulationRun:
         report.agreement = (pred == ref).float().mean().item()
 
 
-def converted(model: nn.Module) -> bool:
-    """Whether ``model`` is currently converted to run emulated."""
-    return model in _RUNS
-
-
 def convert(model: nn.Module, config: Any, *, calibration: Calibration | None = None,
             **options: Any) -> EmulationRun:
     """Make ``model`` run on the emulated accelerator until ``restore(model)``.
@@ -234,13 +227,13 @@ def convert(model: nn.Module, config: Any, *, calibration: Calibration | None = 
                            f"activation scales: run vitaccel.emulate.calibrate(model, config, batches) first")
     run = EmulationRun(model, backend, opts, calibration)
     run.attach()
-    _RUNS[model] = run
+    RUNS[model] = run
     return run
 
 
 def restore(model: nn.Module) -> nn.Module:
     """Undo ``convert``: the model runs native float32 again, exactly as before."""
-    run = _RUNS.pop(model, None)
+    run = RUNS.pop(model, None)
     if run is None:
         raise EmulateError("model: it is not converted (convert(model, config) or emulate(model, config) first)")
     run.detach()
@@ -255,5 +248,5 @@ def emulate(model: nn.Module, config: Any, *, calibration: Calibration | None = 
     try:
         yield run
     finally:
-        if _RUNS.get(model) is run:
+        if RUNS.get(model) is run:
             restore(model)

@@ -1,3 +1,5 @@
 """Measurement: MACs per image from executed shapes (throughput and hardware cost alongside)."""
 
-from vitaccel.measure.macs import count_macs, macs, macs_over
+from vitaccel.measure.mac_count import count_macs, macs, macs_over
+
+__all__ = ["count_macs", "macs", "macs_over"]

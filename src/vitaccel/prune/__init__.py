@@ -7,7 +7,7 @@ same weights. ``cls_attention`` gives a dense teacher's distillation target.
 """
 
 from vitaccel.prune.config import RULES, PruneConfig
-from vitaccel.prune.patch import Pruning, patch, unpatch
+from vitaccel.prune.patching import Pruning, patch, unpatch
 from vitaccel.prune.scores import cls_attention
 from vitaccel.prune.select import keep_mask, topk_count
 

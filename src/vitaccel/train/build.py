@@ -7,14 +7,18 @@ MAC statistics (a dense teacher can then also be evaluated pruned, without retra
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
+import torch
 import torch.nn as nn
 
-from vitaccel.configtools import ConfigError
+from vitaccel.configtools import ConfigError, apply_overrides, from_dict, to_dict
+from vitaccel.data import DataConfig
+from vitaccel.errors import CheckpointError
 from vitaccel.models import create_model
 from vitaccel.prune import patch
-from vitaccel.train.checkpoint import CheckpointError, load_checkpoint
+from vitaccel.train.checkpoint import load_checkpoint
 from vitaccel.train.config import TrainConfig
 
 
@@ -24,30 +28,32 @@ def model_args(cfg: TrainConfig, num_classes: int) -> dict:
             "kwargs": {"num_classes": num_classes, "img_size": cfg.data.img_size, **cfg.model_kwargs}}
 
 
-def build_model(args: dict) -> nn.Module:
-    """A fresh model from ``model_args``' output."""
+def build_model(args: dict, device: torch.device | str | None = None) -> nn.Module:
+    """A fresh model from ``model_args``' output (on ``device``: "meta" builds no storage)."""
     try:
-        return create_model(args["name"], **args["kwargs"])
+        with torch.device(device) if device is not None else contextlib.nullcontext():
+            return create_model(args["name"], **args["kwargs"])
     except TypeError as exc:  # e.g. a CNN given img_size, or a misspelt model_kwargs key
         raise ConfigError(f"model: {args['name']!r} cannot be built with arguments {sorted(args['kwargs'])} "
                           f"({exc})") from exc
 
 
-def prune_args(cfg: TrainConfig) -> dict:
-    return {"layer": cfg.prune_layer, "rule": cfg.rule, "value": cfg.value, "package": cfg.package}
+def patch_checked(model: nn.Module, prune: dict, refused: str) -> nn.Module:
+    """``patch(model, **prune)``; when the model cannot take it, a ConfigError ``"<refused>; <why>"``."""
+    try:
+        return patch(model, **{k: v for k, v in prune.items() if k != "dense"})
+    except (TypeError, ValueError) as exc:  # not a ViT vitaccel.prune can handle, or a layer out of range
+        raise ConfigError(f"{refused}; {exc}") from exc
 
 
 def build_student(cfg: TrainConfig, num_classes: int) -> nn.Module:
-    """The model to train, patched for pruning at ``prune_layer`` (dense until told otherwise)."""
+    """The model to train, patched for pruning at ``cfg.prune.layer`` (dense until told otherwise)."""
     model = build_model(model_args(cfg, num_classes))
     depth = len(getattr(model, "blocks", ()))
-    if depth and not cfg.prune_layer < depth:
-        raise ConfigError(f"prune_layer: value {cfg.prune_layer} is not allowed; this {depth}-block "
-                          f"model needs 1 <= prune_layer <= {depth - 1} (blocks after P are pruned)")
-    try:
-        patch(model, **prune_args(cfg))
-    except (TypeError, ValueError) as exc:  # not a ViT vitaccel.prune can handle
-        raise ConfigError(f"model: value {cfg.model!r} is not allowed; {exc}") from exc
+    if depth and not cfg.prune.layer < depth:
+        raise ConfigError(f"prune.layer: value {cfg.prune.layer} is not allowed; this {depth}-block "
+                          f"model needs 1 <= prune.layer <= {depth - 1} (blocks after P are pruned)")
+    patch_checked(model, to_dict(cfg.prune), f"model: value {cfg.model!r} is not allowed")
     model.pruning.configure(dense=True)
     return model
 
@@ -66,16 +72,57 @@ def eval_weights(ckpt: dict) -> dict:
     return ckpt["ema"] if ckpt.get("ema") is not None else ckpt["model"]
 
 
+def checkpoint_config(ckpt: dict, source: str) -> TrainConfig:
+    """The validated training config of a loaded checkpoint; CheckpointError naming ``source`` if invalid."""
+    try:
+        return from_dict(TrainConfig, ckpt.get("config"), "config.")
+    except ConfigError as exc:
+        raise CheckpointError(f"{source}: its config is invalid ({exc})") from None
+
+
+def checkpoint_data(ckpt: dict, overrides: list[str], key: str) -> DataConfig:
+    """The checkpoint's data section with ``overrides``, validated; the image size must be the model's."""
+    data = from_dict(DataConfig, apply_overrides(ckpt["config"]["data"], list(overrides)), "data.")
+    trained = ckpt["config"]["data"]["img_size"]
+    if data.img_size != trained:
+        raise ConfigError(f"{key} img_size={data.img_size}: not allowed; the checkpoint's model takes "
+                          f"{trained} px images (leave img_size out)")
+    return data
+
+
+def _checked_args(ckpt: dict, cfg: TrainConfig, source: str) -> dict:
+    """``model_args`` rebuilt from the validated config; the stored ones must agree with them."""
+    classes = ckpt.get("classes")
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        raise CheckpointError(f"{source}: 'classes' must be a non-empty list of class names")
+    args = model_args(cfg, len(classes))
+    if ckpt.get("model_args") != args:
+        raise CheckpointError(f"{source}: 'model_args' is missing or does not match its config "
+                              f"(expected {args}, found {ckpt.get('model_args')!r})")
+    return args
+
+
 def model_from_checkpoint(path: str | Path, pruned: bool = True) -> tuple[nn.Module, dict]:
     """Rebuild a trained model from a vitaccel checkpoint (eval weights, eval mode, CPU).
 
-    ``pruned``: patch it with the pruning settings it was trained with. Returns (model, ckpt).
+    The model is built only from validated fields (the config and the class count); it is first
+    built without storage, and must have as many weights as the checkpoint holds, so a checkpoint
+    cannot make vitaccel build a model larger than itself. ``pruned``: patch it with the pruning
+    settings it was trained with. Returns (model, ckpt).
     """
+    source = f"checkpoint {str(path)!r}"
     ckpt = load_checkpoint(path)
-    model = build_model(ckpt["model_args"])
-    load_weights(model, eval_weights(ckpt), f"checkpoint {str(path)!r}")
+    cfg = checkpoint_config(ckpt, source)
+    args = _checked_args(ckpt, cfg, source)
+    weights = eval_weights(ckpt)
+    stored = sum(t.numel() for t in weights.values()) if isinstance(weights, dict) else -1
+    needed = sum(t.numel() for t in build_model(args, "meta").state_dict().values())
+    if stored != needed:
+        raise CheckpointError(f"{source}: holds {stored} weights but its model {cfg.model!r} has {needed}")
+    model = build_model(args)
+    load_weights(model, weights, source)
     if pruned:
-        patch(model, **ckpt["prune"])
+        patch_checked(model, to_dict(cfg.prune), f"{source}: its pruning settings do not fit its model")
     return model.eval(), ckpt
 
 

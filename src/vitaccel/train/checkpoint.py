@@ -1,13 +1,18 @@
-"""Checkpoints: written atomically, read with ``weights_only=True``, with RNG states for exact resume.
+"""Checkpoints: written atomically, read with ``weights_only=True``, verified by a digest, with RNG
+states for exact resume.
 
 A checkpoint is a plain dict of tensors and Python values (no pickled classes), so it loads with
 ``torch.load(weights_only=True)``: model and optimizer state, scheduler, grad scaler, epoch,
-every process's RNG states, the config and the metrics history.
+every process's RNG states, the config and the metrics history. Format 2 nests the pruning
+settings in ``config["prune"]`` and stores a SHA-256 ``digest`` of everything else, checked on
+load; format 1 (flat ``prune_layer``/``rule``/``value``/``package`` keys, no digest) still loads,
+mapped to format 2.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import random
 import shutil
@@ -18,13 +23,11 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-FORMAT = "vitaccel-train/1"
+from vitaccel.errors import CheckpointError
 
-
-class CheckpointError(ValueError):
-    """A missing, corrupt or foreign checkpoint; the message names the file."""
-
-    user_error = True
+FORMAT = "vitaccel-train/2"
+_FORMAT_1 = "vitaccel-train/1"
+_FLAT_PRUNE_KEYS = {"prune_layer": "layer", "rule": "rule", "value": "value", "package": "package"}
 
 
 def _fsync_replace(tmp: Path, path: Path) -> None:
@@ -63,7 +66,7 @@ def save_atomic(state: dict, path: str | Path) -> None:
     A reader (or a resumed run) sees the old file or the new one, never a partial one.
     """
     with _atomic_target(path) as tmp:
-        torch.save({"format": FORMAT, **state}, tmp)
+        torch.save({"format": FORMAT, **state, "digest": digest(state)}, tmp)
 
 
 def copy_atomic(src: str | Path, dst: str | Path) -> None:
@@ -72,20 +75,71 @@ def copy_atomic(src: str | Path, dst: str | Path) -> None:
         shutil.copyfile(src, tmp)
 
 
+def _feed(h: "hashlib._Hash", value: Any) -> None:
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(value, dict):
+        h.update(f"D{len(value)}".encode())
+        for key in sorted(value, key=repr):
+            h.update(repr(key).encode())
+            _feed(h, value[key])
+    elif isinstance(value, (list, tuple)):
+        h.update(f"L{len(value)}".encode())
+        for item in value:
+            _feed(h, item)
+    else:
+        h.update(f"V{value!r}".encode())
+
+
+def digest(state: dict) -> str:
+    """SHA-256 (hex) of every tensor and value in ``state`` except ``format`` and ``digest``."""
+    h = hashlib.sha256()
+    _feed(h, {k: v for k, v in state.items() if k not in ("format", "digest")})
+    return h.hexdigest()
+
+
+def _upgrade(ckpt: dict) -> dict:
+    """A format-1 checkpoint in format 2: flat pruning keys nested in ``config["prune"]``."""
+    config = dict(ckpt.get("config") or {})
+    config["prune"] = {new: config.pop(old) for old, new in _FLAT_PRUNE_KEYS.items() if old in config}
+    config["prune"]["dense"] = False  # format 1 had no such key; training never set it
+    ckpt = {**ckpt, "format": FORMAT, "config": config}
+    ckpt.pop("prune", None)
+    return ckpt
+
+
+def clean_temporaries(folder: str | Path) -> list[Path]:
+    """Delete what a killed checkpoint write left in ``folder`` (``.last.pt.*.tmp`` and the like)."""
+    stale = sorted(Path(folder).glob(".*.pt.*.tmp"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Read a vitaccel checkpoint safely (``weights_only=True``), with clear errors."""
+    """Read a vitaccel checkpoint safely (``weights_only=True``), verify its digest, map format 1 to 2.
+
+    Raises CheckpointError naming the file when it is missing, corrupt or not a vitaccel checkpoint.
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for truncated/garbled files
         detail = str(exc).splitlines()[0] if str(exc) else ""
         detail = f"{type(exc).__name__}: {detail}" if 0 < len(detail) <= 120 else type(exc).__name__
         raise CheckpointError(f"checkpoint {str(path)!r} is corrupt or not a torch file ({detail})") from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+    if not isinstance(ckpt, dict) or ckpt.get("format") not in (FORMAT, _FORMAT_1):
         raise CheckpointError(f"checkpoint {str(path)!r} is not a vitaccel training checkpoint "
-                              f"(expected format {FORMAT!r})")
+                              f"(expected format {FORMAT!r} or {_FORMAT_1!r})")
+    if ckpt["format"] == _FORMAT_1:
+        return _upgrade(ckpt)
+    if ckpt.get("digest") != digest(ckpt):
+        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt: its contents do not match the digest "
+                              "stored when it was written")
     return ckpt
 
 

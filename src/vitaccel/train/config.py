@@ -17,8 +17,8 @@ from vitaccel.configtools import (
     validate,
 )
 from vitaccel.data import DataConfig
-
-RULES = ("topk", "value", "mass")
+from vitaccel.models import model_kwargs_problem
+from vitaccel.prune import PruneConfig
 
 
 def _at_least(lo: float, strict: bool = False):
@@ -28,8 +28,8 @@ def _at_least(lo: float, strict: bool = False):
     return check
 
 
-def _mapping(v: Any) -> str | None:
-    return None if isinstance(v, dict) else "must be a mapping of keyword arguments"
+def _training_prune(v: PruneConfig) -> str | None:
+    return "dense is chosen per epoch by schedule; leave prune.dense false" if v.dense else None
 
 
 @dataclass
@@ -37,14 +37,15 @@ class TrainConfig:
     """Everything a training run depends on; saved in every checkpoint.
 
     ``recipe: dense`` trains a plain ViT (a teacher). ``recipe: sait`` trains a student that
-    prunes tokens at ``prune_layer``: odd epochs dense, even epochs pruned by ``rule``/``value``
+    prunes tokens per ``prune`` (a ``PruneConfig``: layer P, rule, value, package): odd epochs
+    dense, even epochs pruned
     (``schedule: alternate``; ``sparse`` prunes every epoch, for ablations), with the loss
     ``CE + lambda_distill * KL(teacher CLS attention || student TIS) [+ lambda_logits * KD]``.
     """
 
     recipe: str = field("dense", choices=("dense", "sait"), help="dense teacher or SaiT student")
     model: str = field("vit_nano_patch4_32", help="timm model name (vitaccel.models adds small ViTs)")
-    model_kwargs: dict[str, Any] = field(default_factory=dict, check=_mapping,
+    model_kwargs: dict[str, Any] = field(default_factory=dict, check=model_kwargs_problem,
                                          help="extra timm create_model arguments, e.g. drop_path_rate")
     data: DataConfig = field(default_factory=DataConfig, help="data set section")
     out_dir: str = field("runs/train", help="folder for metrics.jsonl, last.pt, best.pt")
@@ -70,10 +71,9 @@ class TrainConfig:
     # SaiT recipe
     teacher: str | None = field(None, help="teacher: a vitaccel checkpoint path or a timm model name")
     teacher_pretrained: bool = field(False, help="timm teacher: download its pretrained weights")
-    prune_layer: int = field(2, check=_at_least(1), help="pruning layer P (1-based block index)")
-    rule: str = field("mass", choices=RULES, help="token selection rule in pruned epochs")
-    value: float = field(0.9, check=_at_least(0, strict=True), help="the rule's parameter")
-    package: bool = field(True, help="fuse pruned tokens into one package token")
+    prune: PruneConfig = field(default_factory=lambda: PruneConfig(layer=2), check=_training_prune,
+                               help="token pruning (layer, rule, value, package); a partial section keeps "
+                                    "the other defaults")
     schedule: str = field("alternate", choices=("alternate", "sparse"),
                           help="alternate: odd epochs dense, even pruned; sparse: every epoch pruned")
     lambda_distill: float = field(1.0, check=_at_least(0), help="weight of the token distillation KL")

@@ -55,21 +55,28 @@ class Dist:
 LOCAL = Dist(0, 1, torch.device("cpu"))  # a world of one on the CPU (the default outside training)
 
 
+def use_cuda(device: str, key: str = "device") -> bool:
+    """Whether ``device`` ('auto', 'cpu' or 'cuda') means CUDA here; 'cuda' without CUDA is an error
+    naming ``key``."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"{key}: value 'cuda' is not allowed; no CUDA device is available (use cpu or auto)")
+    return device == "cuda" or (device == "auto" and torch.cuda.is_available())
+
+
 def setup(device: str = "auto") -> Dist:
     """Join the ``torchrun`` process group if there is one, and pick this process's device."""
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device: value 'cuda' is not allowed; no CUDA device is available (use cpu or auto)")
-    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    cuda = use_cuda(device)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if use_cuda:
+    if cuda:
         torch.cuda.set_device(local_rank)
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-    return Dist(rank, world, torch.device("cuda", local_rank) if use_cuda else torch.device("cpu"))
+        dist.init_process_group("nccl" if cuda else "gloo")
+    return Dist(rank, world, torch.device("cuda", local_rank) if cuda else torch.device("cpu"))
 
 
 def teardown(d: Dist) -> None:
+    """Leave the process group ``setup`` joined, if any."""
     if d.active and dist.is_initialized():
         dist.destroy_process_group()

@@ -26,22 +26,30 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from vitaccel.configtools import ConfigError, to_dict
+from vitaccel.configtools import ConfigError, check_writable, to_dict
 from vitaccel.data import build_datasets
 from vitaccel.prune import cls_attention
 from vitaccel.train.amp import autocast, check_amp, grad_scaler
-from vitaccel.train.build import build_student, init_from, load_teacher, model_args, prune_args
-from vitaccel.train.checkpoint import copy_atomic, load_checkpoint, rng_state, save_atomic, set_rng_state
+from vitaccel.train.build import build_student, init_from, load_teacher, model_args
+from vitaccel.train.checkpoint import (
+    clean_temporaries,
+    copy_atomic,
+    load_checkpoint,
+    rng_state,
+    save_atomic,
+    set_rng_state,
+)
 from vitaccel.train.config import TrainConfig
 from vitaccel.train.distributed import Dist, setup, teardown
-from vitaccel.train.evaluate import evaluate, val_loader
 from vitaccel.train.losses import logit_distillation, token_distillation
 from vitaccel.train.metrics import MetricsLog
+from vitaccel.train.validation import val_loader, validate
 
 # Per-epoch training sums (losses are summed per image), reduced over ranks once per epoch.
 TRAIN_SUMS = ("images", "correct", "kept", "loss", "loss_label", "loss_distill", "loss_logits")
-# Keys that may change when a run is resumed; any other difference is an error.
-RESUMABLE_CHANGES = ("epochs", "progress", "num_workers", "eval_batch_size", "tensorboard")
+# Keys that may change when a run is resumed; any other difference is an error (``out_dir`` may:
+# a run folder that was moved or copied resumes where it now is).
+RESUMABLE_CHANGES = ("epochs", "progress", "num_workers", "eval_batch_size", "tensorboard", "out_dir")
 
 
 def seed_everything(seed: int) -> None:
@@ -112,6 +120,9 @@ class Run:
 
     # ----------------------------------------------------------------- setup helpers
     def _check_out_dir(self, resume: bool, overwrite: bool) -> dict | None:
+        if self.dist.is_main:
+            check_writable(self.out, "out_dir")
+            clean_temporaries(self.out)  # left by a run killed while writing a checkpoint
         last = self.out / "last.pt"
         if not resume:
             if last.exists() and not overwrite:
@@ -119,7 +130,7 @@ class Run:
                                   "continue it or --overwrite to start again")
             return None
         if not last.exists():
-            raise FileNotFoundError(f"--resume: no checkpoint to resume at {str(last)!r}")
+            raise ConfigError(f"--resume: no checkpoint to resume at {str(last)!r}; train without --resume first")
         ckpt = load_checkpoint(last)
         saved, now = ckpt["config"], to_dict(self.cfg)
         changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k])
@@ -179,7 +190,7 @@ class Run:
     def _train_epoch(self, epoch: int) -> dict:
         cfg, dist = self.cfg, self.dist
         pruned = cfg.pruned_epoch(epoch)
-        self.student.pruning.configure(dense=not pruned, rule=cfg.rule, value=cfg.value)
+        self.student.pruning.configure(dense=not pruned, rule=cfg.prune.rule, value=cfg.prune.value)
         self.sampler.set_epoch(epoch)
         self.model.train()
         sums = torch.zeros(len(TRAIN_SUMS), dtype=torch.float64, device=dist.device)  # no host sync per step
@@ -237,8 +248,8 @@ class Run:
         model = self.ema.module if self.ema is not None else self.student
         out = {}
         for phase, dense in (("dense", True), ("pruned", False)):
-            model.pruning.configure(dense=dense, rule=cfg.rule, value=cfg.value)
-            r = evaluate(model, self.val_loader, self.dist, cfg.amp, cfg.progress, desc=f"val {phase}")
+            model.pruning.configure(dense=dense, rule=cfg.prune.rule, value=cfg.prune.value)
+            r = validate(model, self.val_loader, self.dist, cfg.amp, cfg.progress, desc=f"val {phase}")
             out.update({f"val_acc_{phase}": r["acc"], f"val_kept_{phase}": r["kept"],
                         f"val_kept_std_{phase}": r["kept_std"], f"val_macs_{phase}": r["macs"],
                         f"val_macs_std_{phase}": r["macs_std"]})
@@ -258,7 +269,7 @@ class Run:
                  "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                  "scaler": self.scaler.state_dict(), "epoch": epoch, "step": self.step, "best": self.best,
                  "rng": rng, "config": to_dict(self.cfg), "history": self.history,
-                 "model_args": model_args(self.cfg, self.data.num_classes), "prune": prune_args(self.cfg),
+                 "model_args": model_args(self.cfg, self.data.num_classes),
                  "classes": self.data.classes, "mean": list(self.data.mean), "std": list(self.data.std)}
         save_atomic(state, self.out / "last.pt")
         if best:

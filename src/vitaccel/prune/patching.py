@@ -18,7 +18,7 @@ from timm.models.vision_transformer import VisionTransformer
 from torch.utils.checkpoint import checkpoint
 
 from vitaccel.prune.config import PruneConfig
-from vitaccel.prune.cost import image_macs
+from vitaccel.prune.macs import image_macs
 from vitaccel.prune.pack import pack
 from vitaccel.prune.rows import RealRows
 from vitaccel.prune.scores import capture_output, cls_scores, embed

@@ -16,11 +16,11 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from vitaccel.emulate.backend import Backend
-from vitaccel.emulate.calibrate import calibrate, call_model
-from vitaccel.emulate.errors import EmulateError
+from vitaccel.emulate.calibration import calibrate, call_model
 from vitaccel.emulate.options import EmulateOptions
 from vitaccel.emulate.report import Report
 from vitaccel.emulate.run import emulate
+from vitaccel.errors import EmulateError
 
 
 def _split(batch: Any) -> tuple[Any, Tensor | None]:

@@ -10,7 +10,6 @@ kept for ``model`` (nothing is written into the model) and used by ``emulate``/`
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Callable, Iterable
@@ -20,16 +19,15 @@ import torch.nn as nn
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from vitaccel.emulate._registry import CALIBRATIONS, converted
 from vitaccel.emulate.backend import Backend, resolve_config
-from vitaccel.emulate.capture import Capture, OpCall
-from vitaccel.emulate.errors import EmulateError, no_capturable_op
+from vitaccel.emulate.capture import Capture, OpCall, no_capturable_op
 from vitaccel.emulate.options import EmulateOptions
+from vitaccel.errors import EmulateError
 
 METHODS = ("max", "percentile")
 _SAMPLES_PER_CALL = 1 << 16   # magnitudes kept per operand and call for the percentile method
 _MAX_SAMPLES = 1 << 24        # torch.quantile's input limit
-
-_CALIBRATIONS: "weakref.WeakKeyDictionary[nn.Module, Calibration]" = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -53,7 +51,7 @@ class Calibration:
 
 def calibration_of(model: nn.Module) -> Calibration | None:
     """The calibration ``calibrate`` last computed for ``model``, if any."""
-    return _CALIBRATIONS.get(model)
+    return CALIBRATIONS.get(model)
 
 
 def call_model(model: nn.Module, batch: Any) -> Any:
@@ -132,8 +130,6 @@ def calibrate(model: nn.Module, config: Any, batches: Iterable[Any], *, method: 
     ``EmulateOptions`` the model will be emulated with (``ops``/``skip`` decide what is measured).
     The model runs in float32 under ``torch.no_grad()``; its parameters and modules are not changed.
     """
-    from vitaccel.emulate.run import converted  # run imports this module
-
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(config, Backend):
@@ -160,5 +156,5 @@ def calibrate(model: nn.Module, config: Any, batches: Iterable[Any], *, method: 
     if recorder.ops_seen == 0:
         raise no_capturable_op(type(model).__name__)
     calibration = Calibration(method, percentile, recorder.ranges(percentile))
-    _CALIBRATIONS[model] = calibration
+    CALIBRATIONS[model] = calibration
     return calibration

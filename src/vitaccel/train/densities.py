@@ -9,7 +9,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from vitaccel.train.distributed import LOCAL, Dist
-from vitaccel.train.evaluate import evaluate_at
+from vitaccel.train.validation import validate_at
 
 # Parameters per rule, from nearly dense to aggressive.
 DEFAULT_VALUES = {
@@ -24,7 +24,7 @@ COLUMNS = ("setting", "rule", "value", "acc", "kept", "kept_std", "tokens", "tok
 def sweep(model: nn.Module, loader: DataLoader, rule: str, values: tuple[float, ...], dist: Dist = LOCAL,
           amp: str = "none", progress: bool = False) -> list[dict]:
     """Evaluate dense, then ``rule`` at each of ``values``; rows carry MACs relative to dense."""
-    rows = [evaluate_at(model, loader, setting, dist, amp, progress)
+    rows = [validate_at(model, loader, setting, dist, amp, progress)
             for setting in [None, *((rule, v) for v in values)]]
     for row in rows:
         row["macs_ratio"] = row["macs"] / rows[0]["macs"]

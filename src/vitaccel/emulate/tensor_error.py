@@ -15,7 +15,7 @@ from torch import Tensor
 
 
 @dataclass
-class ErrorStats:
+class TensorError:
     """Running sums for SQNR and max relative error (Python floats across calls; each call's norms are
     float32 reductions, accurate to far better than the 0.1 dB a report shows)."""
 

@@ -24,14 +24,14 @@ def val_loader(dataset: Dataset, batch_size: int, dist: Dist = LOCAL, num_worker
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, dist: Dist = LOCAL, amp: str = "none",
+def validate(model: nn.Module, loader: DataLoader, dist: Dist = LOCAL, amp: str = "none",
              progress: bool = False, desc: str = "eval") -> dict[str, float]:
     """Top-1 (%), mean/std of patch tokens kept, of sequence length after P and of MACs per image.
 
     ``macs_padded`` counts the padding the batched variable-length run executed as well.
     """
     if not hasattr(model, "pruning"):
-        raise ValueError("model: evaluate needs a vitaccel.prune-patched model (for token and MAC counts)")
+        raise ValueError("model: validate needs a vitaccel.prune-patched model (for token and MAC counts)")
     was_training = model.training
     model.eval()
     keys = ("kept", "tokens", "macs", "macs_padded")
@@ -56,13 +56,13 @@ def evaluate(model: nn.Module, loader: DataLoader, dist: Dist = LOCAL, amp: str 
     return out
 
 
-def evaluate_at(model: nn.Module, loader: DataLoader, setting: tuple[str, float] | None, dist: Dist = LOCAL,
+def validate_at(model: nn.Module, loader: DataLoader, setting: tuple[str, float] | None, dist: Dist = LOCAL,
                 amp: str = "none", progress: bool = False) -> dict:
-    """``evaluate`` at one density, ``setting`` = (rule, value) or None for dense; a labelled row."""
+    """``validate`` at one density, ``setting`` = (rule, value) or None for dense; a labelled row."""
     if setting is None:
         model.pruning.configure(dense=True)
         head = {"setting": "dense", "rule": "", "value": ""}
     else:
         model.pruning.configure(dense=False, rule=setting[0], value=setting[1])
         head = {"setting": f"{setting[0]}={setting[1]:g}", "rule": setting[0], "value": setting[1]}
-    return {**head, **evaluate(model, loader, dist, amp, progress, desc=head["setting"])}
+    return {**head, **validate(model, loader, dist, amp, progress, desc=head["setting"])}

@@ -1,0 +1,157 @@
+"""``vitaccel demo``: the main job on bundled digits, in one command.
+
+The number formats, one matmul on every accelerator preset, then a teacher and a SaiT student
+trained on digits (or reused from the cache), then the report stages of ``vitaccel report`` on
+the student: densities, accelerators x densities, costs, figures, ``report.md``/``report.html``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+DEFAULT_ACCELERATORS = ("fp32", "fp13", "bf16", "int8", "int8-lot4", "int8-lot4-psum")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``demo`` parser."""
+    p = sub.add_parser("demo", help="the main job on bundled digits: train (cached), prune, emulate, cost, report")
+    p.add_argument("--out", default="vitaccel-report", help="report folder (report.md, report.html, PNGs)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache", help="folder for trained checkpoints (default: ~/.cache/vitaccel/demo)")
+    p.add_argument("--quick", action="store_true", help="2 training epochs, fewer images: a smoke run")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo per the arguments; returns 0."""
+    return run_demo(out=args.out, seed=args.seed, cache=args.cache, quick=args.quick)
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "vitaccel" / "demo"
+
+
+def formats_table() -> tuple[list[str], list[list[str]]]:
+    """Bits, range and precision of every named format."""
+    from vitaccel.arith import FloatFormat
+    from vitaccel.arith.formats import NAMED
+    from vitaccel.viz.table import fmt
+
+    header = ["format", "bits", "max", "min normal", "min subnormal", "unit roundoff", "specials"]
+    rows = []
+    for name in sorted(NAMED):
+        f = FloatFormat.named(name)
+        label = f"{name} (FP13)" if name == "e5m7" else name
+        rows.append([label, f.bits, fmt(f.max, ".6g"), fmt(f.min_normal, ".3e"), fmt(f.min_subnormal, ".3e"),
+                     fmt(f.eps, ".3e"), f.specials])
+    return header, rows
+
+
+def matmul_errors(seed: int, shape: tuple[int, int, int] = (256, 384, 1152)) -> tuple[list[str], list[list[str]]]:
+    """One random-normal matmul through every preset: error vs float32, tier, time."""
+    import torch
+
+    from vitaccel.arith import AcceleratorConfig, emulated_matmul, matmul_tier
+    from vitaccel.emulate.tensor_error import TensorError
+    from vitaccel.viz.table import fmt
+
+    g = torch.Generator().manual_seed(seed)
+    m, k, n = shape
+    a = torch.randn(m, k, generator=g)
+    b = torch.randn(k, n, generator=g) / k ** 0.5
+    ref = a @ b
+    header = ["accelerator", "datapath", "exact=True tier", "SQNR dB", "max rel err", "time s"]
+    rows = []
+    for name in AcceleratorConfig.presets():
+        config = AcceleratorConfig.preset(name)
+        t0 = time.perf_counter()
+        y = emulated_matmul(a, b, config, exact=True)
+        seconds = time.perf_counter() - t0
+        error = TensorError()
+        error.update(y, ref)
+        tier = matmul_tier(config, exact=True)
+        rows.append([name, config.datapath, f"{tier.name} ({'bit-exact' if tier.exact else 'host order'})",
+                     fmt(error.sqnr_db, ".1f"), fmt(error.max_rel_err, ".2e"), f"{seconds:.2f}"])
+    return header, rows
+
+
+def _same_run(saved: dict, wanted: dict) -> bool:
+    """Whether a cached run's config is ``wanted``, wherever the cache folder now is: paths inside the
+    cache that saved its run (out_dir, teacher, init) are compared relative to it."""
+    old_root, new_root = str(Path(saved.get("out_dir", "")).parent), str(Path(wanted["out_dir"]).parent)
+
+    def moved(value: object) -> object:
+        if isinstance(value, str) and (value == old_root or value.startswith(old_root + os.sep)):
+            return new_root + value[len(old_root):]
+        return value
+
+    return {k: moved(v) for k, v in saved.items()} == wanted
+
+
+def cached_training(config_name: str, out_dir: Path, overrides: list[str]) -> Path:
+    """``last.pt`` (final-epoch weights) of ``config_name`` trained into ``out_dir``: reused when it
+    loads, finished and was trained with the same config (also after the cache folder moved);
+    retrained otherwise (a corrupt, partial or stale cache is never used)."""
+    from vitaccel.configtools import to_dict
+    from vitaccel.errors import CheckpointError
+    from vitaccel.train import load_checkpoint, load_config, train
+
+    cfg = load_config(config_name, [f"out_dir={out_dir}", *overrides])
+    last = out_dir / "last.pt"
+    if last.exists():
+        try:
+            ckpt = load_checkpoint(last)
+            if _same_run(ckpt.get("config") or {}, to_dict(cfg)) and ckpt.get("epoch") == cfg.epochs:
+                print(f"reusing cached {config_name}: {last}")
+                return last
+            print(f"cache {last} is unfinished or was trained with another config: retraining")
+        except CheckpointError as exc:
+            print(f"cache {last} is unusable ({exc}): retraining")
+    print(f"training {config_name} -> {out_dir}")
+    train(cfg, overwrite=True)
+    return last
+
+
+def run_demo(out: str = "vitaccel-report", seed: int = 0, cache: str | None = None, quick: bool = False) -> int:
+    """Train (or reuse) teacher and student on digits, then evaluate everything and write the report."""
+    from vitaccel.commands.report import SUMMARY_HEADER, load_student, report_sections
+    from vitaccel.configtools import check_writable
+    from vitaccel.viz.report import Section, write_report
+    from vitaccel.viz.table import columns
+
+    t_start = time.perf_counter()
+    out_dir = check_writable(out, "--out")
+    cache_dir = check_writable(Path(cache) if cache else _cache_dir(), "--cache")
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    print("== 1. Number formats ==")
+    header, rows = formats_table()
+    print("\n".join(columns(header, rows)))
+    mm_header, mm_rows = matmul_errors(seed, (64, 384, 384) if quick else (256, 384, 1152))
+    print("\n== A DeiT-S-sized matmul on every accelerator preset (vs float32) ==")
+    print("\n".join(columns(mm_header, mm_rows)))
+    sections = [Section("Number formats", [], [(header, rows)]),
+                Section("One matmul on every accelerator preset",
+                        ["Random normal operands; error of the emulated result against float32."],
+                        [(mm_header, mm_rows)])]
+
+    print("\n== 2. Teacher and SaiT student on digits (cached) ==")
+    extra = [f"seed={seed}"] + (["epochs=2"] if quick else [])
+    suffix = f"-s{seed}{'-quick' if quick else ''}"
+    teacher = cached_training("digits-teacher", cache_dir / f"teacher{suffix}", extra)
+    student = cached_training("digits-sait", cache_dir / f"sait{suffix}",
+                              extra + [f"teacher={teacher}", f"init={teacher}"])
+
+    print("\n== 3. Densities, accelerators and costs ==")
+    densities = [("mass", v) for v in ((0.9, 0.7) if quick else (0.97, 0.9, 0.8, 0.7, 0.6))]
+    more, summary = report_sections(load_student(student, [], 128 if quick else 512), out_dir,
+                                    list(DEFAULT_ACCELERATORS), densities)
+    md, html_path = write_report(out_dir, "vitaccel demo report", sections + more)
+    print("\n== Summary (per image) ==")
+    print("\n".join(columns(SUMMARY_HEADER, summary)))
+    print(f"\nreport: {html_path} and {md}  ({time.perf_counter() - t_start:.0f} s)")
+    return 0

@@ -1,0 +1,143 @@
+"""``vitaccel eval``: a trained checkpoint on its validation set, at one density or a sweep of them."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from vitaccel.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch.nn as nn
+    from torch.utils.data import DataLoader
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``eval`` parser."""
+    p = sub.add_parser("eval", help="top-1, tokens kept and MACs per image of a checkpoint, at one or many densities")
+    p.add_argument("--checkpoint", required=True, help="vitaccel training checkpoint (last.pt, best.pt)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--dense", action="store_true", help="dense only")
+    mode.add_argument("--sweep", action="store_true", help="many densities: CSV and accuracy-vs-MACs PNG")
+    p.add_argument("--rule", help="topk | value | mass (default: the trained rule)")
+    p.add_argument("--value", type=float, help="the rule's parameter (default: the trained value)")
+    p.add_argument("--values", type=float, nargs="+", help="--sweep: the rule's parameters")
+    p.add_argument("--layer", type=int, help="pruning layer P (default: the trained one)")
+    p.add_argument("--out", help="--sweep: output folder (default: next to the checkpoint)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("data_overrides", nargs="*", metavar="key=value",
+                   help="data config overrides, e.g. root=/data/imagenet")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate per the arguments; returns 0."""
+    run_eval(args.checkpoint, rule=args.rule, value=args.value, dense=args.dense, do_sweep=args.sweep,
+             values=args.values, out=args.out, batch_size=args.batch_size,
+             data_overrides=args.data_overrides, device=args.device, layer=args.layer)
+    return 0
+
+
+def _row_text(r: dict) -> str:
+    return (f"{r['setting']:>12}  top-1 {r['acc']:6.2f}%  patches kept {r['kept']:6.1f} ± {r['kept_std']:4.1f}  "
+            f"MACs/image {r['macs'] / 1e6:8.2f}M ± {r['macs_std'] / 1e6:5.2f}M "
+            f"({100 * r['macs_ratio']:5.1f}% of dense)")
+
+
+def _settings(trained: dict, rule: str | None, value: float | None, dense: bool) -> list[tuple | None]:
+    """(rule, value) pairs to evaluate, None meaning dense."""
+    if dense:
+        return [None]
+    if rule is None and value is None:
+        return [None, (trained["rule"], trained["value"])]
+    if value is None and rule != trained["rule"]:
+        raise ConfigError(f"--value: required with --rule {rule} (the checkpoint was trained with {trained['rule']})")
+    return [(rule or trained["rule"], trained["value"] if value is None else value)]
+
+
+def _check_arguments(rule: str | None, value: float | None, dense: bool, do_sweep: bool,
+                     values: list[float] | None, batch_size: int) -> None:
+    from vitaccel.prune import RULES
+    from vitaccel.prune.config import value_problem
+
+    if dense and (do_sweep or rule is not None or value is not None):
+        raise ConfigError("--dense: cannot be combined with --sweep, --rule or --value")
+    if rule is not None and rule not in RULES:
+        raise ConfigError(f"--rule: value {rule!r} is not allowed; choose one of {list(RULES)}")
+    if values and not do_sweep:
+        raise ConfigError("--values: only used with --sweep")
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size: value {batch_size} is not allowed; it must be >= 1")
+    for flag, v in [("--value", value)] + [("--values", v) for v in values or ()]:
+        problem = None if v is None or rule is None else value_problem(rule, v)
+        if problem:
+            raise ConfigError(f"{flag}: value {v!r} is not allowed; {problem}")
+
+
+def run_eval(checkpoint: str, rule: str | None = None, value: float | None = None, dense: bool = False,
+             do_sweep: bool = False, values: list[float] | None = None, out: str | None = None,
+             batch_size: int = 256, data_overrides: list[str] = (), device: str = "auto",
+             layer: int | None = None, progress: bool = True) -> list[dict]:
+    """Evaluate ``checkpoint`` and print one line per density; returns the rows.
+
+    Default: dense and the density it was trained for. ``dense``: dense only. ``rule``/``value``:
+    that density (a missing one comes from the checkpoint). ``do_sweep``: dense plus ``rule`` at
+    each of ``values`` (defaults per rule), written to ``out/sweep.csv`` and ``out/sweep.png``.
+    ``layer``: prune after another block than the one it was trained for.
+    """
+    import torch
+
+    from vitaccel.configtools import check_writable
+    from vitaccel.data import build_datasets
+    from vitaccel.train.build import checkpoint_data, model_from_checkpoint, patch_checked
+    from vitaccel.train.densities import DEFAULT_VALUES, plot_sweep, sweep, write_csv
+    from vitaccel.train.distributed import Dist, use_cuda
+    from vitaccel.train.validation import val_loader, validate_at
+
+    _check_arguments(rule, value, dense, do_sweep, values, batch_size)
+    cuda = use_cuda(device, "--device")
+    model, ckpt = model_from_checkpoint(checkpoint, pruned=False)
+    trained = {**ckpt["config"]["prune"], **({"layer": layer} if layer is not None else {})}
+    patch_checked(model, trained, f"--layer: value {layer} is not allowed" if layer is not None
+                  else f"checkpoint {checkpoint!r}: its pruning settings do not fit its model")
+    data_cfg = checkpoint_data(ckpt, data_overrides, "data override")
+    explicit_rule, rule = rule, rule or trained["rule"]
+    folder = None
+    if do_sweep:
+        folder = check_writable(Path(out) if out else Path(checkpoint).parent / f"sweep-{rule}",
+                              "--out" if out else "--checkpoint (its folder, for the sweep)")
+    dist = Dist(0, 1, torch.device("cuda" if cuda else "cpu"))
+    model.to(dist.device)
+    loader = val_loader(build_datasets(data_cfg).val, batch_size, dist)
+    if do_sweep:
+        rows = sweep(model, loader, rule, tuple(values or DEFAULT_VALUES[rule]), dist, progress=progress)
+    else:
+        rows = [validate_at(model, loader, setting, dist, progress=progress)
+                for setting in _settings(trained, explicit_rule, value, dense)]
+        reference = _dense_macs(model, loader)
+        for r in rows:
+            r["macs_ratio"] = r["macs"] / reference
+    print(f"{checkpoint}: {data_cfg.name} val ({rows[0]['images']} images), "
+          f"pruning layer {trained['layer']}")
+    for r in rows:
+        print(_row_text(r))
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_csv(rows, folder / "sweep.csv")
+        plot_sweep(rows, folder / "sweep.png", f"{Path(checkpoint).name}: {ckpt['config']['model']} on "
+                   f"{data_cfg.name}, pruning at layer {trained['layer']}")
+        print(f"wrote {folder / 'sweep.csv'} and {folder / 'sweep.png'}")
+    return rows
+
+
+def _dense_macs(model: nn.Module, loader: DataLoader) -> float:
+    """Dense MACs per image (the same for every image): one image, dense."""
+    import torch
+
+    x, _ = next(iter(loader))
+    model.pruning.configure(dense=True)
+    with torch.no_grad():
+        model(x[:1].to(next(model.parameters()).device))
+    return float(model.pruning.stats["macs"][0])
