@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from vitaccel.prune._timm import attention_dim, patch_macs
+
 
 def linear_macs(module: nn.Module) -> int:
     """MACs per token of all ``nn.Linear`` layers inside ``module`` (each applied once per token)."""
@@ -22,7 +24,7 @@ def block_macs(block: nn.Module, n: torch.Tensor | int,
                attended: torch.Tensor | int | None = None) -> torch.Tensor | int:
     """MACs of one ViT block on ``n`` tokens whose attention runs over ``attended`` (default n)."""
     attended = n if attended is None else attended
-    return n * linear_macs(block) + 2 * attended * attended * block.attn.num_heads * block.attn.head_dim
+    return n * linear_macs(block) + 2 * attended * attended * attention_dim(block)
 
 
 def image_macs(model: nn.Module, num_patches: int, layer: int, lengths: torch.Tensor,
@@ -35,12 +37,9 @@ def image_macs(model: nn.Module, num_patches: int, layer: int, lengths: torch.Te
     ``packaged``: the package token's weighted sum over the patches was computed.
     """
     n = model.num_prefix_tokens + num_patches
-    conv = model.patch_embed.proj
-    per_patch = conv.out_channels * conv.in_channels // conv.groups * conv.weight[0, 0].numel()
-    scored = model.blocks[layer - 1].attn
-    fixed = (num_patches * per_patch
+    fixed = (num_patches * patch_macs(model)
              + sum(block_macs(blk, n) for blk in model.blocks[:layer])
-             + n * scored.num_heads * scored.head_dim
+             + n * attention_dim(model.blocks[layer - 1])
              + (num_patches * model.embed_dim if packaged else 0)
              + linear_macs(model.head))
     lengths = lengths.to(torch.int64)

@@ -14,16 +14,15 @@ from typing import Optional
 
 import torch
 import torch.nn as nn
-from timm.models.vision_transformer import VisionTransformer
 from torch.utils.checkpoint import checkpoint
 
+from vitaccel.prune._timm import VisionTransformer, check_prunable, embed, qkv_layer, run_block
 from vitaccel.prune.config import PruneConfig
 from vitaccel.prune.macs import image_macs
 from vitaccel.prune.pack import pack
 from vitaccel.prune.rows import RealRows
-from vitaccel.prune.scores import capture_output, cls_scores, embed
+from vitaccel.prune.scores import capture_output, cls_scores
 from vitaccel.prune.select import keep_mask
-from vitaccel.prune.support import check_prunable
 
 
 class Pruning:
@@ -90,7 +89,7 @@ class PrunedViT:
         for blk in self.blocks[:cfg.layer - 1]:
             x = _run_block(self, blk, x)
         scored = self.blocks[cfg.layer - 1]
-        with capture_output(scored.attn.qkv) as qkv:
+        with capture_output(qkv_layer(scored)) as qkv:
             x = scored(x)
         tis = cls_scores(scored.attn, qkv[0], self.num_prefix_tokens)
         if cfg.dense:
@@ -126,9 +125,9 @@ class PrunedViT:
 
 def _block_forward(blk: nn.Module, x: torch.Tensor, rows: Optional[RealRows]) -> torch.Tensor:
     if rows is None:
-        return blk(x)
+        return run_block(blk, x, None)
     with rows.only(blk):
-        return blk(x, attn_mask=rows.attn_mask)
+        return run_block(blk, x, rows.attn_mask)
 
 
 def _run_block(model: nn.Module, blk: nn.Module, x: torch.Tensor,

@@ -15,6 +15,8 @@ from typing import Iterator
 import torch
 import torch.nn as nn
 
+from vitaccel.prune._timm import per_token_layers
+
 
 class RealRows:
     """The real (non-padding) rows of a padded (B, L, C) batch, given its (B, L) bool mask."""
@@ -36,7 +38,7 @@ class RealRows:
         """Run ``block``'s qkv, proj and MLP on the real rows while the context is open."""
         handles = []
         try:
-            for layer in (block.attn.qkv, block.attn.proj, block.mlp):
+            for layer in per_token_layers(block):
                 handles.append(layer.register_forward_pre_hook(self._gather))
                 handles.append(layer.register_forward_hook(self._scatter))
             yield

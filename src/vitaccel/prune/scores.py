@@ -12,9 +12,8 @@ from typing import Iterator
 
 import torch
 import torch.nn as nn
-from timm.layers import Attention
 
-from vitaccel.prune.support import check_scorable
+from vitaccel.prune._timm import check_scorable, cls_query_keys, embed, qkv_layer
 
 
 @contextmanager
@@ -28,29 +27,18 @@ def capture_output(module: nn.Module) -> Iterator[list]:
         handle.remove()
 
 
-def cls_scores(attn: Attention, qkv: torch.Tensor, num_prefix: int) -> torch.Tensor:
+def cls_scores(attn: nn.Module, qkv: torch.Tensor, num_prefix: int) -> torch.Tensor:
     """CLS attention over patch tokens from the output of ``attn.qkv``, shape (B, N_patches).
 
     The CLS row of the softmax attention (over all keys, prefix tokens included) is averaged over
     heads; the prefix entries (CLS, registers) are then removed and the rest renormalised to sum
     to 1. Differentiable, float32.
     """
-    batch, n, _ = qkv.shape
-    qkv = qkv.reshape(batch, n, 3, attn.num_heads, attn.head_dim)
-    q = attn.q_norm(qkv[:, :1, 0].transpose(1, 2))          # (B, H, 1, D): the CLS query
-    k = attn.k_norm(qkv[:, :, 1].transpose(1, 2))           # (B, H, N, D)
-    logits = (q * attn.scale) @ k.transpose(-2, -1)         # (B, H, 1, N)
+    q, k = cls_query_keys(attn, qkv)                        # (B, H, 1, D), (B, H, N, D)
+    logits = q @ k.transpose(-2, -1)                        # (B, H, 1, N)
     row = logits.float().softmax(dim=-1).mean(dim=1)[:, 0]  # (B, N)
     patches = row[:, num_prefix:]
     return patches / patches.sum(dim=-1, keepdim=True)
-
-
-def embed(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The tokens entering block 1 of a timm ViT, exactly as its ``forward_features`` makes them."""
-    x = model.patch_embed(x)
-    x = model._pos_embed(x)
-    x = model.patch_drop(x)
-    return model.norm_pre(x)
 
 
 def cls_attention(model: nn.Module, x: torch.Tensor, block: int = -1) -> torch.Tensor:
@@ -67,5 +55,5 @@ def cls_attention(model: nn.Module, x: torch.Tensor, block: int = -1) -> torch.T
     for blk in model.blocks[:index]:
         h = blk(h)
     target = model.blocks[index]
-    qkv = target.attn.qkv(target.norm1(h))
+    qkv = qkv_layer(target)(target.norm1(h))
     return cls_scores(target.attn, qkv, model.num_prefix_tokens)

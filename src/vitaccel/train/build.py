@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from typing import Iterator
 
 import torch
 import torch.nn as nn
@@ -28,10 +29,32 @@ def model_args(cfg: TrainConfig, num_classes: int) -> dict:
             "kwargs": {"num_classes": num_classes, "img_size": cfg.data.img_size, **cfg.model_kwargs}}
 
 
-def build_model(args: dict, device: torch.device | str | None = None) -> nn.Module:
-    """A fresh model from ``model_args``' output (on ``device``: "meta" builds no storage)."""
+@contextlib.contextmanager
+def _without_storage() -> Iterator[None]:
+    """Every parameter and buffer a module registers inside goes to the meta device (no memory).
+
+    Unlike ``torch.device("meta")`` this keeps the constructors' own computations (timm calls
+    ``.item()`` on the drop-path schedule) on the CPU.
+    """
+    register_parameter, register_buffer = nn.Module.register_parameter, nn.Module.register_buffer
+
+    def parameter(self: nn.Module, name: str, p: nn.Parameter | None) -> None:
+        register_parameter(self, name, None if p is None else nn.Parameter(p.to("meta"), p.requires_grad))
+
+    def buffer(self: nn.Module, name: str, b: torch.Tensor | None, persistent: bool = True) -> None:
+        register_buffer(self, name, None if b is None else b.to("meta"), persistent=persistent)
+
+    nn.Module.register_parameter, nn.Module.register_buffer = parameter, buffer
     try:
-        with torch.device(device) if device is not None else contextlib.nullcontext():
+        yield
+    finally:
+        nn.Module.register_parameter, nn.Module.register_buffer = register_parameter, register_buffer
+
+
+def build_model(args: dict, storage: bool = True) -> nn.Module:
+    """A fresh model from ``model_args``' output; ``storage=False``: its weights take no memory."""
+    try:
+        with contextlib.nullcontext() if storage else _without_storage():
             return create_model(args["name"], **args["kwargs"])
     except TypeError as exc:  # e.g. a CNN given img_size, or a misspelt model_kwargs key
         raise ConfigError(f"model: {args['name']!r} cannot be built with arguments {sorted(args['kwargs'])} "
@@ -116,7 +139,7 @@ def model_from_checkpoint(path: str | Path, pruned: bool = True) -> tuple[nn.Mod
     args = _checked_args(ckpt, cfg, source)
     weights = eval_weights(ckpt)
     stored = sum(t.numel() for t in weights.values()) if isinstance(weights, dict) else -1
-    needed = sum(t.numel() for t in build_model(args, "meta").state_dict().values())
+    needed = sum(t.numel() for t in build_model(args, storage=False).state_dict().values())
     if stored != needed:
         raise CheckpointError(f"{source}: holds {stored} weights but its model {cfg.model!r} has {needed}")
     model = build_model(args)

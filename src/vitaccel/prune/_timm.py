@@ -1,12 +1,26 @@
-"""Which timm ViTs token pruning handles, with an error that says why when it cannot."""
+"""Every place token pruning touches timm: what it reads of ``VisionTransformer``, ``Block`` and
+``Attention``, and how it calls them. A timm change is fixed here.
+
+Needs timm >= 1.0.16, the first release whose ``Block.forward`` takes ``attn_mask`` (the padding
+mask of variable-length pruned batches). Read: ``VisionTransformer.patch_embed`` (a ``PatchEmbed``
+with a ``Conv2d`` ``proj``), ``_pos_embed``, ``patch_drop``, ``norm_pre``, ``blocks``, ``norm``,
+``global_pool``/``pool``, ``num_prefix_tokens``, ``cls_token``, ``dist_token``, ``attn_pool``,
+``pool_include_prefix``, ``embed_dim``, ``head``, ``grad_checkpointing``; ``Block.norm1``,
+``attn``, ``mlp``; ``Attention.qkv`` (fused ``3 x heads x head_dim`` output), ``q_norm``,
+``k_norm``, ``scale``, ``num_heads``, ``head_dim``, ``proj``.
+"""
 
 from __future__ import annotations
 
+import torch
 import torch.nn as nn
 from timm.layers import Attention, PatchEmbed
 from timm.models.vision_transformer import Block, VisionTransformer
 
 POOLS = ("token", "avg")
+
+__all__ = ["POOLS", "VisionTransformer", "attention_dim", "check_prunable", "check_scorable", "cls_query_keys",
+           "embed", "patch_macs", "per_token_layers", "qkv_layer", "run_block"]
 
 
 def check_scorable(model: nn.Module, block: int) -> int:
@@ -58,3 +72,47 @@ def check_prunable(model: nn.Module, layer: int) -> None:
     if not isinstance(model.patch_embed, PatchEmbed) or not isinstance(model.patch_embed.proj, nn.Conv2d):
         raise ValueError(f"model: patch embedding {type(model.patch_embed).__name__} is not supported; "
                          "use timm PatchEmbed (a strided convolution)")
+
+
+def embed(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The tokens entering block 1 of a timm ViT, exactly as its ``forward_features`` makes them."""
+    x = model.patch_embed(x)
+    x = model._pos_embed(x)
+    x = model.patch_drop(x)
+    return model.norm_pre(x)
+
+
+def run_block(blk: nn.Module, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+    """One timm ``Block`` forward, with a boolean SDPA key mask (True = attend) or none."""
+    return blk(x) if attn_mask is None else blk(x, attn_mask=attn_mask)
+
+
+def qkv_layer(blk: nn.Module) -> nn.Module:
+    """The fused q/k/v projection of a block's attention (its output gives the CLS scores)."""
+    return blk.attn.qkv
+
+
+def per_token_layers(blk: nn.Module) -> tuple[nn.Module, ...]:
+    """The layers of a block that process each token on its own: qkv, output projection, MLP."""
+    return blk.attn.qkv, blk.attn.proj, blk.mlp
+
+
+def cls_query_keys(attn: nn.Module, qkv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """From the output of ``attn.qkv`` (B, N, 3 * C): the scaled CLS query (B, H, 1, D) and the keys
+    (B, H, N, D), normalised as ``Attention`` normalises them."""
+    batch, n, _ = qkv.shape
+    qkv = qkv.reshape(batch, n, 3, attn.num_heads, attn.head_dim)
+    q = attn.q_norm(qkv[:, :1, 0].transpose(1, 2))
+    k = attn.k_norm(qkv[:, :, 1].transpose(1, 2))
+    return q * attn.scale, k
+
+
+def attention_dim(blk: nn.Module) -> int:
+    """Heads x head dimension of a block's attention (the width of its q, k and v)."""
+    return blk.attn.num_heads * blk.attn.head_dim
+
+
+def patch_macs(model: nn.Module) -> int:
+    """MACs of the patch embedding per patch (its convolution)."""
+    conv = model.patch_embed.proj
+    return conv.out_channels * conv.in_channels // conv.groups * conv.weight[0, 0].numel()
