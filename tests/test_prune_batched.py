@@ -71,3 +71,14 @@ def test_registers_batched_equals_alone():
         singles = torch.cat([model(x[i:i + 1]) for i in range(len(x))])
     assert (batched - singles).abs().max().item() <= 1e-5
     assert torch.equal(tokens, kept + 3 + (kept < 64))  # CLS + 2 registers always kept
+
+
+@pytest.mark.parametrize("rule, value", [("mass", 0.6), ("topk", 0.5), ("value", 1.0)])
+@pytest.mark.parametrize("package", [True, False])
+def test_an_empty_batch_gives_an_empty_output_like_the_unpatched_model(rule, value, package):
+    native = peaked_vit().eval()
+    expected = native(torch.randn(0, 3, 32, 32)).shape
+    model = prune.patch(native, layer=2, rule=rule, value=value, package=package)
+    out = model(torch.randn(0, 3, 32, 32))
+    assert out.shape == expected == (0, native.num_classes)
+    assert {k: tuple(v.shape) for k, v in model.pruning.stats.items()} == {k: (0,) for k in model.pruning.stats}

@@ -40,6 +40,8 @@ def pack(x: torch.Tensor, tis: torch.Tensor, keep: torch.Tensor, num_prefix: int
     kept = keep.sum(dim=1)
     has_package = (kept < n) & package
     lengths = kept + has_package
+    if batch == 0:  # an empty batch: nothing to pack, no padding
+        return Packed(x[:, :num_prefix], lengths + num_prefix, None)
     shortest, width = torch.stack(torch.aminmax(lengths)).tolist()  # one host sync
     # kept indices first (original order), then pruned ones: the first `width` columns suffice
     order = torch.sort((~keep).to(torch.uint8), dim=1, stable=True).indices[:, :width]
