@@ -109,3 +109,19 @@ def test_calibration_leaves_the_model_unchanged():
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
     assert torch.equal(model(batches(1)[0]), out)
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+@pytest.mark.parametrize("method", ["max", "percentile"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_calibration_data_is_refused_naming_the_op(method, bad):
+    model, data = Net(), batches()
+    data[1][0, 2, 3] = bad
+    with pytest.raises(EmulateError, match=r"op 'fc' saw NaN or inf in operand 'a' during calibration"):
+        calibrate(model, "int8", data, method=method)
+    assert calibration_of(model) is None  # nothing kept
+
+
+def test_non_finite_intermediate_activations_name_their_op():
+    model = Net()
+    with pytest.raises(EmulateError, match=r"op 'matmul0' saw NaN or inf in operand 'a'"):
+        calibrate(model, "int8", [(x, float("inf")) for x in batches(1)])

@@ -100,6 +100,9 @@ class _Recorder:
         key = (name, operand)
         if mag.numel() == 0:
             return
+        if not torch.isfinite(mag).all():  # max(0.0, nan) would record a range of 0 without a word
+            raise EmulateError(f"batches: op {name!r} saw NaN or inf in operand {operand!r} during calibration; "
+                               "calibrate on finite inputs (check the data and the float32 model)")
         if self.method == "max":
             self.maxima[key] = max(self.maxima.get(key, 0.0), mag.max().item())
             return
