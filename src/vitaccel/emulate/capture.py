@@ -7,11 +7,16 @@ module names, so each op gets a stable name such as ``blocks.0.attn.qkv`` (the o
 ``nn.Linear``/``nn.Conv2d``) or ``blocks.0.attn.sdpa0`` (a functional op, numbered per forward
 of its module), and switch the mode on for the outermost module call. Nothing in the model is
 modified: ``detach`` removes the hooks and the model is as before.
+
+Torch function modes are per thread, so a capture serves one forward at a time: a forward that
+starts in another thread while one runs is refused with an ``EmulateError`` (never run native in
+silence); use one converted copy of the model per thread.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Protocol
 
@@ -146,6 +151,9 @@ class Capture:
         self.stack: list[_Frame] = []
         self.suspended = False
         self._mode = _Mode(self)
+        self._owner: int | None = None  # the thread whose forward (and its output check) is running
+        self._active = 0                # outermost calls of that thread not finished yet
+        self._lock = threading.Lock()
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
     def attach(self) -> None:
@@ -181,17 +189,31 @@ class Capture:
 
     def _enter_hook(self, name: str) -> Callable:
         def hook(module: nn.Module, args: Any) -> None:
-            owns = not self.stack
+            with self._lock:
+                if self._owner not in (None, threading.get_ident()):
+                    raise EmulateError(f"model: {type(module).__name__} was called while a forward of the "
+                                       "same converted model runs in another thread; a converted model runs one "
+                                       "forward at a time (convert one copy of the model per thread)")
+                self._owner = threading.get_ident()
+                owns = not self.stack
+                self._active += owns
+                self.stack.append(_Frame(name, module, owns))
             if owns:
                 self._mode.__enter__()
-            self.stack.append(_Frame(name, module, owns))
         return hook
 
     def _exit_hook(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
-        if not self.stack or self.stack[-1].module is not module:
-            return  # its pre-hook never ran (an earlier pre-hook raised)
+        if self._owner != threading.get_ident() or not self.stack or self.stack[-1].module is not module:
+            return  # a refused call from another thread, or its pre-hook never ran (an earlier one raised)
         frame = self.stack.pop()
-        if frame.owns_mode:
-            self._mode.__exit__(None, None, None)
+        if not frame.owns_mode:
+            return
+        self._mode.__exit__(None, None, None)
+        try:
             if not self.suspended and output is not None:  # None: forward raised, nothing to check
                 self.engine.forward_done(module, args, kwargs, output)
+        finally:
+            with self._lock:
+                self._active -= 1
+                if self._active == 0:
+                    self._owner = None
