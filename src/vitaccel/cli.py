@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import NoReturn
 
 from vitaccel.errors import UserError
 
@@ -19,12 +20,19 @@ from vitaccel.errors import UserError
 COMMANDS = ("demo", "report", "emulate", "train", "eval")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argparse parser whose usage errors are one line, like every other vitaccel error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``vitaccel`` parser with every command of ``COMMANDS`` registered."""
     from vitaccel import __version__
 
-    parser = argparse.ArgumentParser(prog="vitaccel", description="Token-pruning ViTs on emulated accelerators: "
-                                                                 "train, emulate bit for bit, report accuracy vs cost.")
+    parser = OneLineParser(prog="vitaccel", description="Token-pruning ViTs on emulated accelerators: "
+                                                   "train, emulate bit for bit, report accuracy vs cost.")
     parser.add_argument("--version", action="version", version=f"vitaccel {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:

@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
-from vitaccel.errors import EmulateError
+from vitaccel.errors import ConfigError, EmulateError
 
 if TYPE_CHECKING:
     import torch
@@ -135,7 +135,10 @@ def run_emulate(*, model: str | None, checkpoint: str | None, accelerator: str, 
             raise EmulateError(f"{flag}: {value} is not allowed; it must be >= 1")
     if pretrained and checkpoint is not None:
         raise EmulateError("--pretrained: only with --model (a checkpoint holds its own weights)")
-    config = resolve_config(accelerator)  # a bad config fails before any model is built
+    try:
+        config = resolve_config(accelerator)  # a bad config fails before any model is built
+    except ConfigError as exc:
+        raise EmulateError(f"--accelerator: {exc}") from None
     if json_path:
         check_writable(Path(json_path).parent, "--json")
     if checkpoint is not None:

@@ -255,9 +255,13 @@ def run_report(checkpoint: str, out: str, accelerators: list[str], data: list[st
         raise ConfigError(f"--max-images: value {max_images} is not allowed; it must be >= 1")
     if not accelerators:
         raise ConfigError("--accelerators: value '' is not allowed; give comma-separated presets or YAML files")
-    for name in accelerators:
-        AcceleratorConfig.load(name)  # a bad name fails before any work
-    EnergyTable.load(energy_table)  # so does a bad energy table
+    for flag, load, names in (("--accelerators", AcceleratorConfig.load, accelerators),
+                              ("--energy-table", EnergyTable.load, [energy_table])):
+        for name in names:  # a bad name or file fails before any work
+            try:
+                load(name)
+            except ConfigError as exc:
+                raise ConfigError(f"{flag}: {exc}") from None
     out_dir = check_writable(out, "--out")
     student = load_student(Path(checkpoint), data or [], max_images)
     out_dir.mkdir(parents=True, exist_ok=True)

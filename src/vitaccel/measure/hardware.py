@@ -56,8 +56,9 @@ class EnergyTable:
     def load(cls, path: str | Path | None = None) -> "EnergyTable":
         """The table in ``path`` (YAML), or the shipped 45 nm table."""
         path = Path(path) if path is not None else shipped("energy", "horowitz45nm")
+        data = load_yaml(path)  # its errors name the file
         try:
-            return from_dict(cls, load_yaml(path))
+            return from_dict(cls, data)
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from exc
 
