@@ -37,3 +37,17 @@ def test_multiplier_samples_cover_each_distinct_truncating_multiplier():
     assert list(errors) == ["k=4 unbiased (int8-lot4, int8-lot4-psum)", "k=4 truncate"]
     assert float(errors["k=4 truncate"].max()) <= 0 < float(errors["k=4 unbiased (int8-lot4, int8-lot4-psum)"].max())
     assert len(errors["k=4 truncate"]) == 127
+
+
+def test_a_moved_cache_is_reused_teacher_paths_included(tmp_path, capsys):
+    torch.set_num_threads(1)
+    old, new = tmp_path / "old", tmp_path / "new"
+    teacher = cached_training("digits-teacher", old / "teacher", TINY)
+    student_overrides = TINY + [f"teacher={teacher}", f"init={teacher}"]
+    cached_training("digits-sait", old / "sait", student_overrides)
+    old.rename(new)
+    capsys.readouterr()
+    moved_teacher = cached_training("digits-teacher", new / "teacher", TINY)
+    cached_training("digits-sait", new / "sait", TINY + [f"teacher={moved_teacher}", f"init={moved_teacher}"])
+    text = capsys.readouterr().out
+    assert text.count("reusing cached") == 2 and "training" not in text
