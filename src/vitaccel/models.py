@@ -10,6 +10,8 @@ that makes them converge about twice as fast. Importing this module registers th
 
 from __future__ import annotations
 
+from typing import Any
+
 import timm
 import torch
 import torch.nn as nn
@@ -45,7 +47,7 @@ def _cfg() -> dict:
 default_cfgs = generate_default_cfgs({name: _cfg() for name in SMALL_VITS})
 
 
-def _create(name: str, pretrained: bool, **kwargs) -> VisionTransformer:
+def _create(name: str, pretrained: bool, **kwargs: Any) -> VisionTransformer:
     args = dict(img_size=32, patch_size=4, num_classes=10, **SMALL_VITS[name])
     args.update(kwargs)
     model = build_model_with_cfg(VisionTransformer, name, pretrained,
@@ -58,19 +60,19 @@ def _create(name: str, pretrained: bool, **kwargs) -> VisionTransformer:
 
 
 @register_model
-def vit_pico_patch4_32(pretrained: bool = False, **kwargs) -> VisionTransformer:
+def vit_pico_patch4_32(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """ViT-Pico/4 at 32 px: 32-wide, 2 blocks; for tests."""
     return _create("vit_pico_patch4_32", pretrained, **kwargs)
 
 
 @register_model
-def vit_nano_patch4_32(pretrained: bool = False, **kwargs) -> VisionTransformer:
+def vit_nano_patch4_32(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """ViT-Nano/4 at 32 px: 64-wide, 6 blocks, 4 heads; trains on digits in about a minute."""
     return _create("vit_nano_patch4_32", pretrained, **kwargs)
 
 
 @register_model
-def vit_micro_patch4_32(pretrained: bool = False, **kwargs) -> VisionTransformer:
+def vit_micro_patch4_32(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """ViT-Micro/4 at 32 px: 128-wide, 6 blocks, 4 heads; for synthetic scenes and CIFAR."""
     return _create("vit_micro_patch4_32", pretrained, **kwargs)
 
@@ -92,7 +94,7 @@ def model_kwargs_problem(kwargs: object) -> str | None:
     return None
 
 
-def create_model(name: str, **kwargs) -> nn.Module:
+def create_model(name: str, **kwargs: Any) -> nn.Module:
     """Build any timm model by name (vitaccel's small ViTs included); kwargs go to timm.
 
     Raises ConfigError (a ValueError) naming the model when timm does not know it.

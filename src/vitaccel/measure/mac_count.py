@@ -9,7 +9,7 @@ elementwise ops do not, exactly as in ``torch.utils.flop_counter``.
 from __future__ import annotations
 
 import warnings
-from typing import Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 import torch.nn as nn
@@ -25,7 +25,7 @@ def _cpu_sdpa_flop(query_shape, key_shape, value_shape, *args, out_shape=None, *
 _EXTRA_FORMULAS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flop}
 
 
-def count_macs(fn, *args, **kwargs) -> int:
+def count_macs(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
     """Total MACs (FLOPs / 2) of the matrix products run by ``fn(*args, **kwargs)``.
 
     ``torch.utils.flop_counter.FlopCounterMode``, extended with the CPU attention kernel.
