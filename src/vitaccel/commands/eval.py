@@ -60,7 +60,6 @@ def _settings(trained: dict, rule: str | None, value: float | None, dense: bool)
 def _check_arguments(rule: str | None, value: float | None, dense: bool, do_sweep: bool,
                      values: list[float] | None, batch_size: int) -> None:
     from vitaccel.prune import RULES
-    from vitaccel.prune.config import value_problem
 
     if dense and (do_sweep or rule is not None or value is not None):
         raise ConfigError("--dense: cannot be combined with --sweep, --rule or --value")
@@ -70,8 +69,14 @@ def _check_arguments(rule: str | None, value: float | None, dense: bool, do_swee
         raise ConfigError("--values: only used with --sweep")
     if batch_size < 1:
         raise ConfigError(f"--batch-size: value {batch_size} is not allowed; it must be >= 1")
+
+
+def _check_values(rule: str, value: float | None, values: list[float] | None) -> None:
+    """``--value``/``--values`` must suit ``rule`` (the given one, or the trained one)."""
+    from vitaccel.prune.config import value_problem
+
     for flag, v in [("--value", value)] + [("--values", v) for v in values or ()]:
-        problem = None if v is None or rule is None else value_problem(rule, v)
+        problem = None if v is None else value_problem(rule, v)
         if problem:
             raise ConfigError(f"{flag}: value {v!r} is not allowed; {problem}")
 
@@ -104,6 +109,7 @@ def run_eval(checkpoint: str, rule: str | None = None, value: float | None = Non
                   else f"checkpoint {checkpoint!r}: its pruning settings do not fit its model")
     data_cfg = checkpoint_data(ckpt, data_overrides, "data override")
     explicit_rule, rule = rule, rule or trained["rule"]
+    _check_values(rule, value, values)
     folder = None
     if do_sweep:
         folder = check_writable(Path(out) if out else Path(checkpoint).parent / f"sweep-{rule}",
