@@ -126,7 +126,7 @@ CASES = {
     "train: unknown config": ([T, "--config", "nope"], r"--config: 'nope' is neither a file nor a bundled config"),
     "train: unknown key": ([T, "--config", "digits-teacher", "epochz=3", "out_dir={out}"], r"epochz: unknown key"),
     "train: old flat key": ([T, "--config", "digits-teacher", "prune_layer=1", "out_dir={out}"],
-                            r"prune_layer: unknown key; allowed keys are"),
+                            r"prune_layer: unknown key; the pruning settings are one section now: use prune.layer"),
     "train: bad value": ([T, "--config", "digits-teacher", "epochs=0", "out_dir={out}"],
                          r"epochs: value 0 is not allowed; must be >= 1"),
     "train: bad prune value": ([T, "--config", "digits-teacher", "prune.value=0", "out_dir={out}"],

@@ -24,10 +24,10 @@ import numpy as np
 import torch
 
 from vitaccel.errors import CheckpointError
+from vitaccel.train.config import FORMER_PRUNE_KEYS
 
 FORMAT = "vitaccel-train/2"
 _FORMAT_1 = "vitaccel-train/1"
-_FLAT_PRUNE_KEYS = {"prune_layer": "layer", "rule": "rule", "value": "value", "package": "package"}
 
 
 def _fsync_replace(tmp: Path, path: Path) -> None:
@@ -103,7 +103,7 @@ def digest(state: dict) -> str:
 def _upgrade(ckpt: dict) -> dict:
     """A format-1 checkpoint in format 2: flat pruning keys nested in ``config["prune"]``."""
     config = dict(ckpt.get("config") or {})
-    config["prune"] = {new: config.pop(old) for old, new in _FLAT_PRUNE_KEYS.items() if old in config}
+    config["prune"] = {new: config.pop(old) for old, new in FORMER_PRUNE_KEYS.items() if old in config}
     config["prune"]["dense"] = False  # format 1 had no such key; training never set it
     ckpt = {**ckpt, "format": FORMAT, "config": config}
     ckpt.pop("prune", None)

@@ -20,6 +20,9 @@ from vitaccel.data import DataConfig
 from vitaccel.models import model_kwargs_problem
 from vitaccel.prune import PruneConfig
 
+# Keys of the pruning settings before they moved into the ``prune`` section (checkpoint format 1).
+FORMER_PRUNE_KEYS = {"prune_layer": "layer", "rule": "rule", "value": "value", "package": "package"}
+
 
 def _at_least(lo: float, strict: bool = False):
     def check(v: float) -> str | None:
@@ -115,4 +118,9 @@ def bundled_configs() -> list[str]:
 
 def load_config(config: str, overrides: list[str] = ()) -> TrainConfig:
     """Read a YAML config (path or bundled name), apply ``key=value`` overrides, validate."""
-    return from_dict(TrainConfig, apply_overrides(load_yaml(resolve_config_path(config)), list(overrides)))
+    data = apply_overrides(load_yaml(resolve_config_path(config)), list(overrides))
+    for old, new in FORMER_PRUNE_KEYS.items():
+        if old in data:
+            raise ConfigError(f"{old}: unknown key; the pruning settings are one section now: use prune.{new} "
+                              f"(in YAML: prune: {{{new}: {data[old]!r}}})")
+    return from_dict(TrainConfig, data)
