@@ -71,7 +71,8 @@ CASES = {
     "eval: layer out of range": ([E, "--checkpoint", "{ckpt}", "--layer", "9"],
                                  r"--layer: value 9 is not allowed; .*use 1 <= layer <= 2"),
     "eval: checkpoint layer out of range": ([E, "--checkpoint", "{deep}"],
-                                            r"checkpoint '.*deep.pt': its pruning settings do not fit its model; "
+                                            r"^(?!.*--layer)vitaccel eval: error: checkpoint '.*deep.pt': "
+                                            r"its pruning settings do not fit its model; "
                                             r"layer: value 5 is out of range"),
     "eval: wrong image size": ([E, "--checkpoint", "{ckpt}", "img_size=32"],
                                r"data override img_size=32: not allowed; the checkpoint's model takes 16 px"),
