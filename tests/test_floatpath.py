@@ -14,6 +14,7 @@ from vitaccel.arith import (
     FloatFormat,
     emulated_matmul,
     fast_error_bound,
+    float_tiers,
     floatpath,
     golden,
     matmul_tier,
@@ -53,8 +54,9 @@ def test_round_pair_to_float32_is_correctly_rounded():
     hi = torch.cat([hi, mid, mid, mid])
     lo = torch.cat([lo, torch.zeros(2000, dtype=torch.float64), mid.abs() * 2.0 ** -70, -mid.abs() * 2.0 ** -70])
     got = floatpath.round_pair_to_float32(hi, lo)
-    expected = torch.tensor([golden.to_float(golden.round_real(Fraction(h) + Fraction(l), *golden.F32[:2], golden.F32_MAX))
-                             for h, l in zip(hi.tolist(), lo.tolist())], dtype=torch.float64).float()
+    expected = torch.tensor([golden.to_float(golden.round_real(Fraction(h) + Fraction(lw), *golden.F32[:2],
+                                                               golden.F32_MAX))
+                             for h, lw in zip(hi.tolist(), lo.tolist())], dtype=torch.float64).float()
     assert same_bits(got, expected)
 
 
@@ -230,56 +232,55 @@ def test_empty_operands(preset, shapes):
 
 @pytest.mark.parametrize("preset", ["fp13", "fp13-align16"])
 @pytest.mark.parametrize("chunk_rows", [1, 3])
-def test_row_chunks_reuse_nothing_stale(preset, chunk_rows, monkeypatch):
+def test_row_chunks_reuse_nothing_stale(preset, chunk_rows):
     """Row chunks of 1 or 3 rows (the last one shorter), a batched A and an infinity in one chunk:
     buffers and B-side work kept across chunks and groups must not leak between them."""
-    from vitaccel.arith import matmul as mm
     config = AcceleratorConfig.preset(preset)
-    bt, m, k, n, g = 2, 7, 40, 5, config.float_datapath.group_size
-    per_row = bt * n * 8 * (g if preset == "fp13-align16" else 4)  # as _float_matmul sizes chunks
-    monkeypatch.setattr(mm, "CHUNK_BYTES", chunk_rows * per_row)
+    bt, m, k, n = 2, 7, 40, 5
+    tier = matmul_tier(config).name
+    chunk = chunk_rows * float_tiers.row_bytes(config.float_datapath, tier, bt, n)
     a, b = _operands(bt * m, k, n, seed=11)
     a = a.reshape(bt, m, k)
     a[1, 3, 5] = float("inf")
-    assert same_bits(emulated_matmul(a, b, config), golden.matmul(a, b, config))
+    assert same_bits(emulated_matmul(a, b, config, chunk_bytes=chunk), golden.matmul(a, b, config))
 
 
-def test_wide_columns_with_narrow_rows_are_fixed_in_every_row_chunk(monkeypatch):
+def test_wide_columns_with_narrow_rows_are_fixed_in_every_row_chunk():
     """bf16 operands: rows of A span nothing, two columns of B span 60 binades. Each crafted
     column sums to a float32 tie broken by a product 2^-30 (float64 drops it). Rows run 3 at a
     time, so every chunk needs the columns' band sums."""
-    from vitaccel.arith import matmul as mm
     config = AcceleratorConfig.preset("bf16")
     m, k, n = 7, 3, 64
-    monkeypatch.setattr(mm, "CHUNK_BYTES", 3 * (1 * n * 8 * 4))  # 3 rows a chunk
+    chunk = 3 * float_tiers.row_bytes(config.float_datapath, "tiled", 1, n)  # 3 rows a chunk
     g = torch.Generator().manual_seed(5)
-    scale = 2.0 ** torch.randint(-3, 4, (m, 1), generator=g).float() * (torch.randint(0, 2, (m, 1), generator=g) * 2 - 1)
+    sign = torch.randint(0, 2, (m, 1), generator=g) * 2 - 1
+    scale = 2.0 ** torch.randint(-3, 4, (m, 1), generator=g).float() * sign
     a = scale.expand(m, k).contiguous()                                       # each row: one value, span 0
     b = torch.randn(k, n, generator=g).bfloat16().float()
     b[:, 5] = torch.tensor([2.0 ** 30, 2.0 ** 6, 2.0 ** -30])                 # 2^30 + half an ulp + a little
     b[:, 40] = -b[:, 5]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the band sums, not the scalar golden fallback
-        got = emulated_matmul(a, b, config)
+        got = emulated_matmul(a, b, config, chunk_bytes=chunk)
     assert same_bits(got, golden.matmul(a, b, config))
     assert torch.equal(got[:, 5], scale[:, 0] * (2.0 ** 30 + 2.0 ** 7))       # the tie went up: the fix ran
 
 
-def test_wide_rows_with_narrow_columns_are_fixed_in_their_chunk(monkeypatch):
+def test_wide_rows_with_narrow_columns_are_fixed_in_their_chunk():
     """The same crafted sums with the roles swapped: two rows of A span 60 binades, B's columns
     span nothing; rows run 3 at a time, so each wide row is fixed inside its own chunk."""
-    from vitaccel.arith import matmul as mm
     config = AcceleratorConfig.preset("bf16")
     m, k, n = 64, 3, 7
-    monkeypatch.setattr(mm, "CHUNK_BYTES", 3 * (1 * n * 8 * 4))  # 3 rows a chunk
+    chunk = 3 * float_tiers.row_bytes(config.float_datapath, "tiled", 1, n)  # 3 rows a chunk
     g = torch.Generator().manual_seed(6)
-    scale = 2.0 ** torch.randint(-3, 4, (1, n), generator=g).float() * (torch.randint(0, 2, (1, n), generator=g) * 2 - 1)
+    sign = torch.randint(0, 2, (1, n), generator=g) * 2 - 1
+    scale = 2.0 ** torch.randint(-3, 4, (1, n), generator=g).float() * sign
     b = scale.expand(k, n).contiguous()
     a = torch.randn(m, k, generator=g).bfloat16().float()
     a[5] = torch.tensor([2.0 ** 30, 2.0 ** 6, 2.0 ** -30])
     a[40] = -a[5]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        got = emulated_matmul(a, b, config)
+        got = emulated_matmul(a, b, config, chunk_bytes=chunk)
     assert same_bits(got, golden.matmul(a, b, config))
     assert torch.equal(got[5], scale[0] * (2.0 ** 30 + 2.0 ** 7))

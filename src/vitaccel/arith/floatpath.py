@@ -1,7 +1,7 @@
 """The float datapath of DESIGN.md section 3, vectorised: multiplier, adder tree, accumulator.
 
 Every function here is exact (bit-identical to ``golden``) for the inputs it accepts; the
-matmul tiers in ``matmul.py`` are built from them.
+matmul tiers in ``float_tiers.py`` are built from them.
 
 Exactness rests on three facts, each tested:
 * a product of two formats of at most 16 bits is exact in float64 (at most 22 significand bits,
@@ -17,7 +17,11 @@ import math
 
 import torch
 
+from vitaccel.arith.bits import exponent, pow2
 from vitaccel.arith.formats import FloatFormat
+
+__all__ = ["ExactSum", "exponent", "multiply", "multiply_significands", "pow2", "round_pair_to_float32",
+           "split_codes"]
 
 
 # -- the multiplier -----------------------------------------------------------------------
@@ -40,7 +44,7 @@ def split_codes(fmt: FloatFormat, codes: torch.Tensor) -> tuple[torch.Tensor, to
     sign = codes >> (fmt.exp_bits + m)
     e_field = (codes >> m) & (2 ** fmt.exp_bits - 1)
     man = codes & (2 ** m - 1)
-    sig = torch.where(e_field > 0, man | (1 << m), man) if fmt.subnormals else torch.where(e_field > 0, man | (1 << m), 0)
+    sig = torch.where(e_field > 0, man | (1 << m), man if fmt.subnormals else 0)
     lsb_exp = torch.clamp(e_field, min=1) - fmt.bias - m
     return sign, sig, lsb_exp
 
@@ -58,13 +62,6 @@ def multiply(fmt_a: FloatFormat, a_codes: torch.Tensor, fmt_b: FloatFormat, b_co
     return torch.where((sa ^ sb) == 1, -value, value)
 
 
-def pow2(e: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """Exact 2^e (float64 or float32) for integer tensors e in that dtype's normal range, from bits."""
-    if dtype == torch.float32:
-        return ((e.int() + 127) << 23).view(torch.float32)
-    return ((e.long() + 1023) << 52).view(torch.float64)
-
-
 # -- exact sums to float32 -------------------------------------------------------------------
 def round_pair_to_float32(hi: torch.Tensor, lo: torch.Tensor) -> torch.Tensor:
     """float32 nearest-even of the exact value ``hi + lo`` (float64 tensors, finite).
@@ -80,12 +77,6 @@ def round_pair_to_float32(hi: torch.Tensor, lo: torch.Tensor) -> torch.Tensor:
     bits = s.view(torch.int64) - toward_zero.long()
     bits = bits | inexact.long()
     return bits.view(torch.float64).float()
-
-
-def exponent(x: torch.Tensor) -> torch.Tensor:
-    """floor(log2|x|) of nonzero finite x (exact: frexp is bit manipulation); 0 where x == 0."""
-    _, e = torch.frexp(x)
-    return torch.where(x == 0, 0, e.long() - 1)
 
 
 class ExactSum:

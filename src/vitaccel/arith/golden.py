@@ -15,8 +15,9 @@ from typing import Sequence
 
 import torch
 
-from vitaccel.arith.config import AcceleratorConfig
+from vitaccel.arith.config import AcceleratorConfig, IntDatapath
 from vitaccel.arith.formats import FloatFormat
+from vitaccel.arith.psum import Codec, FloatCodec, TruncCodec
 
 Number = Fraction | float
 
@@ -200,6 +201,7 @@ F64_MAX = (2 - Fraction(1, 2 ** 52)) * Fraction(2) ** 1023
 
 
 def int_qmax(bits: int) -> int:
+    """Largest magnitude of a symmetric ``bits``-bit integer."""
     return 2 ** (bits - 1) - 1
 
 
@@ -261,7 +263,7 @@ def overflow(x: int, bits: int, mode: str) -> int:
     return (x - lo) % 2 ** bits + lo
 
 
-def float_codec(codec, v: Fraction) -> Fraction:
+def float_codec(codec: FloatCodec, v: Fraction) -> Fraction:
     """What a FloatCodec stores for v and reads back: sign, shift, man_bits from the leading one."""
     if v == 0:
         return Fraction(0)
@@ -276,18 +278,18 @@ def float_codec(codec, v: Fraction) -> Fraction:
     return -r if v < 0 else r
 
 
-def trunc_codec(codec, v: int) -> int:
+def trunc_codec(codec: TruncCodec, v: int) -> int:
     """What a TruncCodec stores for the integer v and reads back."""
     kept = overflow(drop_lsbs(v, codec.drop_bits, codec.rounding), codec.bits, "saturate")
     return kept * 2 ** codec.drop_bits
 
 
-def codec_apply(codec, v: Fraction | int) -> Fraction:
+def codec_apply(codec: Codec, v: Fraction | int) -> Fraction:
     """A FloatCodec or TruncCodec round trip of one value."""
     return float_codec(codec, Fraction(v)) if hasattr(codec, "man_bits") else Fraction(trunc_codec(codec, int(v)))
 
 
-def dot_int(qa: Sequence[int], qb: Sequence[int], dp) -> int:
+def dot_int(qa: Sequence[int], qb: Sequence[int], dp: IntDatapath) -> int:
     """The accumulator after one dot product of quantised operands (an ``IntDatapath`` dp)."""
     k, g = len(qa), dp.group_size
     products = [int_multiply(x, w, dp.keep_bits, dp.keep_rounding) for x, w in zip(qa, qb)]
@@ -314,14 +316,14 @@ def int_dequantize(acc: int, a_scale: float, b_scale: float) -> float:
     return to_float(round_real(r64, *F32[:2], F32_MAX)) + 0.0
 
 
-def _int_matrix(a: list, b: list, a_scale: float, b_scales: list[float], dp) -> list:
+def _int_matrix(a: list, b: list, a_scale: float, b_scales: list[float], dp: IntDatapath) -> list:
     """One (M, K) @ (K, N) product of float32 values on the integer datapath."""
     qa = [[int_quantize(x, a_scale, dp.a_bits) for x in row] for row in a]
     cols = [[int_quantize(row[n], s, dp.b_bits) for row in b] for n, s in enumerate(b_scales)]
     return [[int_dequantize(dot_int(row, col, dp), a_scale, b_scales[n]) for n, col in enumerate(cols)] for row in qa]
 
 
-def _column_scales(b: list, dp, b_scale: torch.Tensor | None) -> list[float]:
+def _column_scales(b: list, dp: IntDatapath, b_scale: torch.Tensor | None) -> list[float]:
     """Weight scales of one (K, N) matrix: given (0-d or (N,)) or one per column; then the scale codec."""
     n = len(b[0])
     if b_scale is None:
