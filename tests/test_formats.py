@@ -339,6 +339,20 @@ def test_cast_route_searches_the_whole_key_where_small_values_are_everywhere(fmt
     assert 0.0 not in rounded and set(torch.cat([ends, -ends]).tolist()) <= set(rounded)
 
 
+@pytest.mark.parametrize("fmt", [FloatFormat(4, 3), FloatFormat(3, 3), FloatFormat(2, 3, bias=1, subnormals=False),
+                                 FloatFormat(4, 3, saturate=True), FloatFormat(3, 3, specials="fn")], ids=repr)
+def test_three_mantissa_bit_formats_overflow_as_their_spec_says(fmt):
+    """Issue 14 defect 2: formats with 3 mantissa bits must not borrow float8_e4m3fn's saturation
+    at 448: infinities and overflow give what the encoder gives (inf for IEEE formats, max when
+    saturating or without infinities; an infinity stays one in IEEE formats)."""
+    x = torch.tensor([float("inf"), -float("inf"), 1e6, -1e6, fmt.max, -fmt.max, 1.0, float("nan")])
+    top = [math.inf, -math.inf] if fmt.specials == "ieee" else [fmt.max, -fmt.max]
+    expected = top + (top if fmt.specials == "ieee" and not fmt.saturate else [fmt.max, -fmt.max])
+    got = fmt.quantize(x)
+    assert same_bits(got, fmt.decode(fmt.encode(x)))
+    assert got[:4].tolist() == expected and got[4:7].tolist() == [fmt.max, -fmt.max, 1.0] and got[7].isnan()
+
+
 def test_cast_route_nan_in_a_format_without_nan_raises_as_the_encoder_does():
     fmt = FloatFormat(7, 7, specials="finite")
     with pytest.raises(ValueError, match="cannot store"):

@@ -126,10 +126,13 @@ class _CastRoute(NamedTuple):
 @functools.lru_cache(maxsize=None)
 def _wider_peer(fmt: FloatFormat) -> _CastRoute | None:
     """The route through the PyTorch dtype with fmt's mantissa width and an exponent range that
-    covers fmt's, or None."""
+    covers fmt's, or None. A format with infinities needs a dtype with them (float8_e4m3fn has
+    none: its cast would saturate what fmt rounds to infinity)."""
     for peer in _PEERS:
         dtype = peer.dtype
-        if peer.man_bits == fmt.man_bits and peer.emin <= fmt.emin and fmt.emax <= peer.emax and fmt.max <= peer.max:
+        holds_inf = fmt.specials != "ieee" or peer.specials == "ieee"
+        if holds_inf and peer.man_bits == fmt.man_bits and peer.emin <= fmt.emin and fmt.emax <= peer.emax \
+                and fmt.max <= peer.max:
             bits_dtype = torch.int16 if peer.bits == 16 else torch.int8
             lo, hi = torch.tensor([fmt.min_normal, fmt.max]).to(dtype).view(bits_dtype).tolist()
             top = 2 ** (peer.bits - 1) - 1  # the largest signed value, also the magnitude mask
