@@ -284,3 +284,17 @@ def test_wide_rows_with_narrow_columns_are_fixed_in_their_chunk():
         got = emulated_matmul(a, b, config, chunk_bytes=chunk)
     assert same_bits(got, golden.matmul(a, b, config))
     assert torch.equal(got[5], scale[0] * (2.0 ** 30 + 2.0 ** 7))
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_autocast_does_not_reach_the_emulator(exact):
+    """Issue 14 defect 3: under CPU autocast to bfloat16 the float tiers still give float32 results,
+    exact ones the golden model's and the fast tier the same as without autocast."""
+    a, b = _operands(8, 64, 8, seed=3)
+    expected = emulated_matmul(a, b, "fp13", exact=exact)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = emulated_matmul(a, b, "fp13", exact=exact)
+    assert got.dtype == torch.float32 and same_bits(got, expected)
+    if exact:
+        assert same_bits(got, golden.matmul(a, b, "fp13"))
+

@@ -89,6 +89,8 @@ def accumulator_dtype(dp: IntDatapath, step: int, float32: bool) -> torch.dtype:
     peak = acc + max(step * product_max(dp), _group_bound(dp) + dp.group_size * product_max(dp))
     if dp.overflow == "wrap":
         peak += acc
+        if dp.psum_bits is not None:  # wrapping a group sum adds half the register's range to it
+            peak = max(peak, 2 ** (dp.psum_bits - 1) + _group_bound(dp) + dp.group_size * product_max(dp))
     return torch.float32 if float32 and peak <= intpath.FLOAT32_EXACT else torch.float64
 
 
@@ -185,7 +187,8 @@ def int_matmul(a: torch.Tensor, b: torch.Tensor, dp: IntDatapath, tier: str, a_s
         shape = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
         return a.new_zeros(shape)
     sa, sb = _int_scales(a, b, dp, a_scale, b_scale)
-    fp32 = _float32_matmul_is_ieee(a.device)
+    pmax = product_max(dp)
+    fp32 = _float32_matmul_is_ieee(a.device) and pmax <= intpath.FLOAT32_EXACT  # float32 holds every product
     work = torch.float32 if fp32 else torch.float64
     if dp.keep_bits is None:
         qa = intpath.quantize_with_scale(a, sa, dp.a_bits, work)
@@ -200,7 +203,6 @@ def int_matmul(a: torch.Tensor, b: torch.Tensor, dp: IntDatapath, tier: str, a_s
         A, B = qa.reshape(-1, k), qb
     else:
         A, B = qa.expand(*batch, m, k).reshape(-1, m, k), qb.expand(*batch, k, n).reshape(-1, k, n)
-    pmax = product_max(dp)
     if tier == "fast":
         acc = _int_products(A, B, pmax, fp32)
     elif tier == "tiled":

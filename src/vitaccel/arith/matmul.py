@@ -83,13 +83,15 @@ def emulated_matmul(a: torch.Tensor, b: torch.Tensor, config: AcceleratorConfig 
     if chosen is None:
         raise ValueError(f"tier: value {tier!r} is not available for config {config.name!r} with exact={exact} "
                          f"and K={a.shape[-1]}; choose one of {[t.name for t in tiers]} or None")
-    if config.datapath == "native":
-        return torch.matmul(a.float(), b.float())
-    if config.datapath == "int":
-        return int_matmul(a, b, config.int_datapath, chosen.name, a_scale, b_scale, chunk_bytes)
-    if a_scale is not None or b_scale is not None:
-        raise ValueError(f"a_scale/b_scale are for integer datapaths; config {config.name!r} is a float datapath")
-    return float_matmul(a, b, config.float_datapath, chosen.name, chunk_bytes)
+    if config.datapath != "int" and (a_scale is not None or b_scale is not None):
+        raise ValueError(f"a_scale/b_scale are for integer datapaths; config {config.name!r} is a "
+                         f"{config.datapath} datapath")
+    with torch.autocast(a.device.type, enabled=False):  # the emulator's own matmuls run as written
+        if config.datapath == "native":
+            return torch.matmul(a.float(), b.float())
+        if config.datapath == "int":
+            return int_matmul(a, b, config.int_datapath, chosen.name, a_scale, b_scale, chunk_bytes)
+        return float_matmul(a, b, config.float_datapath, chosen.name, chunk_bytes)
 
 
 def _check_operands(a: torch.Tensor, b: torch.Tensor) -> None:
