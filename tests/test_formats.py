@@ -177,6 +177,28 @@ def test_stochastic_rounding_matches_golden_with_same_draws():
         assert golden.to_float(golden.quantize(FP13, xi, "stochastic", u)) == gi
 
 
+def test_stochastic_rounding_far_below_the_quantum_matches_golden_with_same_draws():
+    """Issue 14 defect 11: float64 inputs more than 62 bits below the kept LSB. The draw is 62 bits
+    (u = d / 2^62), so golden rounds up iff the dropped fraction plus u reaches one: never for
+    1e-300, and at the rate x / quantum for values just past 62 bits."""
+    q = FP13.quantize(torch.full((10 ** 6,), 1e-300, dtype=torch.float64), "stochastic",
+                      torch.Generator().manual_seed(1))
+    assert int((q != 0).sum()) == 0
+    quantum = 2.0 ** (FP13.emin - FP13.man_bits)
+    x = torch.tensor([1e-300, -1e-300, quantum * 2.0 ** -30 * 1.75, quantum * 2.0 ** -12 * 1.3,
+                      quantum * 2.0 ** -9 * (1 + 2 ** -52)], dtype=torch.float64).repeat(2000)
+    got = FP13.quantize(x, "stochastic", torch.Generator().manual_seed(4))
+    draws = torch.randint(0, 2 ** 62, x.shape, generator=torch.Generator().manual_seed(4), dtype=torch.int64)
+    for xi, d, gi in zip(x.tolist(), draws.tolist(), got.tolist()):
+        e = golden.exponent(Fraction(xi))
+        shift = (max(e, FP13.emin) - FP13.man_bits) - (e - 52)
+        u = Fraction(d & ((1 << shift) - 1), 1 << shift) if shift <= 62 else Fraction(d, 2 ** 62)
+        assert golden.to_float(golden.quantize(FP13, xi, "stochastic", u)) == gi
+    tiny = torch.full((10 ** 5,), quantum * 2.0 ** -11 * 1.5, dtype=torch.float64)  # 63 bits below: p = 1.5 * 2^-11
+    ups = int((FP13.quantize(tiny, "stochastic", torch.Generator().manual_seed(2)) != 0).sum())
+    assert 40 <= ups <= 110  # 73 expected (the biased draw gave twice that)
+
+
 @pytest.mark.parametrize("bad", [torch.arange(4), torch.ones(3, dtype=torch.bool),
                                  torch.ones(2, dtype=torch.complex64)])
 def test_bad_input_types(bad):

@@ -181,16 +181,20 @@ class FloatFormat:
         e = torch.clamp(exp_field, min=1) - src_bias
         sig = torch.where(exp_field > 0, frac | (1 << mbits), frac)
         # the target quantum is 2^(max(e, emin) - m); drop `shift` low bits of sig to reach it
-        shift = torch.clamp(torch.clamp(e, min=self.emin) - m - (e - mbits), max=62)
+        full_shift = torch.clamp(e, min=self.emin) - m - (e - mbits)
+        shift = torch.clamp(full_shift, max=62)  # sig < 2^53: shifting by 62 already leaves 0
         kept = sig >> shift
         rem = sig - (kept << shift)
         if rounding == "nearest_even":
             half = torch.ones_like(shift) << (shift - 1)
             kept = kept + ((rem > half) | ((rem == half) & ((kept & 1) == 1))).to(torch.int64)
         elif rounding == "stochastic":
+            # one 62-bit draw u per value, the low `shift` bits of it where shift <= 62: round up iff
+            # rem / 2^full_shift + u >= 1. Further below the quantum only rem's bits above
+            # 2^(full_shift - 62) can reach the draw's resolution: floor(rem / 2^(full_shift - 62)).
             rand = torch.randint(0, 2 ** 62, sig.shape, generator=generator, dtype=torch.int64, device=sig.device)
             rand = rand & ((torch.ones_like(shift) << shift) - 1)
-            kept = kept + ((rem + rand) >> shift)
+            kept = kept + (((rem >> torch.clamp(full_shift - shift, max=62)) + rand) >> shift)
         # code = (max(e - emin, 0) << m) + kept: a carry out of the mantissa lands in the exponent
         code = (torch.clamp(e - self.emin, min=0) << m) + kept
 
