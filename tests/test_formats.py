@@ -199,6 +199,61 @@ def test_stochastic_rounding_far_below_the_quantum_matches_golden_with_same_draw
     assert 40 <= ups <= 110  # 73 expected (the biased draw gave twice that)
 
 
+def _midpoints(fmt: FloatFormat) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(midpoint, lower code, upper code) of every pair of adjacent positive finite values (float64)."""
+    codes = torch.arange(0, fmt.max_code + 1)
+    values = fmt.decode(codes).double()
+    if not fmt.subnormals:  # subnormal codes decode to 0: the set is {0} and the normals
+        codes = torch.cat([codes[:1], codes[2 ** fmt.man_bits:]])
+        values = fmt.decode(codes).double()
+    return (values[:-1] + values[1:]) / 2, codes[:-1], codes[1:]
+
+
+@pytest.mark.parametrize("fmt", [FloatFormat(2, 0, specials="finite"), FloatFormat(3, 0, specials="finite"),
+                                 FloatFormat(4, 0, specials="finite", bias=3), FloatFormat(3, 2), FP13],
+                         ids=repr)
+def test_ties_go_to_the_even_code(fmt):
+    """Issue 14 defect 17: a value halfway between two neighbours rounds to the one with the even
+    code (with man_bits = 0 the even exponent field: e2m0 rounds 3 to 2, as P3109 and gfloat do),
+    in the encoder, the speed route and the golden model; float32 and float64 inputs."""
+    mid, lo, hi = _midpoints(fmt)
+    expected = torch.where(lo % 2 == 0, lo, hi)
+    for x in (mid, mid.float()):
+        assert torch.equal(fmt.encode(x).long(), expected)
+        assert same_bits(fmt.quantize(x), fmt.decode(expected))
+        assert same_bits(fmt.quantize(-x), -fmt.decode(expected))
+    assert [golden.to_float(golden.quantize(fmt, v)) for v in mid.tolist()] == fmt.decode(expected).tolist()
+    if fmt == FloatFormat(2, 0, specials="finite"):
+        assert fmt.quantize(torch.tensor([3.0, 1.5, 0.5])).tolist() == [2.0, 2.0, 0.0]
+
+
+@pytest.mark.parametrize("fmt", [FloatFormat(5, 7, subnormals=False), FloatFormat(2, 3, bias=1, subnormals=False),
+                                 FloatFormat(8, 7, subnormals=False), FloatFormat(3, 0, specials="finite",
+                                                                                  subnormals=False)], ids=repr)
+def test_without_subnormals_values_round_to_the_nearest_of_zero_and_the_normals(fmt):
+    """Issue 14 defect 18, the rule: with ``subnormals=False`` the format's values are 0 and the
+    normals, and x rounds to the nearest of them (below min_normal: 0 or min_normal, a tie to 0);
+    toward_zero gives 0 there. Checked against that rule directly and against golden."""
+    g = torch.Generator().manual_seed(18)
+    tiny = fmt.min_normal
+    x = torch.cat([torch.rand(20_000, generator=g, dtype=torch.float64) * 2 * tiny,
+                   torch.tensor([tiny / 2, tiny / 2 * (1 + 2.0 ** -40), tiny / 2 * (1 - 2.0 ** -40), tiny, 0.0])])
+    x = torch.cat([x, -x])
+    for xs in (x, x.float()):
+        got = fmt.quantize(xs)
+        small = xs.double().abs() < tiny
+        nearest = torch.copysign(torch.where(xs.double().abs() > tiny / 2, tiny, 0.0), xs.double())
+        assert same_bits(got[small], nearest[small].float())
+        assert same_bits(got, fmt.decode(fmt.encode(xs)))
+        assert same_bits(fmt.quantize(xs[small], "toward_zero"), xs[small].float() * 0)  # signed zeros
+    mid, lo, hi = _midpoints(fmt)
+    assert int(fmt.encode(mid[:1])) == 0  # the tie between 0 and min_normal goes to 0
+    sample = torch.cat([x[::97], -x[::101]])
+    for rounding in ("nearest_even", "toward_zero"):
+        assert [golden.to_float(golden.quantize(fmt, v, rounding)) for v in sample.tolist()] == \
+            fmt.quantize(sample, rounding).tolist()
+
+
 @pytest.mark.parametrize("bad", [torch.arange(4), torch.ones(3, dtype=torch.bool),
                                  torch.ones(2, dtype=torch.complex64)])
 def test_bad_input_types(bad):

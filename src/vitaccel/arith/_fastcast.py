@@ -252,12 +252,10 @@ def _workspace(blocks: int, width: int, dtype: torch.dtype) -> _Workspace:
 def _round_small(fmt: FloatFormat, x: np.ndarray) -> np.ndarray:
     """``fmt.quantize`` of float32 values of magnitude below fmt.min_normal: nearest even at fmt's
     subnormal quantum 2^(emin - m), one ``rint`` of x scaled by a power of two (exact both ways:
-    the scaled magnitudes lie below 2^m). Without subnormals, what rounds below min_normal
-    flushes to a signed zero."""
-    k = np.rint(np.ldexp(x, fmt.man_bits - fmt.emin))
-    if not fmt.subnormals:
-        k[np.abs(k) < 2 ** fmt.man_bits] *= 0  # keeps the sign
-    return np.ldexp(k, fmt.emin - fmt.man_bits)
+    the scaled magnitudes lie below 2^m). Without subnormals the quantum there is min_normal
+    itself (the neighbours are 0 and min_normal; a tie goes to a signed zero)."""
+    step = fmt.emin - (fmt.man_bits if fmt.subnormals else 0)
+    return np.ldexp(np.rint(np.ldexp(x, -step)), step)
 
 
 def _add_round(fmt: FloatFormat, x: torch.Tensor) -> torch.Tensor | None:
@@ -267,8 +265,8 @@ def _add_round(fmt: FloatFormat, x: torch.Tensor) -> torch.Tensor | None:
     stays in C's binade, whose float32 ulp is that quantum; the subtraction is exact. The sign bit
     is put back afterwards, so -0 and tiny negatives give -0. None where that does not apply.
     """
-    if not fmt.subnormals or fmt.emax + 24 - fmt.man_bits > 127:
-        return None
+    if not fmt.subnormals or fmt.man_bits == 0 or fmt.emax + 24 - fmt.man_bits > 127:
+        return None  # (with man_bits = 0 a tie goes to the even code, not to the even multiple)
     lo, hi = torch.aminmax(x)
     if not (float(lo) >= -fmt.max and float(hi) <= fmt.max):  # NaN fails too
         return None

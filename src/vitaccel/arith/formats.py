@@ -11,6 +11,13 @@ field M, m = man_bits):
                      overflow and infinities saturate to max (as ``torch.float8_e4m3fn``).
 * specials="finite": no reserved codes; NaN input raises or maps to zero (``nan=``).
 
+Rounding rules: ``nearest_even`` sends a tie to the even code (the even significand; with
+``man_bits=0``, one value per binade, the even exponent field, as P3109 and gfloat do: e2m0 rounds
+3 to 2). With ``subnormals=False`` the format's values are 0 and the normals, and every rounding
+works on that set: below min_normal the neighbours are 0 and min_normal (nearest_even: the nearer
+one, a tie to 0; toward_zero: 0; stochastic: min_normal with probability |x| / min_normal), never
+a rounding to the subnormal grid followed by a flush.
+
 Encoding works on the integer bit pattern of the input (``view(torch.int32)`` for float32,
 ``torch.int64`` for float64) and is correctly rounded for every input: no ``log2``/``pow``/
 ``floor`` on floats. Codes are int16 tensors holding the bit pattern (for 16-bit formats the
@@ -181,13 +188,20 @@ class FloatFormat:
         e = torch.clamp(exp_field, min=1) - src_bias
         sig = torch.where(exp_field > 0, frac | (1 << mbits), frac)
         # the target quantum is 2^(max(e, emin) - m); drop `shift` low bits of sig to reach it
+        # the target quantum is 2^(max(e, emin) - m), or 2^emin below min_normal without subnormals
+        # (there the neighbours are 0 and min_normal); drop `shift` low bits of sig to reach it
         full_shift = torch.clamp(e, min=self.emin) - m - (e - mbits)
+        tiny = (e < self.emin) | (exp_field == 0)  # below min_normal (source subnormals: e is their emin)
+        if not self.subnormals:
+            full_shift = torch.where(tiny, full_shift + m, full_shift)
         shift = torch.clamp(full_shift, max=62)  # sig < 2^53: shifting by 62 already leaves 0
         kept = sig >> shift
         rem = sig - (kept << shift)
-        if rounding == "nearest_even":
+        base = torch.clamp(e - self.emin, min=0) << m  # the code is base + kept (kept << m below min_normal
+        if rounding == "nearest_even":                 # without subnormals): ties go to the even code
             half = torch.ones_like(shift) << (shift - 1)
-            kept = kept + ((rem > half) | ((rem == half) & ((kept & 1) == 1))).to(torch.int64)
+            odd = ((base + kept) & 1) == 1
+            kept = kept + ((rem > half) | ((rem == half) & odd)).to(torch.int64)
         elif rounding == "stochastic":
             # one 62-bit draw u per value, the low `shift` bits of it where shift <= 62: round up iff
             # rem / 2^full_shift + u >= 1. Further below the quantum only rem's bits above
@@ -195,16 +209,15 @@ class FloatFormat:
             rand = torch.randint(0, 2 ** 62, sig.shape, generator=generator, dtype=torch.int64, device=sig.device)
             rand = rand & ((torch.ones_like(shift) << shift) - 1)
             kept = kept + (((rem >> torch.clamp(full_shift - shift, max=62)) + rand) >> shift)
-        # code = (max(e - emin, 0) << m) + kept: a carry out of the mantissa lands in the exponent
-        code = (torch.clamp(e - self.emin, min=0) << m) + kept
+        if not self.subnormals:
+            kept = torch.where(tiny, kept << m, kept)
+        code = base + kept  # a carry out of the mantissa lands in the exponent
 
         over = code > self.max_code
         if self.specials == "ieee" and not self.saturate and rounding != "toward_zero":
             code = torch.where(over, self.inf_code, code)
         else:  # no infinity to round to (fn, finite), or saturation asked for
             code = torch.where(over, self.max_code, code)
-        if not self.subnormals:
-            code = torch.where(code < (1 << m), 0, code)
 
         if self.specials == "ieee":
             code = torch.where(is_inf, self.inf_code, code)

@@ -38,6 +38,8 @@ def round_real(v: Fraction, man_bits: int, emin: int, max_value: Fraction, round
                u: Fraction | None = None, overflow: str = "inf") -> Number:
     """Round the real ``v`` to a binary float with ``man_bits`` fraction bits and min normal 2^emin.
 
+    ``nearest_even`` breaks ties toward the even code: the even significand, or with
+    ``man_bits=0`` (one value per binade) the even exponent field, as P3109 and gfloat do.
     ``u`` in [0, 1) is the stochastic rounding draw: round up iff (fraction lost) + u >= 1.
     Overflow beyond ``max_value`` gives +-inf (``overflow="inf"``), +-max (``"saturate"``) or
     NaN (``"nan"``). A zero result keeps the sign of ``v`` (returned as -0.0 for negative v).
@@ -51,7 +53,8 @@ def round_real(v: Fraction, man_bits: int, emin: int, max_value: Fraction, round
     kept = math.floor(n)
     frac = n - kept
     if rounding == "nearest_even":
-        up = frac > Fraction(1, 2) or (frac == Fraction(1, 2) and kept % 2 == 1)
+        code = q - emin + 1 if man_bits == 0 and kept else kept  # the code's parity is kept's for man_bits > 0
+        up = frac > Fraction(1, 2) or (frac == Fraction(1, 2) and code % 2 == 1)
     elif rounding == "toward_zero":
         up = False
     elif rounding == "stochastic":
@@ -115,10 +118,10 @@ def quantize(fmt: FloatFormat, x: float, rounding: str = "nearest_even", u: Frac
     if x == 0:
         return -0.0 if math.copysign(1.0, x) < 0 else Fraction(0)
     overflow = "saturate" if (fmt.saturate or fmt.specials != "ieee") else "inf"
-    r = round_real(Fraction(x), fmt.man_bits, fmt.emin, top, rounding, u, overflow)
-    if not fmt.subnormals and isinstance(r, Fraction) and 0 < abs(r) < Fraction(2) ** fmt.emin:
-        r = -0.0 if r < 0 else Fraction(0)
-    return r
+    if not fmt.subnormals and abs(Fraction(x)) < Fraction(2) ** fmt.emin:
+        # without subnormals the neighbours below min_normal are 0 and min_normal: round between them
+        return round_real(Fraction(x), 0, fmt.emin, top, rounding, u, overflow)
+    return round_real(Fraction(x), fmt.man_bits, fmt.emin, top, rounding, u, overflow)
 
 
 def to_float(v: Number) -> float:
