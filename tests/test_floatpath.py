@@ -171,6 +171,25 @@ def test_inexact_tier_stays_within_documented_bound():
     assert float(err.max()) > 0  # the bound is not vacuous: BLAS order does differ here
 
 
+def test_inexact_tier_keeps_its_bound_where_float32_products_overflow_or_underflow():
+    """Issue 14 defect 12: bf16 products beyond float32's range (3e38 * 2) or below its subnormals
+    gave inf/NaN or lost bits; the fast tier forms them in float64, within the documented bound."""
+    config = AcceleratorConfig.preset("bf16")
+    a, b = torch.tensor([[3e38, 3e38]]), torch.tensor([[2.0], [-2.0]])
+    assert same_bits(emulated_matmul(a, b, config, exact=False), golden.matmul(a, b, config))
+    g = torch.Generator().manual_seed(12)
+    a = torch.randn(6, 40, generator=g) * 2.0 ** torch.randint(-60, 60, (6, 40), generator=g).float()
+    b = torch.randn(40, 5, generator=g) * 2.0 ** torch.randint(-60, 60, (40, 5), generator=g).float()
+    a[0], b[:, 0] = 1e-30, 1e-15                                  # products below float32's subnormals
+    a[1, :2], b[:2, 1] = 3e38, torch.tensor([2.0, -2.0])          # products beyond float32's max
+    fast, exact = emulated_matmul(a, b, config, exact=False), emulated_matmul(a, b, config)
+    qa, qb = FloatFormat.named("e8m7").quantize(a), FloatFormat.named("e8m7").quantize(b)
+    finite = torch.isfinite(exact)
+    assert bool(finite.any()) and torch.equal(torch.isfinite(fast), finite)
+    err = (fast.double() - exact.double()).abs()
+    assert bool((err[finite] <= fast_error_bound(qa, qb, 16)[finite]).all())
+
+
 def test_native_preset_is_the_host_matmul():
     a, b = _operands(5, 40, 6, seed=5)
     assert torch.equal(emulated_matmul(a, b, "fp32"), a @ b)

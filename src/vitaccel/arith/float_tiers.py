@@ -2,7 +2,8 @@
 
 ``float_matmul`` rounds the operands to their formats and then runs
 
-* ``fast``     one native matmul: products exact, accumulation in BLAS order (``exact=False``).
+* ``fast``     one native matmul: products exact, accumulation in BLAS order (``exact=False``); in
+               float64 where float32 cannot hold every product (bfloat16 operands).
 * ``tiled``    exact adder-tree group sums, group by group in K order over bounded row chunks:
                one native float64 matmul per group, exact wherever a row's and a column's
                binade spans allow; wider rows and columns redone over exponent bands (each band
@@ -32,7 +33,8 @@ def float_matmul(a: torch.Tensor, b: torch.Tensor, fp: FloatDatapath, tier: str,
     qa = fa.quantize(a if a.dtype == torch.float64 else a.float(), fp.operand_rounding)
     qb = fb.quantize(b if b.dtype == torch.float64 else b.float(), fp.operand_rounding)
     if tier == "fast" or 0 in (*qa.shape, *qb.shape):  # empty operands: zeros (K = 0) or empty
-        return torch.matmul(qa, qb)
+        dtype = torch.float32 if _products_fit_float32(fa, fb) else torch.float64
+        return torch.matmul(qa.to(dtype), qb.to(dtype)).float()
 
     batch = torch.broadcast_shapes(qa.shape[:-2], qb.shape[:-2])
     m, k, n = qa.shape[-2], qa.shape[-1], qb.shape[-1]
@@ -59,6 +61,13 @@ def float_matmul(a: torch.Tensor, b: torch.Tensor, fp: FloatDatapath, tier: str,
             acc.add_(group_sums(r0, r1, gi).float())
         out[:, r0:r1] = acc
     return out.reshape(*batch, m, n)
+
+
+def _products_fit_float32(fa: FloatFormat, fb: FloatFormat) -> bool:
+    """True when every product of the two formats is a float32 value (exact, no overflow, no
+    underflow), so the fast tier's float32 matmul keeps products exact; bfloat16's are not."""
+    return (fa.man_bits + fb.man_bits + 2 <= 24 and fa.max * fb.max < 2.0 ** 128
+            and math.log2(fa.min_subnormal) + math.log2(fb.min_subnormal) >= -149)
 
 
 def row_bytes(fp: FloatDatapath, tier: str, batch: int, n: int) -> int:
