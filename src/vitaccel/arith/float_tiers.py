@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Callable
 
 import torch
@@ -121,23 +120,32 @@ def _tiled_group_sums(A: torch.Tensor, B: torch.Tensor, fa: FloatFormat, fb: Flo
     budget = 52 - 2 - n_bits - fa.man_bits - fb.man_bits
     half_a = budget // 2
     B64 = B.double()
-    Bx = B.expand(A.shape[0], *B.shape[1:])
+    shared = B.shape[0] == 1                                                        # one B for every A
     wide_rows = _span(A, dim=-1) > half_a                                           # (Bt, M, ng)
-    wide_cols = (_span(B, dim=-2) > budget - half_a).expand(A.shape[0], -1, -1)     # (Bt, ng, N)
+    wide_cols = _span(B, dim=-2) > budget - half_a                                  # (Bt|1, ng, N)
     row_groups = set(wide_rows.any(dim=1).any(dim=0).nonzero().flatten().tolist())
-    col_groups = {gi: wide_cols[:, gi].nonzero().unbind(1)                        # gi -> (b, j) of wide columns
-                  for gi in wide_cols.any(dim=2).any(dim=0).nonzero().flatten().tolist()}
+    col_groups = set(wide_cols.any(dim=2).any(dim=0).nonzero().flatten().tolist())
 
     def exact_fn(r0: int, r1: int, gi: int) -> torch.Tensor:
         Ac = A[:, r0:r1, gi]                                                        # (Bt, rows, G)
         out = torch.matmul(Ac.double(), B64[:, gi])  # exact where spans allow
-        if gi in row_groups:
+        if gi in row_groups:  # the wide rows of each B as one matrix: (rows, G) @ (G, N)
             b, i = wide_rows[:, r0:r1, gi].nonzero().unbind(1)
-            if len(b):
-                out[b, i] = _banded_sums(Ac[b, i].unsqueeze(1), Bx[b, gi], fa, fb, fp)[:, 0].double()
-        if gi in col_groups:
-            b, j = col_groups[gi]
-            out[b, :, j] = _banded_sums(Ac[b], Bx[b, gi, :, j].unsqueeze(-1), fa, fb, fp)[..., 0].double()
+            for bb in [0] if shared else b.unique().tolist():
+                rb, ri = (b, i) if shared else (b[b == bb], i[b == bb])
+                if len(rb):
+                    out[rb, ri] = _banded_sums(Ac[rb, ri], B[bb, gi], fa, fb, fp).double()
+        if gi in col_groups:  # the wide columns of each B against all rows that use it
+            for bb in range(B.shape[0]):
+                j = wide_cols[bb, gi].nonzero()[:, 0]
+                if not len(j):
+                    continue
+                rows = Ac.reshape(-1, Ac.shape[-1]) if shared else Ac[bb]
+                sums = _banded_sums(rows, B[bb, gi][:, j], fa, fb, fp).double()
+                if shared:
+                    out[:, :, j] = sums.reshape(*Ac.shape[:2], len(j))
+                else:
+                    out[bb][:, j] = sums
         return out
 
     return exact_fn
@@ -156,7 +164,8 @@ def _span(x: torch.Tensor, dim: int) -> torch.Tensor:
 def _banded_sums(A: torch.Tensor, B: torch.Tensor, fa: FloatFormat, fb: FloatFormat,
                  fp: FloatDatapath) -> torch.Tensor:
     """Exact float32 group sums of finite A @ B by exponent bands: each band pair sums exactly in
-    float64; band results are combined in two exact limbs and rounded once."""
+    float64; band results are combined exactly (two float64 limbs where they suffice, else int64
+    limbs) and rounded once."""
     n_bits = int(math.log2(fp.group_size))
     ra, rb = _exp_range(A), _exp_range(B)
     if ra is None or rb is None:  # every product is zero
@@ -168,13 +177,17 @@ def _banded_sums(A: torch.Tensor, B: torch.Tensor, fa: FloatFormat, fb: FloatFor
     q_min = ra[0] - fa.man_bits + rb[0] - fb.man_bits
     p_max = ra[1] + rb[1] + 2 + n_bits
     terms = len(bands_a) * len(bands_b)
-    if not floatpath.ExactSum.fits(q_min, p_max, terms):
-        return _golden_group_sums(A, B, fa, fb, fp)
-    acc = floatpath.ExactSum(q_min, p_max, terms)
-    for band_a in bands_a:
-        for band_b in bands_b:
-            acc.add(torch.matmul(band_a, band_b))
-    return acc.result()
+    if floatpath.ExactSum.fits(q_min, p_max, terms):
+        two = floatpath.ExactSum(q_min, p_max, terms)
+        for band_a, _, _ in bands_a:
+            for band_b, _, _ in bands_b:
+                two.add(torch.matmul(band_a, band_b))
+        return two.result()
+    wide = floatpath.WideSum(q_min, p_max, terms)
+    for band_a, lo_a, hi_a in bands_a:
+        for band_b, lo_b, hi_b in bands_b:
+            wide.add(torch.matmul(band_a, band_b), lo_a - fa.man_bits + lo_b - fb.man_bits, hi_a + hi_b + 2 + n_bits)
+    return wide.result()
 
 
 def _exp_range(x: torch.Tensor) -> tuple[int, int] | None:
@@ -186,15 +199,18 @@ def _exp_range(x: torch.Tensor) -> tuple[int, int] | None:
     return int(e.min()), int(e.max())
 
 
-def _bands(x: torch.Tensor, e_lo: int, width: int) -> list[torch.Tensor]:
-    """float64 copies of x holding only the entries whose exponent lies in one band each."""
+def _bands(x: torch.Tensor, e_lo: int, width: int) -> list[tuple[torch.Tensor, int, int]]:
+    """(float64 copy of x holding only the entries whose exponent lies in one band, the band's
+    lowest and highest exponent) for each band present."""
     x64 = x.double()
     idx = torch.div(floatpath.exponent(x) - e_lo, width + 1, rounding_mode="floor")
     idx = torch.where(x == 0, -1, idx)
     present = torch.unique(idx[idx >= 0]).tolist()
     if len(present) == 1:
-        return [x64]
-    return [torch.where(idx == i, x64, 0.0) for i in present]
+        i = present[0]
+        return [(x64, e_lo + i * (width + 1), e_lo + i * (width + 1) + width)]
+    return [(torch.where(idx == i, x64, 0.0), e_lo + i * (width + 1), e_lo + i * (width + 1) + width)
+            for i in present]
 
 
 def _aligned_group_sums(A: torch.Tensor, B: torch.Tensor, fa: FloatFormat, fb: FloatFormat,
@@ -246,20 +262,3 @@ def _aligned_dtype(fa: FloatFormat, fb: FloatFormat, fp: FloatDatapath) -> torch
             and math.log2(fa.min_subnormal * fb.min_subnormal) >= -126 + fp.align_bits
             and math.log2(fa.max) + math.log2(fb.max) + fp.align_bits < 126)
     return torch.float32 if fits else torch.float64
-
-
-def _golden_group_sums(A: torch.Tensor, B: torch.Tensor, fa, fb, fp) -> torch.Tensor:
-    """Exact group sums for data whose exponent span defeats two float64 limbs (wide formats only)."""
-    from fractions import Fraction
-
-    from vitaccel.arith import golden
-
-    warnings.warn("operand exponents span more than two float64 limbs; this chunk runs on the scalar "
-                  "golden model (exact, slow)", RuntimeWarning, stacklevel=3)
-    batch = torch.broadcast_shapes(A.shape[:-2], B.shape[:-2])
-    A3 = A.expand(*batch, *A.shape[-2:]).reshape(-1, *A.shape[-2:]).double().tolist()
-    B3 = B.expand(*batch, *B.shape[-2:]).reshape(-1, *B.shape[-2:]).double().tolist()
-    out = [[[golden.to_float(golden.round_real(
-        sum((Fraction(x) * Fraction(col[j]) for j, x in enumerate(row)), Fraction(0)), *golden.F32[:2], golden.F32_MAX))
-        for col in zip(*b)] for row in a] for a, b in zip(A3, B3)]
-    return torch.tensor(out, dtype=torch.float64).float().reshape(*batch, A.shape[-2], B.shape[-1])

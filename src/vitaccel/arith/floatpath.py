@@ -20,7 +20,7 @@ import torch
 from vitaccel.arith.bits import exponent, pow2
 from vitaccel.arith.formats import FloatFormat
 
-__all__ = ["ExactSum", "exponent", "multiply", "multiply_significands", "pow2", "round_pair_to_float32",
+__all__ = ["ExactSum", "WideSum", "exponent", "multiply", "multiply_significands", "pow2", "round_pair_to_float32",
            "split_codes"]
 
 
@@ -113,3 +113,67 @@ class ExactSum:
         if self.single:
             return self.hi.float()
         return round_pair_to_float32(self.hi, self.lo)
+
+
+class WideSum:
+    """Accumulates float64 terms exactly however far apart their magnitudes lie, in int64 limbs.
+
+    The exact total is held as ``sum_j limb_j * 2^(q_min + j W)``: each term, an exact multiple of
+    2^q with |term| < 2^p (the caller's bounds, ``q >= q_min``, ``p <= p_max``), is cut into W-bit
+    digits (exact float64 floors and differences) added to the limbs it covers; W leaves room for
+    ``terms`` additions in int64. ``result()`` is the correctly rounded float32 of the total: after
+    carries, the two highest non-zero digits and a sticky half for anything below them are
+    rounded once (``round_pair_to_float32``); those digits hold at least W > 26 bits above the
+    sticky one, so the substitution moves no rounding boundary, subnormal results included.
+    """
+
+    def __init__(self, q_min: int, p_max: int, terms: int) -> None:
+        extra = math.ceil(math.log2(terms + 1))
+        self.width = min(48, 62 - extra)
+        self.q_min = q_min
+        self.limbs = -(-(p_max + extra - q_min) // self.width) + 1
+        self.acc: torch.Tensor | None = None
+
+    def add(self, term: torch.Tensor, q: int, p: int) -> None:
+        """Add float64 ``term``, every entry a multiple of 2^q below 2^p in magnitude."""
+        w = self.width
+        first, last = (q - self.q_min) // w, min((p - self.q_min) // w, self.limbs - 1)
+        if self.acc is None:
+            self.acc = torch.zeros((self.limbs, *term.shape), dtype=torch.int64, device=term.device)
+        m = term.abs() * 2.0 ** -(self.q_min + first * w)            # an exact integer
+        neg = term < 0
+        for j in range(first, last + 1):
+            high = torch.floor(m * 2.0 ** -w)
+            digit = (m - high * 2.0 ** w).long()                      # exact: an integer below 2^w
+            self.acc[j] += torch.where(neg, -digit, digit)
+            m = high
+
+    def result(self) -> torch.Tensor:
+        w = self.width
+        if self.acc is None:
+            raise ValueError("WideSum.result: no term was added")
+        digits = self.acc.clone()
+        self._carry(digits)
+        negative = digits[-1] < 0
+        digits = torch.where(negative, -digits, digits)
+        self._carry(digits)                                           # every digit in [0, 2^w) now
+        top = torch.zeros(digits.shape[1:], dtype=torch.int64, device=digits.device)
+        for j in range(1, self.limbs):                               # the highest non-zero digit
+            top = torch.where(digits[j] != 0, j, top)
+        hi = digits.gather(0, top.unsqueeze(0))[0]
+        lo = torch.where(top > 0, digits.gather(0, (top - 1).clamp(min=0).unsqueeze(0))[0], 0)
+        sticky = torch.zeros_like(top, dtype=torch.bool)
+        for j in range(self.limbs - 2):                              # anything below those two
+            sticky |= (digits[j] != 0) & (top >= j + 2)
+        scale = pow2(self.q_min + (top - 1) * w)
+        hi64 = hi.double() * 2.0 ** w * scale
+        lo64 = (lo.double() + 0.5 * sticky.double()) * scale
+        sign = torch.where(negative, -1.0, 1.0).double()
+        return round_pair_to_float32(hi64 * sign, lo64 * sign)
+
+    def _carry(self, digits: torch.Tensor) -> None:
+        """In place: every limb but the top one brought into [0, 2^w), the carries moved up."""
+        for j in range(self.limbs - 1):
+            carry = digits[j] >> self.width
+            digits[j] -= carry << self.width
+            digits[j + 1] += carry
