@@ -20,6 +20,7 @@ from vitaccel.arith import (
     matmul_tier,
 )
 from vitaccel.configtools import ConfigError
+from vitaccel.errors import UserError
 
 EXACT_PRESETS = ["fp13", "fp13-align16", "fp16", "bf16"]
 
@@ -274,6 +275,42 @@ def test_bad_operands():
         emulated_matmul(torch.ones(3), torch.ones(3, 2), "fp13")
     with pytest.raises(ValueError, match="integer datapaths"):
         emulated_matmul(torch.ones(2, 2), torch.ones(2, 2), "fp13", a_scale=torch.tensor(1.0))
+
+
+def test_api_validation_gaps_are_closed():
+    """Issue 14 defect 14: exact="no" was run as exact; scales with the native datapath were
+    ignored; batch dims that do not broadcast raised torch's error naming neither operand; a dict
+    config was looked up as a preset name."""
+    a, b = torch.ones(2, 3), torch.ones(3, 2)
+    for bad in ("no", 0, None):
+        with pytest.raises(TypeError, match=r"exact must be a bool \(True or False\), got"):
+            emulated_matmul(a, b, "fp13", exact=bad)
+    for scale in ({"a_scale": torch.tensor(1.0)}, {"b_scale": torch.tensor(1.0)}):
+        with pytest.raises(UserError, match="a_scale/b_scale are for integer datapaths; config 'fp32' is a native"):
+            emulated_matmul(a, b, "fp32", **scale)
+    with pytest.raises(UserError, match=r"batch dims of a \(2, 2, 3\) and b \(3, 3, 2\) do not broadcast: "
+                                        r"\(2,\) against \(3,\)"):
+        emulated_matmul(torch.ones(2, 2, 3), torch.ones(3, 3, 2), "fp13")
+    with pytest.raises(UserError, match="chunk_bytes: value 0 is not allowed"):
+        emulated_matmul(a, b, "fp13", chunk_bytes=0)
+    config = {"datapath": "float", "float_datapath": {"group_size": 2}}
+    x, y = _operands(3, 7, 2, seed=14)
+    assert same_bits(emulated_matmul(x, y, config), golden.matmul(x, y, AcceleratorConfig.from_dict(config)))
+    assert matmul_tier(config) == ("tiled", True)
+    with pytest.raises(TypeError, match="config must be a preset name, a YAML path, a dict or an AcceleratorConfig"):
+        emulated_matmul(a, b, 3)
+
+
+@pytest.mark.parametrize("preset", ["fp13", "fp13-align16", "bf16", "int8", "int8-lot4-psum"])
+@pytest.mark.parametrize("exact", [True, False])
+def test_emulated_results_never_require_grad(preset, exact):
+    """Issue 14 defect 14, the autograd contract: float and integer datapaths compute without
+    autograd (integer ones used to return a graph, float ones none); the native one is torch.matmul."""
+    a = torch.randn(4, 20, requires_grad=True)
+    b = torch.randn(20, 3, requires_grad=True)
+    out = emulated_matmul(a, b, preset, exact=exact)
+    assert not out.requires_grad and out.grad_fn is None
+    assert emulated_matmul(a, b, "fp32").requires_grad
 
 
 def test_formats_of_both_operands_may_differ():

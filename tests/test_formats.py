@@ -254,6 +254,14 @@ def test_without_subnormals_values_round_to_the_nearest_of_zero_and_the_normals(
             fmt.quantize(sample, rounding).tolist()
 
 
+@pytest.mark.parametrize("field", ["subnormals", "saturate"])
+@pytest.mark.parametrize("value", ["no", "false", 0, 1, None])
+def test_bool_fields_refuse_anything_but_a_bool(field, value):
+    """Issue 14 defect 14: FloatFormat(5, 7, subnormals="no") and saturate="false" were accepted as truthy."""
+    with pytest.raises(TypeError, match=rf"{field} must be a bool \(True or False\), got {type(value).__name__}"):
+        FloatFormat(5, 7, **{field: value})
+
+
 @pytest.mark.parametrize("bad", [torch.arange(4), torch.ones(3, dtype=torch.bool),
                                  torch.ones(2, dtype=torch.complex64)])
 def test_bad_input_types(bad):

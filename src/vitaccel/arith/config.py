@@ -246,10 +246,16 @@ class AcceleratorConfig:
         return cls.from_yaml(path)
 
     @classmethod
-    def load(cls, spec: "str | Path | AcceleratorConfig") -> "AcceleratorConfig":
-        """A config from a preset name, a YAML path, or a config (returned as is)."""
+    def load(cls, spec: "str | Path | dict | AcceleratorConfig") -> "AcceleratorConfig":
+        """A config from a preset name, a YAML path, a dict in the YAML schema, or a config
+        (returned as is)."""
         if isinstance(spec, AcceleratorConfig):
             return spec
+        if isinstance(spec, dict):
+            return cls.from_dict(spec)
+        if not isinstance(spec, (str, Path)):
+            raise TypeError(f"config must be a preset name, a YAML path, a dict or an AcceleratorConfig, got "
+                            f"{type(spec).__name__}")
         spec = str(spec)
         if spec.endswith((".yaml", ".yml")) or Path(spec).is_file():
             return cls.from_yaml(spec)

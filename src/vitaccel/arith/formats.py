@@ -33,6 +33,7 @@ from typing import Literal
 import torch
 
 from vitaccel.arith import _fastcast
+from vitaccel.errors import UserError
 
 Rounding = Literal["nearest_even", "toward_zero", "stochastic"]
 ROUNDINGS: tuple[str, ...] = ("nearest_even", "toward_zero", "stochastic")
@@ -63,18 +64,22 @@ class FloatFormat:
             if not isinstance(v, int) or isinstance(v, bool):
                 raise TypeError(f"{name} must be an int, got {type(v).__name__}")
         if self.exp_bits < 2:
-            raise ValueError(f"exp_bits={self.exp_bits} is not allowed: at least 2 exponent bits are required")
+            raise UserError(f"exp_bits={self.exp_bits} is not allowed: at least 2 exponent bits are required")
         if self.man_bits < 0:
-            raise ValueError(f"man_bits={self.man_bits} is not allowed: it must be >= 0")
+            raise UserError(f"man_bits={self.man_bits} is not allowed: it must be >= 0")
+        for name in ("subnormals", "saturate"):
+            v = getattr(self, name)
+            if not isinstance(v, bool):  # "no" and "false" are truthy: refuse anything but a bool
+                raise TypeError(f"{name} must be a bool (True or False), got {type(v).__name__} {v!r}")
         if self.bits > 16:
-            raise ValueError(f"1 + exp_bits + man_bits = {self.bits} bits is not allowed: at most 16 bits in all")
+            raise UserError(f"1 + exp_bits + man_bits = {self.bits} bits is not allowed: at most 16 bits in all")
         if self.specials not in SPECIALS:
-            raise ValueError(f"specials={self.specials!r} is not allowed; choose one of {list(SPECIALS)}")
+            raise UserError(f"specials={self.specials!r} is not allowed; choose one of {list(SPECIALS)}")
         if self.specials != "finite" and self.man_bits < 1:
-            raise ValueError(f"man_bits={self.man_bits} is not allowed with specials={self.specials!r}: "
+            raise UserError(f"man_bits={self.man_bits} is not allowed with specials={self.specials!r}: "
                              "NaN needs a mantissa bit; use man_bits >= 1 or specials='finite'")
         if self.nan not in ("raise", "zero"):
-            raise ValueError(f"nan={self.nan!r} is not allowed; choose 'raise' or 'zero'")
+            raise UserError(f"nan={self.nan!r} is not allowed; choose 'raise' or 'zero'")
         if self.bias is None:
             object.__setattr__(self, "bias", 2 ** (self.exp_bits - 1) - 1)
         if not isinstance(self.bias, int) or isinstance(self.bias, bool):
@@ -82,7 +87,7 @@ class FloatFormat:
         # Every value must be a float32 value and share float32's normal exponent range at the
         # bottom, so that decode is exact and encode from float32 needs no renormalisation.
         if self.emin < -126 or self.emax > 127:
-            raise ValueError(f"bias={self.bias} is not allowed for exp_bits={self.exp_bits}: the format's "
+            raise UserError(f"bias={self.bias} is not allowed for exp_bits={self.exp_bits}: the format's "
                              f"exponents [{self.emin}, {self.emax}] must lie within float32's [-126, 127]")
 
     # -- the spec, as numbers ------------------------------------------------------------
@@ -90,7 +95,7 @@ class FloatFormat:
     def named(name: str) -> "FloatFormat":
         """A named format: e5m7 (FP13), e5m10 (IEEE half), e8m7 (bfloat16), e5m2, e4m3 (OCP, fn)."""
         if name not in NAMED:
-            raise ValueError(f"format name {name!r} is unknown; choose one of {sorted(NAMED)}")
+            raise UserError(f"format name {name!r} is unknown; choose one of {sorted(NAMED)}")
         return NAMED[name]
 
     @property
@@ -228,7 +233,7 @@ class FloatFormat:
                 code = torch.where(is_nan, self.nan_code, code)
             elif bool(is_nan.any()):
                 if self.nan == "raise":
-                    raise ValueError(f"x holds NaN, which format e{self.exp_bits}m{self.man_bits} with "
+                    raise UserError(f"x holds NaN, which format e{self.exp_bits}m{self.man_bits} with "
                                      "specials='finite' cannot store; pass nan='zero' to map NaN to 0")
                 code = torch.where(is_nan, 0, code)
                 sign = torch.where(is_nan, 0, sign)
@@ -274,9 +279,9 @@ def _check_float_input(x: torch.Tensor) -> torch.Tensor:
 
 def _check_rounding(rounding: str, generator: torch.Generator | None) -> None:
     if rounding not in ROUNDINGS:
-        raise ValueError(f"rounding={rounding!r} is not allowed; choose one of {list(ROUNDINGS)}")
+        raise UserError(f"rounding={rounding!r} is not allowed; choose one of {list(ROUNDINGS)}")
     if rounding == "stochastic" and generator is None:
-        raise ValueError("rounding='stochastic' needs generator=torch.Generator() (seeded) for reproducible results")
+        raise UserError("rounding='stochastic' needs generator=torch.Generator() (seeded) for reproducible results")
 
 
 _RESULT_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16, torch.float8_e5m2, torch.float8_e4m3fn)
@@ -294,7 +299,7 @@ def _holds(fmt: FloatFormat, dtype: torch.dtype) -> bool:
 def _check_holds(fmt: FloatFormat, dtype: torch.dtype) -> None:
     if not isinstance(dtype, torch.dtype) or dtype not in _RESULT_DTYPES or not _holds(fmt, dtype):
         allowed = [str(d) for d in _RESULT_DTYPES if _holds(fmt, d)]
-        raise ValueError(f"dtype={dtype} cannot hold every value of {fmt.name}; choose one of {allowed}")
+        raise UserError(f"dtype={dtype} cannot hold every value of {fmt.name}; choose one of {allowed}")
 
 
 @functools.lru_cache(maxsize=None)

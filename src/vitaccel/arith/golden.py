@@ -337,8 +337,8 @@ def _column_scales(b: list, dp: IntDatapath, b_scale: torch.Tensor | None) -> li
     return scales if codec is None else [float(float_codec(codec, Fraction(s))) for s in scales]
 
 
-def matmul(a: torch.Tensor, b: torch.Tensor, config: "AcceleratorConfig | str", a_scale: torch.Tensor | None = None,
-           b_scale: torch.Tensor | None = None) -> torch.Tensor:
+def matmul(a: torch.Tensor, b: torch.Tensor, config: "AcceleratorConfig | str | dict",
+           a_scale: torch.Tensor | None = None, b_scale: torch.Tensor | None = None) -> torch.Tensor:
     """The golden model of ``emulated_matmul``: a (..., M, K) @ b (K, N) or (..., K, N), one dot
     product at a time, batch dims broadcast. Integer datapaths take the same optional scales."""
     config = AcceleratorConfig.load(config)

@@ -30,6 +30,7 @@ import torch
 
 from vitaccel.arith import intpath
 from vitaccel.arith.config import IntDatapath
+from vitaccel.errors import UserError
 
 
 def product_max(dp: IntDatapath) -> int:
@@ -159,7 +160,7 @@ def _int_scales(a: torch.Tensor, b: torch.Tensor, dp: IntDatapath, a_scale: torc
     else:
         sa = intpath.check_scale(a_scale, "a_scale")
         if sa.numel() != 1:
-            raise ValueError(f"a_scale must be one per-tensor scale (0-d), got shape {tuple(a_scale.shape)}")
+            raise UserError(f"a_scale must be one per-tensor scale (0-d), got shape {tuple(a_scale.shape)}")
         sa = sa.reshape(())
     n = b.shape[-1]
     if b_scale is None:
@@ -167,13 +168,13 @@ def _int_scales(a: torch.Tensor, b: torch.Tensor, dp: IntDatapath, a_scale: torc
     else:
         sb = intpath.check_scale(b_scale, "b_scale")
         if sb.shape not in ((), (n,)):
-            raise ValueError(f"b_scale must be per tensor (0-d) or per output column (shape ({n},)), "
+            raise UserError(f"b_scale must be per tensor (0-d) or per output column (shape ({n},)), "
                              f"got shape {tuple(b_scale.shape)}")
     codec = dp.weight_scale_codec()
     if codec is not None:
         sb = codec.apply(sb)
         if not bool((sb > 0).all()):
-            raise ValueError("int_datapath.scale_codec rounds a weight scale to 0; raise the codec's bias "
+            raise UserError("int_datapath.scale_codec rounds a weight scale to 0; raise the codec's bias "
                              "so that its smallest step lies below the smallest scale")
     return sa, sb
 

@@ -20,6 +20,7 @@ import functools
 import torch
 
 from vitaccel.arith.bits import FLOAT32_EXACT, FLOAT64_EXACT, describe, exponent, integer_tensor, qmax
+from vitaccel.errors import UserError
 
 __all__ = ["FLOAT32_EXACT", "FLOAT64_EXACT", "OVERFLOWS", "ROUNDINGS", "check_scale", "dequantize_int", "describe",
            "drop_lsbs_", "finite_abs_max", "integer_tensor", "leading_one_fields", "leading_one_truncate", "multiply",
@@ -40,7 +41,7 @@ def finite_abs_max(x: torch.Tensor, name: str, dim: int | list[int] | None = Non
         lo, hi = torch.aminmax(x) if dim is None else torch.aminmax(x, dim=dim, keepdim=True)
         amax = torch.maximum(-lo, hi)
     if not bool(torch.isfinite(amax).all()):
-        raise ValueError(f"{name} holds NaN or inf; integer quantisation needs finite values "
+        raise UserError(f"{name} holds NaN or inf; integer quantisation needs finite values "
                          f"(found {int((~torch.isfinite(x)).sum())} of {x.numel()})")
     return amax
 
@@ -57,7 +58,7 @@ def check_scale(scale: torch.Tensor, name: str) -> torch.Tensor:
         raise TypeError(f"{name} must be a floating-point tensor, got {describe(scale)}")
     s = scale.float()
     if not bool(((s > 0) & torch.isfinite(s)).all()):
-        raise ValueError(f"{name} must hold positive finite scales, got {s.flatten()[:4].tolist()}...")
+        raise UserError(f"{name} must hold positive finite scales, got {s.flatten()[:4].tolist()}...")
     return s
 
 
@@ -82,9 +83,9 @@ def quantize_int(x: torch.Tensor, bits: int = 8, axis: int | None = None, *, sca
     if not isinstance(x, torch.Tensor) or not x.dtype.is_floating_point:
         raise TypeError(f"{name} must be a real floating-point tensor, got {describe(x)}")
     if not isinstance(bits, int) or not 2 <= bits <= 16:
-        raise ValueError(f"bits: value {bits!r} is not allowed; an integer from 2 to 16 is required")
+        raise UserError(f"bits: value {bits!r} is not allowed; an integer from 2 to 16 is required")
     if axis is not None and (not isinstance(axis, int) or not -x.dim() <= axis < x.dim()):
-        raise ValueError(f"axis: value {axis!r} is not allowed; None or a dim of x (rank {x.dim()})")
+        raise UserError(f"axis: value {axis!r} is not allowed; None or a dim of x (rank {x.dim()})")
     others = None if axis is None else [d for d in range(x.dim()) if d != axis % x.dim()]
     amax = finite_abs_max(x, name, others)
     scale = scale_from_max(amax, bits) if scale is None else check_scale(scale, "scale")
@@ -100,9 +101,9 @@ def dequantize_int(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
 # -- leading-one truncation and the multiplier ------------------------------------------------
 def _check_keep(keep_bits: int, rounding: str) -> None:
     if not isinstance(keep_bits, int) or isinstance(keep_bits, bool) or keep_bits < 1:
-        raise ValueError(f"keep_bits: value {keep_bits!r} is not allowed; an integer >= 1 is required")
+        raise UserError(f"keep_bits: value {keep_bits!r} is not allowed; an integer >= 1 is required")
     if rounding not in ROUNDINGS:
-        raise ValueError(f"rounding: value {rounding!r} is not allowed; choose one of {list(ROUNDINGS)}")
+        raise UserError(f"rounding: value {rounding!r} is not allowed; choose one of {list(ROUNDINGS)}")
 
 
 def leading_one_fields(q: torch.Tensor, keep_bits: int, rounding: str = "truncate"

@@ -18,9 +18,11 @@ from typing import NamedTuple
 
 import torch
 
+from vitaccel.arith.bits import is_int
 from vitaccel.arith.config import AcceleratorConfig
 from vitaccel.arith.float_tiers import float_matmul
 from vitaccel.arith.int_tiers import int_matmul, never_overflows
+from vitaccel.errors import UserError
 
 # Largest working set of one chunk (bytes); bounds memory whatever the shapes. Near cache size
 # the exact tiers run fastest: `bench_float.py --threads 1 --chunk-mib 16` against 64 measured
@@ -47,7 +49,7 @@ def _tiers(config: AcceleratorConfig, exact: bool, k: int | None) -> list[Tier]:
     return [Tier("tiled", True) if exact else Tier("fast", False)]
 
 
-def matmul_tier(config: AcceleratorConfig | str, exact: bool = True, *, k: int | None = None) -> Tier:
+def matmul_tier(config: AcceleratorConfig | str | dict, exact: bool = True, *, k: int | None = None) -> Tier:
     """The tier ``emulated_matmul(..., config, exact)`` uses.
 
     For integer datapaths the choice can depend on K (the accumulator may overflow only for long
@@ -57,7 +59,7 @@ def matmul_tier(config: AcceleratorConfig | str, exact: bool = True, *, k: int |
     return _tiers(AcceleratorConfig.load(config), exact, k)[0]
 
 
-def emulated_matmul(a: torch.Tensor, b: torch.Tensor, config: AcceleratorConfig | str, exact: bool = True, *,
+def emulated_matmul(a: torch.Tensor, b: torch.Tensor, config: AcceleratorConfig | str | dict, exact: bool = True, *,
                     a_scale: torch.Tensor | None = None, b_scale: torch.Tensor | None = None,
                     tier: str | None = None, chunk_bytes: int = CHUNK_BYTES) -> torch.Tensor:
     """``a @ b`` on the emulated datapath of ``config``, as float32.
@@ -75,20 +77,30 @@ def emulated_matmul(a: torch.Tensor, b: torch.Tensor, config: AcceleratorConfig 
 
     ``chunk_bytes`` bounds the working set of one row chunk of the exact tiers (at least one row
     a chunk); it changes speed and memory, never the numbers.
+
+    Autograd: float and integer datapaths compute without it (rounding has no useful
+    derivative), so their result never requires grad, whatever a and b do; train through them
+    with ``vitaccel.emulate(..., grad="ste")``. The native datapath is ``torch.matmul`` itself.
+    Autocast does not reach the emulator's own matmuls.
     """
     config = AcceleratorConfig.load(config)
+    if not isinstance(exact, bool):
+        raise TypeError(f"exact must be a bool (True or False), got {type(exact).__name__} {exact!r}")
+    if not is_int(chunk_bytes) or chunk_bytes < 1:
+        raise UserError(f"chunk_bytes: value {chunk_bytes!r} is not allowed; a positive integer is required")
     _check_operands(a, b)
     tiers = _tiers(config, exact, a.shape[-1])
     chosen = tiers[0] if tier is None else next((t for t in tiers if t.name == tier), None)
     if chosen is None:
-        raise ValueError(f"tier: value {tier!r} is not available for config {config.name!r} with exact={exact} "
+        raise UserError(f"tier: value {tier!r} is not available for config {config.name!r} with exact={exact} "
                          f"and K={a.shape[-1]}; choose one of {[t.name for t in tiers]} or None")
     if config.datapath != "int" and (a_scale is not None or b_scale is not None):
-        raise ValueError(f"a_scale/b_scale are for integer datapaths; config {config.name!r} is a "
+        raise UserError(f"a_scale/b_scale are for integer datapaths; config {config.name!r} is a "
                          f"{config.datapath} datapath")
     with torch.autocast(a.device.type, enabled=False):  # the emulator's own matmuls run as written
         if config.datapath == "native":
             return torch.matmul(a.float(), b.float())
+    with torch.autocast(a.device.type, enabled=False), torch.no_grad():
         if config.datapath == "int":
             return int_matmul(a, b, config.int_datapath, chosen.name, a_scale, b_scale, chunk_bytes)
         return float_matmul(a, b, config.float_datapath, chosen.name, chunk_bytes)
@@ -101,9 +113,15 @@ def _check_operands(a: torch.Tensor, b: torch.Tensor) -> None:
         if t.is_complex() or not t.dtype.is_floating_point:
             raise TypeError(f"{name} must be a real floating-point tensor, got dtype {t.dtype}")
         if t.dim() < 2:
-            raise ValueError(f"{name} must have at least 2 dims (..., rows, cols), got shape {tuple(t.shape)}")
+            raise UserError(f"{name} must have at least 2 dims (..., rows, cols), got shape {tuple(t.shape)}")
     if a.shape[-1] != b.shape[-2]:
-        raise ValueError(f"a (..., M, K) and b (..., K, N) disagree on K: a is {tuple(a.shape)}, b is {tuple(b.shape)}")
+        raise UserError(f"a (..., M, K) and b (..., K, N) disagree on K: a is {tuple(a.shape)}, b is {tuple(b.shape)}")
+    try:
+        torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except RuntimeError:
+        raise UserError(f"the batch dims of a {tuple(a.shape)} and b {tuple(b.shape)} do not broadcast: "
+                        f"{tuple(a.shape[:-2])} against {tuple(b.shape[:-2])}; each pair of dims must be equal "
+                        "or 1 (or missing)") from None
 
 
 def fast_error_bound(qa: torch.Tensor, qb: torch.Tensor, group_size: int) -> torch.Tensor:

@@ -28,6 +28,7 @@ import torch
 
 from vitaccel.arith import intpath
 from vitaccel.arith.bits import describe, exponent, is_int, pow2
+from vitaccel.errors import UserError
 
 FLOAT_ROUNDINGS = ("nearest_even", "toward_zero")
 TRUNC_ROUNDINGS = ("nearest", "truncate")
@@ -39,7 +40,7 @@ def _reals(x: torch.Tensor, name: str = "x") -> torch.Tensor:
         raise TypeError(f"{name} must be a real tensor, got {describe(x)}")
     x64 = x.double() + 0.0                                      # -0 is stored as 0
     if x.dtype.is_floating_point and not bool(torch.isfinite(x64).all()):
-        raise ValueError(f"{name} holds NaN or inf; a codec stores finite values only")
+        raise UserError(f"{name} holds NaN or inf; a codec stores finite values only")
     return x64
 
 
@@ -64,9 +65,9 @@ class FloatCodec:
         _check_int(self, "value_bits", 2, 64)
         _check_int(self, "bias", -500, 500)
         if self.rounding not in FLOAT_ROUNDINGS:
-            raise ValueError(f"rounding: value {self.rounding!r} is not allowed; choose one of {list(FLOAT_ROUNDINGS)}")
+            raise UserError(f"rounding: value {self.rounding!r} is not allowed; choose one of {list(FLOAT_ROUNDINGS)}")
         if self.bits >= self.value_bits:
-            raise ValueError(f"man_bits: value {self.man_bits} is not allowed; the codec's 1 + {self.exp_bits} + "
+            raise UserError(f"man_bits: value {self.man_bits} is not allowed; the codec's 1 + {self.exp_bits} + "
                              f"{self.man_bits} = {self.bits} bits must be fewer than the {self.value_bits} bits of "
                              f"the value it stores")
 
@@ -167,7 +168,7 @@ class TruncCodec:
         _check_int(self, "value_bits", 2, 64)
         _check_int(self, "drop_bits", 1, self.value_bits - 1)
         if self.rounding not in TRUNC_ROUNDINGS:
-            raise ValueError(f"rounding: value {self.rounding!r} is not allowed; choose one of {list(TRUNC_ROUNDINGS)}")
+            raise UserError(f"rounding: value {self.rounding!r} is not allowed; choose one of {list(TRUNC_ROUNDINGS)}")
 
     @property
     def bits(self) -> int:
@@ -215,14 +216,14 @@ class TruncCodec:
 def _integers(x: torch.Tensor) -> torch.Tensor:
     x64 = _reals(x)
     if not bool((x64 == torch.round(x64)).all()):
-        raise ValueError("x holds non-integer values; TruncCodec stores integers (use FloatCodec for reals)")
+        raise UserError("x holds non-integer values; TruncCodec stores integers (use FloatCodec for reals)")
     return x64
 
 
 def _check_int(obj: object, name: str, lo: int, hi: int) -> None:
     v = getattr(obj, name)
     if not is_int(v) or not lo <= v <= hi:
-        raise ValueError(f"{name}: value {v!r} is not allowed; an integer from {lo} to {hi} is required")
+        raise UserError(f"{name}: value {v!r} is not allowed; an integer from {lo} to {hi} is required")
 
 
 Codec = FloatCodec | TruncCodec
