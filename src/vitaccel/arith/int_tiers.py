@@ -32,6 +32,10 @@ from vitaccel.arith import intpath
 from vitaccel.arith.config import IntDatapath
 from vitaccel.errors import UserError
 
+# Working set of one row chunk of the tiled tier (bytes): a step's sums and the accumulator of the
+# chunk, kept within a core's L2 cache (the elementwise register steps then read cached data).
+TILED_CHUNK_BYTES = 2 ** 20
+
 
 def product_max(dp: IntDatapath) -> int:
     """Largest |product| the multiplier can form: max |truncated a| * intpath.qmax(b_bits)."""
@@ -46,8 +50,8 @@ def partial_sum_(group_sum: torch.Tensor, dp: IntDatapath) -> torch.Tensor:
     dropped, then overflow), in units of 1."""
     d = dp.psum_drop_lsbs
     kept = intpath.drop_lsbs_(group_sum, d, dp.psum_rounding)
-    if dp.psum_bits is not None:
-        intpath.overflow_(kept, dp.psum_bits, dp.overflow)
+    if dp.psum_bits is not None and (dp.group_size * product_max(dp) >> d) + 2 > intpath.qmax(dp.psum_bits):
+        intpath.overflow_(kept, dp.psum_bits, dp.overflow)  # (skipped where no kept value can leave the range)
     return kept.mul_(2 ** d) if d else kept
 
 
@@ -209,8 +213,18 @@ def int_matmul(a: torch.Tensor, b: torch.Tensor, dp: IntDatapath, tier: str, a_s
     elif tier == "tiled":
         step = step_length(dp, k, fp32)
         dtype = accumulator_dtype(dp, step, fp32)
-        acc = accumulate(lambda k0, k1: _int_products(A[..., k0:k1], B[..., k0:k1, :], pmax, fp32).to(dtype),
-                                 k, dp, A.new_zeros(A.shape[:-1] + (n,), dtype=dtype), step)
+        acc = A.new_empty(A.shape[:-1] + (n,), dtype=dtype)
+        # rows in chunks whose sums and accumulator stay in cache: one native matmul per step
+        # writes a chunk's sums, and the elementwise register steps read them back at once
+        per_row = max(1, A.numel() // (A.shape[-2] * k)) * n * dtype.itemsize * 2
+        rows = max(1, min(chunk_bytes, TILED_CHUNK_BYTES) // per_row)
+        for r0 in range(0, A.shape[-2], rows):
+            Ar = A[..., r0:r0 + rows, :]
+
+            def sums(k0: int, k1: int, Ar: torch.Tensor = Ar) -> torch.Tensor:
+                return _int_products(Ar[..., k0:k1], B[..., k0:k1, :], pmax, fp32).to(dtype)
+
+            acc[..., r0:r0 + rows, :] = accumulate(sums, k, dp, Ar.new_zeros(Ar.shape[:-1] + (n,), dtype=dtype), step)
     else:
         acc = _faithful_int(A, B, dp, chunk_bytes)
     return _dequantize(acc.reshape(*batch, m, n), sa.double() * sb.double())
