@@ -47,12 +47,12 @@ def product_max(dp: IntDatapath) -> int:
 
 def partial_sum_(group_sum: torch.Tensor, dp: IntDatapath) -> torch.Tensor:
     """In place: an exact adder-tree group sum as its ``psum_bits`` register keeps it (low bits
-    dropped, then overflow), in units of 1."""
+    dropped, then overflow), in units of ``2^psum_drop_lsbs``."""
     d = dp.psum_drop_lsbs
     kept = intpath.drop_lsbs_(group_sum, d, dp.psum_rounding)
     if dp.psum_bits is not None and (dp.group_size * product_max(dp) >> d) + 2 > intpath.qmax(dp.psum_bits):
         intpath.overflow_(kept, dp.psum_bits, dp.overflow)  # (skipped where no kept value can leave the range)
-    return kept.mul_(2 ** d) if d else kept
+    return kept
 
 
 def group_passes_unchanged(dp: IntDatapath) -> bool:
@@ -120,15 +120,16 @@ def accumulate(sums: Callable[[int, int], torch.Tensor], k: int, dp: IntDatapath
     pmax = product_max(dp)
     bound = 0                                              # upper bound on |acc|
 
-    def add(acc: torch.Tensor, s: torch.Tensor, s_bound: int) -> tuple[torch.Tensor, int]:
+    def add(acc: torch.Tensor, s: torch.Tensor, s_bound: int, unit: int = 1) -> tuple[torch.Tensor, int]:
+        """acc + s * unit (exact: unit is a power of two), then the accumulator's overflow rule."""
         if bound + s_bound <= acc_max:
-            return acc.add_(s), bound + s_bound
-        return intpath.overflow_(acc.add_(s), dp.acc_bits, dp.overflow), acc_max + 1
+            return acc.add_(s, alpha=unit), bound + s_bound
+        return intpath.overflow_(acc.add_(s, alpha=unit), dp.acc_bits, dp.overflow), acc_max + 1
 
     for k0 in range(0, k, step):
         k1 = min(k0 + step, k)
         if step == g:
-            acc, bound = add(acc, partial_sum_(sums(k0, k1), dp), _group_bound(dp))
+            acc, bound = add(acc, partial_sum_(sums(k0, k1), dp), _group_bound(dp), 2 ** dp.psum_drop_lsbs)
         elif bound + (k1 - k0) * pmax <= acc_max or dp.overflow == "wrap":
             acc, bound = add(acc, sums(k0, k1), (k1 - k0) * pmax)
         else:
@@ -214,10 +215,11 @@ def int_matmul(a: torch.Tensor, b: torch.Tensor, dp: IntDatapath, tier: str, a_s
         step = step_length(dp, k, fp32)
         dtype = accumulator_dtype(dp, step, fp32)
         acc = A.new_empty(A.shape[:-1] + (n,), dtype=dtype)
-        # rows in chunks whose sums and accumulator stay in cache: one native matmul per step
-        # writes a chunk's sums, and the elementwise register steps read them back at once
+        # group by group, rows in chunks whose sums and accumulator stay in cache: one native
+        # matmul per group writes a chunk's sums, and the register steps read them back at once
+        # (longer steps amortise their elementwise work over more K and run on whole rows)
         per_row = max(1, A.numel() // (A.shape[-2] * k)) * n * dtype.itemsize * 2
-        rows = max(1, min(chunk_bytes, TILED_CHUNK_BYTES) // per_row)
+        rows = max(1, min(chunk_bytes, TILED_CHUNK_BYTES) // per_row) if step == dp.group_size else A.shape[-2]
         for r0 in range(0, A.shape[-2], rows):
             Ar = A[..., r0:r0 + rows, :]
 
