@@ -119,6 +119,7 @@ def accumulate(sums: Callable[[int, int], torch.Tensor], k: int, dp: IntDatapath
     tile = dp.psum_storage.tile_k if dp.psum_storage is not None else None
     pmax = product_max(dp)
     bound = 0                                              # upper bound on |acc|
+    wait = 0                                               # groups before the bound is re-measured
 
     def add(acc: torch.Tensor, s: torch.Tensor, s_bound: int, unit: int = 1) -> tuple[torch.Tensor, int]:
         """acc + s * unit (exact: unit is a power of two), then the accumulator's overflow rule."""
@@ -129,6 +130,13 @@ def accumulate(sums: Callable[[int, int], torch.Tensor], k: int, dp: IntDatapath
     for k0 in range(0, k, step):
         k1 = min(k0 + step, k)
         if step == g:
+            if bound + _group_bound(dp) > acc_max and acc.numel():
+                if wait == 0:   # re-measure: the running bound grows far faster than |acc| does
+                    lo, hi = torch.aminmax(acc)
+                    bound = min(bound, int(max(-lo, hi)))
+                    wait = 0 if bound + 2 * _group_bound(dp) <= acc_max else 8  # near the edge: clamp a while
+                else:
+                    wait -= 1
             acc, bound = add(acc, partial_sum_(sums(k0, k1), dp), _group_bound(dp), 2 ** dp.psum_drop_lsbs)
         elif bound + (k1 - k0) * pmax <= acc_max or dp.overflow == "wrap":
             acc, bound = add(acc, sums(k0, k1), (k1 - k0) * pmax)
@@ -214,19 +222,20 @@ def int_matmul(a: torch.Tensor, b: torch.Tensor, dp: IntDatapath, tier: str, a_s
     elif tier == "tiled":
         step = step_length(dp, k, fp32)
         dtype = accumulator_dtype(dp, step, fp32)
-        acc = A.new_empty(A.shape[:-1] + (n,), dtype=dtype)
         # group by group, rows in chunks whose sums and accumulator stay in cache: one native
         # matmul per group writes a chunk's sums, and the register steps read them back at once
         # (longer steps amortise their elementwise work over more K and run on whole rows)
         per_row = max(1, A.numel() // (A.shape[-2] * k)) * n * dtype.itemsize * 2
         rows = max(1, min(chunk_bytes, TILED_CHUNK_BYTES) // per_row) if step == dp.group_size else A.shape[-2]
+        chunks = []
         for r0 in range(0, A.shape[-2], rows):
             Ar = A[..., r0:r0 + rows, :]
 
             def sums(k0: int, k1: int, Ar: torch.Tensor = Ar) -> torch.Tensor:
                 return _int_products(Ar[..., k0:k1], B[..., k0:k1, :], pmax, fp32).to(dtype)
 
-            acc[..., r0:r0 + rows, :] = accumulate(sums, k, dp, Ar.new_zeros(Ar.shape[:-1] + (n,), dtype=dtype), step)
+            chunks.append(accumulate(sums, k, dp, Ar.new_zeros(Ar.shape[:-1] + (n,), dtype=dtype), step))
+        acc = chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=-2)
     else:
         acc = _faithful_int(A, B, dp, chunk_bytes)
     return _dequantize(acc.reshape(*batch, m, n), sa.double() * sb.double())
