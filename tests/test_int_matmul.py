@@ -61,6 +61,11 @@ OVERFLOW_CONFIGS = {
     "acc19-codec-toward-zero": dict(acc_bits=19, group_size=2, psum_bits=14, psum_storage=dict(
         tile_k=8, codec=dict(kind="float", exp_bits=4, man_bits=6, rounding="toward_zero"))),
     "wide-group": dict(group_size=64, psum_bits=18, acc_bits=20),
+    # a storage codec dropping no more than the adder tree did: skipped until the accumulator saturates
+    "drop4-trunc3-saturate": dict(group_size=4, psum_bits=10, psum_drop_lsbs=4, psum_rounding="nearest", acc_bits=14,
+                                  psum_storage=dict(tile_k=8, codec=dict(kind="trunc", drop_bits=3))),
+    "drop4-trunc4-wrap": dict(group_size=4, psum_bits=10, psum_drop_lsbs=4, acc_bits=13, overflow="wrap",
+                              psum_storage=dict(tile_k=4, codec=dict(kind="trunc", drop_bits=4, rounding="truncate"))),
 }
 
 

@@ -30,6 +30,7 @@ import torch
 
 from vitaccel.arith import intpath
 from vitaccel.arith.config import IntDatapath
+from vitaccel.arith.psum import TruncCodec
 from vitaccel.errors import UserError
 
 # Working set of one row chunk of the tiled tier (bytes): a step's sums and the accumulator of the
@@ -120,11 +121,16 @@ def accumulate(sums: Callable[[int, int], torch.Tensor], k: int, dp: IntDatapath
     pmax = product_max(dp)
     bound = 0                                              # upper bound on |acc|
     wait = 0                                               # groups before the bound is re-measured
+    # a storage codec that only drops bits the adder tree already dropped changes nothing while
+    # the accumulator holds multiples of 2^psum_drop_lsbs (saturating at the top end breaks that)
+    no_op_codec = (isinstance(codec, TruncCodec) and step == g and codec.drop_bits <= dp.psum_drop_lsbs)
 
     def add(acc: torch.Tensor, s: torch.Tensor, s_bound: int, unit: int = 1) -> tuple[torch.Tensor, int]:
         """acc + s * unit (exact: unit is a power of two), then the accumulator's overflow rule."""
+        nonlocal no_op_codec
         if bound + s_bound <= acc_max:
             return acc.add_(s, alpha=unit), bound + s_bound
+        no_op_codec = no_op_codec and dp.overflow == "wrap"   # wrapping keeps multiples of 2^d
         return intpath.overflow_(acc.add_(s, alpha=unit), dp.acc_bits, dp.overflow), acc_max + 1
 
     for k0 in range(0, k, step):
@@ -148,7 +154,7 @@ def accumulate(sums: Callable[[int, int], torch.Tensor], k: int, dp: IntDatapath
                 for g0 in range(k0, k1, g):
                     bound = acc_max + 1
                     acc = intpath.overflow_(acc.add_(sums(g0, min(g0 + g, k1))), dp.acc_bits, dp.overflow)
-        if codec is not None and k1 % tile == 0 and k1 < k:
+        if codec is not None and k1 % tile == 0 and k1 < k and not no_op_codec:
             acc = codec.apply_(acc)                        # |acc| <= 2^(acc_bits-1) <= codec.max_value
             bound = int(codec.apply(torch.tensor(float(bound), dtype=torch.float64)))
             if bound > acc_max:
