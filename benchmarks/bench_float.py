@@ -21,7 +21,8 @@ from typing import Callable
 import torch
 
 from timing import interleaved
-from vitaccel.arith import FP13, AcceleratorConfig, emulated_matmul, matmul
+from vitaccel.arith import FP13, AcceleratorConfig, emulated_matmul
+from vitaccel.arith.matmul import CHUNK_BYTES
 
 
 def ratio(ours: Callable, native: Callable, repeats: int) -> tuple[float, float, float]:
@@ -36,11 +37,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repeats, smaller faithful shape")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--chunk-mib", type=int, default=None,
-                        help="working-set bound of the exact tiers' row chunks (matmul.CHUNK_BYTES); default as shipped")
+                        help="working-set bound of the exact tiers' row chunks (emulated_matmul's chunk_bytes); "
+                             "default as shipped")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if args.chunk_mib is not None:
-        matmul.CHUNK_BYTES = args.chunk_mib * 2 ** 20
+    chunk = CHUNK_BYTES if args.chunk_mib is None else args.chunk_mib * 2 ** 20
     reps = 5 if args.quick else 21
     g = torch.Generator().manual_seed(0)
     m, k, n = 1576, 384, 1152
@@ -67,14 +68,15 @@ def main() -> None:
     rows.append(("  same, dtype=bfloat16, weights N(0, 0.02)", f"{k * 3}x{k}", r, "report"))
     r = ratio(lambda: emulated_matmul(a, b, fp13, exact=False), lambda: a @ b, reps)
     rows.append(("fp13 emulated_matmul exact=False (fast)", f"{m}x{k}@{k}x{n}", r, "<= 3x"))
-    r = ratio(lambda: emulated_matmul(a, b, fp13, exact=True), lambda: a @ b, max(3, reps // 4))
+    r = ratio(lambda: emulated_matmul(a, b, fp13, exact=True, chunk_bytes=chunk), lambda: a @ b, max(3, reps // 4))
     rows.append(("fp13 emulated_matmul exact=True (tiled)", f"{m}x{k}@{k}x{n}", r, "report"))
     mf = 64 if args.quick else 197
     af = a[:mf]
-    r = ratio(lambda: emulated_matmul(af, b, "fp13-align16"), lambda: af @ b, 3)
+    r = ratio(lambda: emulated_matmul(af, b, "fp13-align16", chunk_bytes=chunk), lambda: af @ b, 3)
     rows.append(("fp13-align16 emulated_matmul (faithful)", f"{mf}x{k}@{k}x{n}", r, "report"))
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, chunks {matmul.CHUNK_BYTES // 2 ** 20} MiB, median of repeats")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, chunks {chunk // 2 ** 20} MiB, "
+          "median of repeats")
     print(f"{'operation':44s} {'shape':18s} {'ratio':>8s} {'ours ms':>9s} {'native ms':>10s}  target")
     for name, shape, (rt, mo, mn), target in rows:
         print(f"{name:44s} {shape:18s} {rt:8.2f} {mo * 1e3:9.3f} {mn * 1e3:10.3f}  {target}")

@@ -51,10 +51,10 @@ def main() -> None:
     for label, (m, k, n) in SHAPES.items():
         g = torch.Generator().manual_seed(0)
         a, b = torch.randn(m, k, generator=g), torch.randn(k, n, generator=g) * 0.05
-        fns: dict[str, Callable[[], object]] = {"float32": lambda: torch.matmul(a, b)}
+        fns: dict[str, Callable[[], object]] = {"float32": lambda a=a, b=b: torch.matmul(a, b)}
         for preset, tier, _ in RUNS:
             config = AcceleratorConfig.preset(preset)     # loaded once, as a model run holds it
-            fns[f"{preset}/{tier}"] = lambda c=config, t=tier: emulated_matmul(a, b, c, tier=t)
+            fns[f"{preset}/{tier}"] = lambda a=a, b=b, c=config, t=tier: emulated_matmul(a, b, c, tier=t)
         times = median_times(fns, warmup, repeats)
         base = times["float32"]
         shape = f"{label} {m}x{k} @ {k}x{n}"
@@ -68,8 +68,9 @@ def main() -> None:
             print(f"{shape:<28} {preset:<16} {name:<9} {t * 1e3:8.2f} {t / base:7.2f} {verdict:>7}")
         # faithful: every product materialised; timed on fewer rows and scaled to all of them
         sub = a[:faithful_rows]
-        times = median_times({"float32": lambda: torch.matmul(sub, b),
-                              "faithful": lambda: emulated_matmul(sub, b, "int8-lot4-psum", tier="faithful")},
+        times = median_times({"float32": lambda sub=sub, b=b: torch.matmul(sub, b),
+                              "faithful": lambda sub=sub, b=b: emulated_matmul(sub, b, "int8-lot4-psum",
+                                                                               tier="faithful")},
                              1, max(1, repeats // 3))
         print(f"{label + f' {faithful_rows}x{k} @ {k}x{n}':<28} {'int8-lot4-psum':<16} {'faithful':<9} "
               f"{times['faithful'] * 1e3:8.2f} {times['faithful'] / times['float32']:7.1f}")

@@ -75,7 +75,8 @@ INVALID = [
      r"int_datapath\.psum_storage\.codec\.rounding: value 'nearest' is not allowed with kind 'float'"),
     (_int(psum_storage={"codec": dict(FLOAT_CODEC, colour=1)}),
      r"int_datapath\.psum_storage\.codec\.colour: unknown key; allowed keys are \['bias', 'drop_bits'"),
-    (_int(overflow="clip"), r"int_datapath\.overflow: value 'clip' is not allowed; choose one of \['saturate', 'wrap'\]"),
+    (_int(overflow="clip"),
+     r"int_datapath\.overflow: value 'clip' is not allowed; choose one of \['saturate', 'wrap'\]"),
     (_int(keep_rounding="up"), r"int_datapath\.keep_rounding: value 'up' is not allowed; choose one of \['truncate'"),
     (_int(psum_bits=40, psum_drop_lsbs=10), r"int_datapath\.psum_drop_lsbs: value 10 is not allowed; psum_bits \+ "
                                             r"psum_drop_lsbs must be at most 48"),
@@ -86,7 +87,8 @@ INVALID = [
      r"int_datapath\.scale_codec: value FloatCodec\(.*\) is not allowed; its values must be float32 values"),
     (_int(foo=1), r"int_datapath\.foo: unknown key; allowed keys are \['a_bits', 'acc_bits'"),
     ({"datapath": "integer"}, r"datapath: value 'integer' is not allowed; choose one of \['native', 'float', 'int'\]"),
-    ({"datapath": "float", "int_datapath": {}}, r"int_datapath: is only allowed with datapath: int \(datapath is 'float'\)"),
+    ({"datapath": "float", "int_datapath": {}},
+     r"int_datapath: is only allowed with datapath: int \(datapath is 'float'\)"),
     ({"datapath": "int", "float_datapath": {}}, r"float_datapath: is only allowed with datapath: float"),
 ]
 

@@ -61,6 +61,11 @@ OVERFLOW_CONFIGS = {
     "acc19-codec-toward-zero": dict(acc_bits=19, group_size=2, psum_bits=14, psum_storage=dict(
         tile_k=8, codec=dict(kind="float", exp_bits=4, man_bits=6, rounding="toward_zero"))),
     "wide-group": dict(group_size=64, psum_bits=18, acc_bits=20),
+    # a storage codec dropping no more than the adder tree did: skipped until the accumulator saturates
+    "drop4-trunc3-saturate": dict(group_size=4, psum_bits=10, psum_drop_lsbs=4, psum_rounding="nearest", acc_bits=14,
+                                  psum_storage=dict(tile_k=8, codec=dict(kind="trunc", drop_bits=3))),
+    "drop4-trunc4-wrap": dict(group_size=4, psum_bits=10, psum_drop_lsbs=4, acc_bits=13, overflow="wrap",
+                              psum_storage=dict(tile_k=4, codec=dict(kind="trunc", drop_bits=4, rounding="truncate"))),
 }
 
 
@@ -197,3 +202,36 @@ def test_empty_operands_give_empty_or_zero_results():
     assert emulated_matmul(torch.zeros(0, 8), torch.randn(8, 3), "int8-lot4-psum").shape == (0, 3)
     out = emulated_matmul(torch.randn(2, 0), torch.randn(0, 3), "int8")
     assert out.shape == (2, 3) and not bool(out.any())
+
+
+def test_products_above_2_to_the_24_stay_exact_in_every_tier():
+    """Issue 14 defect 1: 16-bit operands form products beyond float32's exact integers; every tier
+    (fast included, which the config allows) must still be exact."""
+    config = _config(a_bits=16, b_bits=16, acc_bits=48)
+    a, b, one = torch.tensor([[32767.0, -32767.0]]), torch.tensor([[32767.0], [32766.0]]), torch.tensor(1.0)
+    assert matmul_tier(config, k=2).name == "fast"
+    assert _check_all_tiers(a, b, config, a_scale=one, b_scale=one).item() == 32767.0
+    a, b = _operands(3, 100, 4, seed=1)
+    _check_all_tiers(a, b, config)
+
+
+@pytest.mark.parametrize("dp", [dict(a_bits=2, b_bits=2, group_size=1, acc_bits=2, overflow="wrap", psum_bits=26),
+                                dict(acc_bits=20, overflow="wrap", psum_bits=26, psum_drop_lsbs=1)])
+def test_wide_wrapping_partial_sums_stay_exact(dp):
+    """Issue 14 defect 5: wrapping a partial-sum register wider than 24 bits must not round in float32."""
+    config = _config(**dp)
+    one = _check_all_tiers(torch.tensor([[1.0]]), torch.tensor([[1.0]]), config).item()
+    assert one == 1.0 or dp["psum_drop_lsbs"]  # the minimal case: tiled gave 0
+    g = torch.Generator().manual_seed(0)
+    _check_all_tiers(torch.randn(4, 64, generator=g), torch.randn(64, 3, generator=g), config)
+
+
+@pytest.mark.parametrize("preset,tier", [("int8", "fast"), ("int8", "tiled"), ("int8-psum16", "tiled")])
+def test_autocast_does_not_reach_the_emulator(preset, tier):
+    """Issue 14 defect 3: under CPU autocast to bfloat16 the integer tiers' float32 matmuls stay float32."""
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(8, 64, generator=g), torch.randn(64, 8, generator=g)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = emulated_matmul(a, b, preset, tier=tier)
+    assert same_bits(got, golden.matmul(a, b, preset))
+

@@ -10,6 +10,7 @@ from vitaccel.arith import (
     dequantize_int,
     error_stats,
     golden,
+    int_tiers,
     intpath,
     leading_one_truncate,
     quantize_int,
@@ -59,7 +60,7 @@ def test_truncation_table_is_the_function():
     table = intpath.truncation_table(8, 3, "unbiased")
     q = torch.arange(-127, 128)
     assert torch.equal(table, leading_one_truncate(q, 3, "unbiased").float())
-    assert intpath.product_max(AcceleratorConfig.preset("int8-lot4").int_datapath) == 120 * 127
+    assert int_tiers.product_max(AcceleratorConfig.preset("int8-lot4").int_datapath) == 120 * 127
 
 
 def test_truncation_bad_arguments():

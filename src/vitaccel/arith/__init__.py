@@ -3,11 +3,11 @@
 Knows nothing of models: tensors in, tensors out.
 """
 
-from vitaccel.arith.config import AcceleratorConfig, FloatDatapath, IntDatapath, PsumStorage
+from vitaccel.arith.config import AcceleratorConfig, CodecSpec, FloatDatapath, IntDatapath, PsumStorage
 from vitaccel.arith.formats import FP13, FloatFormat
 from vitaccel.arith.intpath import dequantize_int, leading_one_truncate, quantize_int
 from vitaccel.arith.matmul import Tier, emulated_matmul, fast_error_bound, matmul_tier
-from vitaccel.arith.psum import CodecSpec, FloatCodec, TruncCodec
+from vitaccel.arith.psum import FloatCodec, TruncCodec
 from vitaccel.arith.stats import ErrorStats, error_stats
 
 __all__ = ["FP13", "AcceleratorConfig", "CodecSpec", "ErrorStats", "FloatCodec", "FloatDatapath", "FloatFormat",

@@ -1,5 +1,8 @@
 """``AcceleratorConfig``: one validated description of an accelerator datapath, plus named presets.
 
+Every config section lives here: ``CodecSpec`` (a codec as written in a config), ``FloatDatapath``,
+``PsumStorage``, ``IntDatapath`` and ``AcceleratorConfig`` itself.
+
 Presets live as YAML files in ``configs/accelerators/`` (shipped inside the package); users
 write their own files in the same schema and load them with ``AcceleratorConfig.from_yaml``.
 """
@@ -13,7 +16,7 @@ from typing import Callable
 
 from vitaccel.arith.formats import NAMED
 from vitaccel.arith.intpath import OVERFLOWS, ROUNDINGS
-from vitaccel.arith.psum import Codec, CodecSpec, FloatCodec
+from vitaccel.arith.psum import FLOAT_ROUNDINGS, TRUNC_ROUNDINGS, Codec, FloatCodec, TruncCodec
 from vitaccel.configtools import ConfigError, field, from_dict, load_yaml, shipped, shipped_names, to_yaml, validate
 
 _FORMATS = tuple(sorted(NAMED))
@@ -25,6 +28,45 @@ def _power_of_two(v: int) -> str | None:
 
 def _align_bits(v: int) -> str | None:
     return None if 0 <= v <= 48 else "an integer from 0 to 48 (or null for exact products)"
+
+
+@dataclass(frozen=True)
+class CodecSpec:
+    """A codec as written in a config; ``build(value_bits)`` makes it for values of that width."""
+
+    kind: str = field("float", choices=("float", "trunc"), help="float: sign+shift+mantissa; trunc: drop low bits")
+    exp_bits: int | None = field(None, help="float: width of the shift field")
+    man_bits: int | None = field(None, help="float: bits kept from the leading one (stored, not hidden)")
+    bias: int = field(0, help="float: the shift-0 LSB weighs 2^-bias (0 for integer partial sums)")
+    drop_bits: int | None = field(None, help="trunc: low bits dropped")
+    rounding: str | None = field(None, choices=FLOAT_ROUNDINGS + TRUNC_ROUNDINGS,
+                                 help="float: nearest_even|toward_zero (default nearest_even); "
+                                      "trunc: nearest|truncate (default nearest)")
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    def build(self, value_bits: int) -> Codec:
+        """The codec for ``value_bits``-wide values; ValueError names the offending key."""
+        own, other = (("exp_bits", "man_bits"), ("drop_bits",)) if self.kind == "float" else \
+            (("drop_bits",), ("exp_bits", "man_bits"))
+        for name in own:
+            if getattr(self, name) is None:
+                raise ValueError(f"{name}: required for kind {self.kind!r}")
+        for name in other:
+            if getattr(self, name) is not None:
+                raise ValueError(f"{name}: value {getattr(self, name)!r} is not allowed with kind {self.kind!r}; "
+                                 f"kind {self.kind!r} takes {list(own)}")
+        allowed = FLOAT_ROUNDINGS if self.kind == "float" else TRUNC_ROUNDINGS
+        if self.rounding is not None and self.rounding not in allowed:
+            raise ValueError(f"rounding: value {self.rounding!r} is not allowed with kind {self.kind!r}; "
+                             f"choose one of {list(allowed)}")
+        if self.kind == "float":
+            return FloatCodec(self.exp_bits, self.man_bits, value_bits, self.bias, self.rounding or "nearest_even")
+        if self.bias != 0:
+            raise ValueError(f"bias: value {self.bias!r} is not allowed with kind 'trunc'; "
+                             "only kind 'float' takes a bias")
+        return TruncCodec(self.drop_bits, value_bits, self.rounding or "nearest")
 
 
 @dataclass(frozen=True)
@@ -172,10 +214,12 @@ class AcceleratorConfig:
     # -- loading and saving -----------------------------------------------------------------
     @classmethod
     def from_dict(cls, data: dict) -> "AcceleratorConfig":
+        """A validated config from a dict in the YAML schema."""
         return from_dict(cls, data)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "AcceleratorConfig":
+        """A validated config from a YAML file; errors name the file."""
         data = load_yaml(path)
         try:
             return from_dict(cls, data)
@@ -183,6 +227,7 @@ class AcceleratorConfig:
             raise ConfigError(f"{path}: {exc}") from exc
 
     def to_yaml(self) -> str:
+        """The config as YAML that ``from_yaml`` reads back."""
         return to_yaml(self)
 
     @classmethod
@@ -201,15 +246,21 @@ class AcceleratorConfig:
         return cls.from_yaml(path)
 
     @classmethod
-    def load(cls, spec: "str | Path | AcceleratorConfig") -> "AcceleratorConfig":
-        """A config from a preset name, a YAML path, or a config (returned as is)."""
+    def load(cls, spec: "str | Path | dict | AcceleratorConfig") -> "AcceleratorConfig":
+        """A config from a preset name, a YAML path, a dict in the YAML schema, or a config
+        (returned as is)."""
         if isinstance(spec, AcceleratorConfig):
             return spec
+        if isinstance(spec, dict):
+            return cls.from_dict(spec)
+        if not isinstance(spec, (str, Path)):
+            raise TypeError(f"config must be a preset name, a YAML path, a dict or an AcceleratorConfig, got "
+                            f"{type(spec).__name__}")
         spec = str(spec)
         if spec.endswith((".yaml", ".yml")) or Path(spec).is_file():
             return cls.from_yaml(spec)
         return cls.preset(spec)
 
-    def replace(self, **changes) -> "AcceleratorConfig":
+    def replace(self, **changes: object) -> "AcceleratorConfig":
         """A copy with some top-level fields changed (validated)."""
         return dataclasses.replace(self, **changes)

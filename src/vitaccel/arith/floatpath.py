@@ -1,7 +1,7 @@
 """The float datapath of DESIGN.md section 3, vectorised: multiplier, adder tree, accumulator.
 
 Every function here is exact (bit-identical to ``golden``) for the inputs it accepts; the
-matmul tiers in ``matmul.py`` are built from them.
+matmul tiers in ``float_tiers.py`` are built from them.
 
 Exactness rests on three facts, each tested:
 * a product of two formats of at most 16 bits is exact in float64 (at most 22 significand bits,
@@ -17,7 +17,11 @@ import math
 
 import torch
 
+from vitaccel.arith.bits import exponent, pow2
 from vitaccel.arith.formats import FloatFormat
+
+__all__ = ["ExactSum", "WideSum", "exponent", "multiply", "multiply_significands", "pow2", "round_pair_to_float32",
+           "split_codes"]
 
 
 # -- the multiplier -----------------------------------------------------------------------
@@ -40,7 +44,7 @@ def split_codes(fmt: FloatFormat, codes: torch.Tensor) -> tuple[torch.Tensor, to
     sign = codes >> (fmt.exp_bits + m)
     e_field = (codes >> m) & (2 ** fmt.exp_bits - 1)
     man = codes & (2 ** m - 1)
-    sig = torch.where(e_field > 0, man | (1 << m), man) if fmt.subnormals else torch.where(e_field > 0, man | (1 << m), 0)
+    sig = torch.where(e_field > 0, man | (1 << m), man if fmt.subnormals else 0)
     lsb_exp = torch.clamp(e_field, min=1) - fmt.bias - m
     return sign, sig, lsb_exp
 
@@ -58,13 +62,6 @@ def multiply(fmt_a: FloatFormat, a_codes: torch.Tensor, fmt_b: FloatFormat, b_co
     return torch.where((sa ^ sb) == 1, -value, value)
 
 
-def pow2(e: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """Exact 2^e (float64 or float32) for integer tensors e in that dtype's normal range, from bits."""
-    if dtype == torch.float32:
-        return ((e.int() + 127) << 23).view(torch.float32)
-    return ((e.long() + 1023) << 52).view(torch.float64)
-
-
 # -- exact sums to float32 -------------------------------------------------------------------
 def round_pair_to_float32(hi: torch.Tensor, lo: torch.Tensor) -> torch.Tensor:
     """float32 nearest-even of the exact value ``hi + lo`` (float64 tensors, finite).
@@ -80,12 +77,6 @@ def round_pair_to_float32(hi: torch.Tensor, lo: torch.Tensor) -> torch.Tensor:
     bits = s.view(torch.int64) - toward_zero.long()
     bits = bits | inexact.long()
     return bits.view(torch.float64).float()
-
-
-def exponent(x: torch.Tensor) -> torch.Tensor:
-    """floor(log2|x|) of nonzero finite x (exact: frexp is bit manipulation); 0 where x == 0."""
-    _, e = torch.frexp(x)
-    return torch.where(x == 0, 0, e.long() - 1)
 
 
 class ExactSum:
@@ -122,3 +113,67 @@ class ExactSum:
         if self.single:
             return self.hi.float()
         return round_pair_to_float32(self.hi, self.lo)
+
+
+class WideSum:
+    """Accumulates float64 terms exactly however far apart their magnitudes lie, in int64 limbs.
+
+    The exact total is held as ``sum_j limb_j * 2^(q_min + j W)``: each term, an exact multiple of
+    2^q with |term| < 2^p (the caller's bounds, ``q >= q_min``, ``p <= p_max``), is cut into W-bit
+    digits (exact float64 floors and differences) added to the limbs it covers; W leaves room for
+    ``terms`` additions in int64. ``result()`` is the correctly rounded float32 of the total: after
+    carries, the two highest non-zero digits and a sticky half for anything below them are
+    rounded once (``round_pair_to_float32``); those digits hold at least W > 26 bits above the
+    sticky one, so the substitution moves no rounding boundary, subnormal results included.
+    """
+
+    def __init__(self, q_min: int, p_max: int, terms: int) -> None:
+        extra = math.ceil(math.log2(terms + 1))
+        self.width = min(48, 62 - extra)
+        self.q_min = q_min
+        self.limbs = -(-(p_max + extra - q_min) // self.width) + 1
+        self.acc: torch.Tensor | None = None
+
+    def add(self, term: torch.Tensor, q: int, p: int) -> None:
+        """Add float64 ``term``, every entry a multiple of 2^q below 2^p in magnitude."""
+        w = self.width
+        first, last = (q - self.q_min) // w, min((p - self.q_min) // w, self.limbs - 1)
+        if self.acc is None:
+            self.acc = torch.zeros((self.limbs, *term.shape), dtype=torch.int64, device=term.device)
+        m = term.abs() * 2.0 ** -(self.q_min + first * w)            # an exact integer
+        neg = term < 0
+        for j in range(first, last + 1):
+            high = torch.floor(m * 2.0 ** -w)
+            digit = (m - high * 2.0 ** w).long()                      # exact: an integer below 2^w
+            self.acc[j] += torch.where(neg, -digit, digit)
+            m = high
+
+    def result(self) -> torch.Tensor:
+        w = self.width
+        if self.acc is None:
+            raise ValueError("WideSum.result: no term was added")
+        digits = self.acc.clone()
+        self._carry(digits)
+        negative = digits[-1] < 0
+        digits = torch.where(negative, -digits, digits)
+        self._carry(digits)                                           # every digit in [0, 2^w) now
+        top = torch.zeros(digits.shape[1:], dtype=torch.int64, device=digits.device)
+        for j in range(1, self.limbs):                               # the highest non-zero digit
+            top = torch.where(digits[j] != 0, j, top)
+        hi = digits.gather(0, top.unsqueeze(0))[0]
+        lo = torch.where(top > 0, digits.gather(0, (top - 1).clamp(min=0).unsqueeze(0))[0], 0)
+        sticky = torch.zeros_like(top, dtype=torch.bool)
+        for j in range(self.limbs - 2):                              # anything below those two
+            sticky |= (digits[j] != 0) & (top >= j + 2)
+        scale = pow2(self.q_min + (top - 1) * w)
+        hi64 = hi.double() * 2.0 ** w * scale
+        lo64 = (lo.double() + 0.5 * sticky.double()) * scale
+        sign = torch.where(negative, -1.0, 1.0).double()
+        return round_pair_to_float32(hi64 * sign, lo64 * sign)
+
+    def _carry(self, digits: torch.Tensor) -> None:
+        """In place: every limb but the top one brought into [0, 2^w), the carries moved up."""
+        for j in range(self.limbs - 1):
+            carry = digits[j] >> self.width
+            digits[j] -= carry << self.width
+            digits[j + 1] += carry

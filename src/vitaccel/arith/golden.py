@@ -15,8 +15,9 @@ from typing import Sequence
 
 import torch
 
-from vitaccel.arith.config import AcceleratorConfig
+from vitaccel.arith.config import AcceleratorConfig, IntDatapath
 from vitaccel.arith.formats import FloatFormat
+from vitaccel.arith.psum import Codec, FloatCodec, TruncCodec
 
 Number = Fraction | float
 
@@ -37,6 +38,8 @@ def round_real(v: Fraction, man_bits: int, emin: int, max_value: Fraction, round
                u: Fraction | None = None, overflow: str = "inf") -> Number:
     """Round the real ``v`` to a binary float with ``man_bits`` fraction bits and min normal 2^emin.
 
+    ``nearest_even`` breaks ties toward the even code: the even significand, or with
+    ``man_bits=0`` (one value per binade) the even exponent field, as P3109 and gfloat do.
     ``u`` in [0, 1) is the stochastic rounding draw: round up iff (fraction lost) + u >= 1.
     Overflow beyond ``max_value`` gives +-inf (``overflow="inf"``), +-max (``"saturate"``) or
     NaN (``"nan"``). A zero result keeps the sign of ``v`` (returned as -0.0 for negative v).
@@ -50,7 +53,8 @@ def round_real(v: Fraction, man_bits: int, emin: int, max_value: Fraction, round
     kept = math.floor(n)
     frac = n - kept
     if rounding == "nearest_even":
-        up = frac > Fraction(1, 2) or (frac == Fraction(1, 2) and kept % 2 == 1)
+        code = q - emin + 1 if man_bits == 0 and kept else kept  # the code's parity is kept's for man_bits > 0
+        up = frac > Fraction(1, 2) or (frac == Fraction(1, 2) and code % 2 == 1)
     elif rounding == "toward_zero":
         up = False
     elif rounding == "stochastic":
@@ -114,10 +118,10 @@ def quantize(fmt: FloatFormat, x: float, rounding: str = "nearest_even", u: Frac
     if x == 0:
         return -0.0 if math.copysign(1.0, x) < 0 else Fraction(0)
     overflow = "saturate" if (fmt.saturate or fmt.specials != "ieee") else "inf"
-    r = round_real(Fraction(x), fmt.man_bits, fmt.emin, top, rounding, u, overflow)
-    if not fmt.subnormals and isinstance(r, Fraction) and 0 < abs(r) < Fraction(2) ** fmt.emin:
-        r = -0.0 if r < 0 else Fraction(0)
-    return r
+    if not fmt.subnormals and abs(Fraction(x)) < Fraction(2) ** fmt.emin:
+        # without subnormals the neighbours below min_normal are 0 and min_normal: round between them
+        return round_real(Fraction(x), 0, fmt.emin, top, rounding, u, overflow)
+    return round_real(Fraction(x), fmt.man_bits, fmt.emin, top, rounding, u, overflow)
 
 
 def to_float(v: Number) -> float:
@@ -200,6 +204,7 @@ F64_MAX = (2 - Fraction(1, 2 ** 52)) * Fraction(2) ** 1023
 
 
 def int_qmax(bits: int) -> int:
+    """Largest magnitude of a symmetric ``bits``-bit integer."""
     return 2 ** (bits - 1) - 1
 
 
@@ -261,7 +266,7 @@ def overflow(x: int, bits: int, mode: str) -> int:
     return (x - lo) % 2 ** bits + lo
 
 
-def float_codec(codec, v: Fraction) -> Fraction:
+def float_codec(codec: FloatCodec, v: Fraction) -> Fraction:
     """What a FloatCodec stores for v and reads back: sign, shift, man_bits from the leading one."""
     if v == 0:
         return Fraction(0)
@@ -276,18 +281,18 @@ def float_codec(codec, v: Fraction) -> Fraction:
     return -r if v < 0 else r
 
 
-def trunc_codec(codec, v: int) -> int:
+def trunc_codec(codec: TruncCodec, v: int) -> int:
     """What a TruncCodec stores for the integer v and reads back."""
     kept = overflow(drop_lsbs(v, codec.drop_bits, codec.rounding), codec.bits, "saturate")
     return kept * 2 ** codec.drop_bits
 
 
-def codec_apply(codec, v: Fraction | int) -> Fraction:
+def codec_apply(codec: Codec, v: Fraction | int) -> Fraction:
     """A FloatCodec or TruncCodec round trip of one value."""
     return float_codec(codec, Fraction(v)) if hasattr(codec, "man_bits") else Fraction(trunc_codec(codec, int(v)))
 
 
-def dot_int(qa: Sequence[int], qb: Sequence[int], dp) -> int:
+def dot_int(qa: Sequence[int], qb: Sequence[int], dp: IntDatapath) -> int:
     """The accumulator after one dot product of quantised operands (an ``IntDatapath`` dp)."""
     k, g = len(qa), dp.group_size
     products = [int_multiply(x, w, dp.keep_bits, dp.keep_rounding) for x, w in zip(qa, qb)]
@@ -314,14 +319,14 @@ def int_dequantize(acc: int, a_scale: float, b_scale: float) -> float:
     return to_float(round_real(r64, *F32[:2], F32_MAX)) + 0.0
 
 
-def _int_matrix(a: list, b: list, a_scale: float, b_scales: list[float], dp) -> list:
+def _int_matrix(a: list, b: list, a_scale: float, b_scales: list[float], dp: IntDatapath) -> list:
     """One (M, K) @ (K, N) product of float32 values on the integer datapath."""
     qa = [[int_quantize(x, a_scale, dp.a_bits) for x in row] for row in a]
     cols = [[int_quantize(row[n], s, dp.b_bits) for row in b] for n, s in enumerate(b_scales)]
     return [[int_dequantize(dot_int(row, col, dp), a_scale, b_scales[n]) for n, col in enumerate(cols)] for row in qa]
 
 
-def _column_scales(b: list, dp, b_scale: torch.Tensor | None) -> list[float]:
+def _column_scales(b: list, dp: IntDatapath, b_scale: torch.Tensor | None) -> list[float]:
     """Weight scales of one (K, N) matrix: given (0-d or (N,)) or one per column; then the scale codec."""
     n = len(b[0])
     if b_scale is None:
@@ -332,8 +337,8 @@ def _column_scales(b: list, dp, b_scale: torch.Tensor | None) -> list[float]:
     return scales if codec is None else [float(float_codec(codec, Fraction(s))) for s in scales]
 
 
-def matmul(a: torch.Tensor, b: torch.Tensor, config: "AcceleratorConfig | str", a_scale: torch.Tensor | None = None,
-           b_scale: torch.Tensor | None = None) -> torch.Tensor:
+def matmul(a: torch.Tensor, b: torch.Tensor, config: "AcceleratorConfig | str | dict",
+           a_scale: torch.Tensor | None = None, b_scale: torch.Tensor | None = None) -> torch.Tensor:
     """The golden model of ``emulated_matmul``: a (..., M, K) @ b (K, N) or (..., K, N), one dot
     product at a time, batch dims broadcast. Integer datapaths take the same optional scales."""
     config = AcceleratorConfig.load(config)

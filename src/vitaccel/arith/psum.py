@@ -16,7 +16,7 @@ what they store), ``ratio = bits / value_bits``, ``encode`` -> integer codes, ``
   low ``drop_bits`` dropped (``truncate`` = arithmetic shift right, i.e. floor; ``nearest`` =
   round half up), the kept field saturated to ``value_bits - drop_bits`` signed bits.
 
-``CodecSpec`` is the config section that names one of them (YAML ``kind: float|trunc``).
+The config section that names one of them (YAML ``kind: float|trunc``) is ``config.CodecSpec``.
 Codec errors name the parameter, its value and what is allowed.
 """
 
@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import torch
 
 from vitaccel.arith import intpath
-from vitaccel.arith.floatpath import exponent, pow2
-from vitaccel.configtools import field, validate
+from vitaccel.arith.bits import describe, exponent, is_int, pow2
+from vitaccel.errors import UserError
 
 FLOAT_ROUNDINGS = ("nearest_even", "toward_zero")
 TRUNC_ROUNDINGS = ("nearest", "truncate")
@@ -37,10 +37,10 @@ TRUNC_ROUNDINGS = ("nearest", "truncate")
 def _reals(x: torch.Tensor, name: str = "x") -> torch.Tensor:
     """float64 copy of a real tensor (integers included), refusing NaN/inf."""
     if not isinstance(x, torch.Tensor) or x.is_complex() or x.dtype == torch.bool:
-        raise TypeError(f"{name} must be a real tensor, got {intpath.describe(x)}")
+        raise TypeError(f"{name} must be a real tensor, got {describe(x)}")
     x64 = x.double() + 0.0                                      # -0 is stored as 0
     if x.dtype.is_floating_point and not bool(torch.isfinite(x64).all()):
-        raise ValueError(f"{name} holds NaN or inf; a codec stores finite values only")
+        raise UserError(f"{name} holds NaN or inf; a codec stores finite values only")
     return x64
 
 
@@ -65,9 +65,9 @@ class FloatCodec:
         _check_int(self, "value_bits", 2, 64)
         _check_int(self, "bias", -500, 500)
         if self.rounding not in FLOAT_ROUNDINGS:
-            raise ValueError(f"rounding: value {self.rounding!r} is not allowed; choose one of {list(FLOAT_ROUNDINGS)}")
+            raise UserError(f"rounding: value {self.rounding!r} is not allowed; choose one of {list(FLOAT_ROUNDINGS)}")
         if self.bits >= self.value_bits:
-            raise ValueError(f"man_bits: value {self.man_bits} is not allowed; the codec's 1 + {self.exp_bits} + "
+            raise UserError(f"man_bits: value {self.man_bits} is not allowed; the codec's 1 + {self.exp_bits} + "
                              f"{self.man_bits} = {self.bits} bits must be fewer than the {self.value_bits} bits of "
                              f"the value it stores")
 
@@ -168,7 +168,7 @@ class TruncCodec:
         _check_int(self, "value_bits", 2, 64)
         _check_int(self, "drop_bits", 1, self.value_bits - 1)
         if self.rounding not in TRUNC_ROUNDINGS:
-            raise ValueError(f"rounding: value {self.rounding!r} is not allowed; choose one of {list(TRUNC_ROUNDINGS)}")
+            raise UserError(f"rounding: value {self.rounding!r} is not allowed; choose one of {list(TRUNC_ROUNDINGS)}")
 
     @property
     def bits(self) -> int:
@@ -216,53 +216,14 @@ class TruncCodec:
 def _integers(x: torch.Tensor) -> torch.Tensor:
     x64 = _reals(x)
     if not bool((x64 == torch.round(x64)).all()):
-        raise ValueError("x holds non-integer values; TruncCodec stores integers (use FloatCodec for reals)")
+        raise UserError("x holds non-integer values; TruncCodec stores integers (use FloatCodec for reals)")
     return x64
 
 
 def _check_int(obj: object, name: str, lo: int, hi: int) -> None:
     v = getattr(obj, name)
-    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
-        raise ValueError(f"{name}: value {v!r} is not allowed; an integer from {lo} to {hi} is required")
+    if not is_int(v) or not lo <= v <= hi:
+        raise UserError(f"{name}: value {v!r} is not allowed; an integer from {lo} to {hi} is required")
 
 
 Codec = FloatCodec | TruncCodec
-
-
-@dataclass(frozen=True)
-class CodecSpec:
-    """A codec as written in a config; ``build(value_bits)`` makes it for values of that width."""
-
-    kind: str = field("float", choices=("float", "trunc"), help="float: sign+shift+mantissa; trunc: drop low bits")
-    exp_bits: int | None = field(None, help="float: width of the shift field")
-    man_bits: int | None = field(None, help="float: bits kept from the leading one (stored, not hidden)")
-    bias: int = field(0, help="float: the shift-0 LSB weighs 2^-bias (0 for integer partial sums)")
-    drop_bits: int | None = field(None, help="trunc: low bits dropped")
-    rounding: str | None = field(None, choices=FLOAT_ROUNDINGS + TRUNC_ROUNDINGS,
-                                 help="float: nearest_even|toward_zero (default nearest_even); "
-                                      "trunc: nearest|truncate (default nearest)")
-
-    def __post_init__(self) -> None:
-        validate(self)
-
-    def build(self, value_bits: int) -> Codec:
-        """The codec for ``value_bits``-wide values; ValueError names the offending key."""
-        own, other = (("exp_bits", "man_bits"), ("drop_bits",)) if self.kind == "float" else \
-            (("drop_bits",), ("exp_bits", "man_bits"))
-        for name in own:
-            if getattr(self, name) is None:
-                raise ValueError(f"{name}: required for kind {self.kind!r}")
-        for name in other:
-            if getattr(self, name) is not None:
-                raise ValueError(f"{name}: value {getattr(self, name)!r} is not allowed with kind {self.kind!r}; "
-                                 f"kind {self.kind!r} takes {list(own)}")
-        allowed = FLOAT_ROUNDINGS if self.kind == "float" else TRUNC_ROUNDINGS
-        if self.rounding is not None and self.rounding not in allowed:
-            raise ValueError(f"rounding: value {self.rounding!r} is not allowed with kind {self.kind!r}; "
-                             f"choose one of {list(allowed)}")
-        if self.kind == "float":
-            return FloatCodec(self.exp_bits, self.man_bits, value_bits, self.bias, self.rounding or "nearest_even")
-        if self.bias != 0:
-            raise ValueError(f"bias: value {self.bias!r} is not allowed with kind 'trunc'; "
-                             "only kind 'float' takes a bias")
-        return TruncCodec(self.drop_bits, value_bits, self.rounding or "nearest")
