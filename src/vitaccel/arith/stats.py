@@ -28,7 +28,6 @@ class MultiplierErrorStats(NamedTuple):
 
 
 # The name ``vitaccel.arith`` exports.
-ErrorStats = MultiplierErrorStats
 
 
 def relative_errors(bits: int, keep_bits: int | None, rounding: str) -> torch.Tensor:
