@@ -103,8 +103,9 @@ def _progress(total: int, desc: str, show: bool):
 
 def run_comb(make: Callable[[], wiring.Component], vectors: Sequence[Vector], copies: int = 256,
              progress: bool = False, desc: str = "co-sim") -> list[Vector]:
-    """Outputs of a combinational element for every input vector (``copies`` evaluated per step)."""
-    copies = max(1, min(copies, len(vectors)))
+    """Outputs of a combinational element for every input vector (up to ``copies`` evaluated per step;
+    fewer for short runs, where elaborating the copies would cost more than it saves)."""
+    copies = max(1, min(copies, len(vectors), max(8, len(vectors) // 128)))
     dut = Packed(make, copies)
     results: list[Vector] = []
     bar = _progress(len(vectors), desc, progress)
@@ -126,7 +127,7 @@ def run_comb(make: Callable[[], wiring.Component], vectors: Sequence[Vector], co
 def run_streams(make: Callable[[], wiring.Component], streams: Sequence[Sequence[Vector]], copies: int = 64,
                 progress: bool = False, desc: str = "co-sim") -> list[list[Vector]]:
     """Clocked elements: stream s is fed one vector per clock; the outputs after every clock edge."""
-    copies = max(1, min(copies, len(streams)))
+    copies = max(1, min(copies, len(streams), max(4, len(streams) // 8)))
     dut = Packed(make, copies)
     results: list[list[Vector]] = []
     bar = _progress(len(streams), desc, progress)
