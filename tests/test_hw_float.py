@@ -31,7 +31,8 @@ def significand_code(fmt: FloatFormat, sig: int, efield: int, sign: int) -> int:
 
 
 def sweep(fmt: FloatFormat, efields: list[tuple[int, int]], sigs_a, sigs_b, rng) -> list[dict]:
-    return [{"a": significand_code(fmt, sa, ea, rng.getrandbits(1)), "b": significand_code(fmt, sb, eb, rng.getrandbits(1))}
+    return [{"a": significand_code(fmt, sa, ea, rng.getrandbits(1)),
+             "b": significand_code(fmt, sb, eb, rng.getrandbits(1))}
             for ea, eb in efields for sa in sigs_a for sb in sigs_b]
 
 
