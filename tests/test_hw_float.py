@@ -156,6 +156,24 @@ def test_f32_add_random_and_special():
     assert bad == 0
 
 
+def test_f32_add_every_exponent_difference():
+    """Pairs whose exponents differ by 0..40 (alignment, sticky, cancellation), both signs, subnormals."""
+    rng = random.Random(9)
+    pairs = []
+    for d in range(41):
+        for _ in range(40):
+            ea = rng.randint(0, 254)
+            eb = min(254, max(0, ea - d if rng.random() < 0.5 else ea + d))
+            pairs.append(((rng.getrandbits(1) << 31) | (ea << 23) | rng.getrandbits(23),
+                          (rng.getrandbits(1) << 31) | (eb << 23) | rng.getrandbits(23)))
+    for _ in range(200):                                     # exact cancellation and near-cancellation
+        a = rng.getrandbits(31)
+        pairs.append((a, (a ^ (1 << 31)) ^ rng.choice((0, 1, 2, 1 << 22))))
+    out = run_comb(F32Add, [{"a": a, "b": b} for a, b in pairs])
+    want = [golden_f32(golden.f32_add(_g(f32(a)), _g(f32(b)))) for a, b in pairs]
+    assert [o["y"] for o in out] == want
+
+
 def _g(x: float):
     from fractions import Fraction
     return x if not math.isfinite(x) else Fraction(x)

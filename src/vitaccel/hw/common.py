@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth import Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 
 from vitaccel.errors import HardwareError
 
@@ -16,11 +16,21 @@ def refuse(key: str, value: object, allowed: str) -> HardwareError:
 
 
 def leading_one(m: Module, x: Value, name: str) -> Signal:
-    """Position of the highest set bit of the unsigned ``x`` (0 when x is 0): a priority encoder."""
-    pos = Signal(range(max(len(x), 2)), name=name)
-    for i in range(len(x)):
-        with m.If(x[i]):
-            m.d.comb += pos.eq(i)
+    """Position of the highest set bit of the unsigned ``x`` (0 when x is 0): a logarithmic
+    leading-one detector, one stage per bit of the position (is anything above 2^j? then shift)."""
+    bits = max(1, (len(x) - 1).bit_length())
+    pos = Signal(range(2 ** bits), name=name)
+    cur: Value = x
+    found = []
+    for j in reversed(range(bits)):
+        step = 1 << j
+        upper = cur[step:] if step < len(cur) else Const(0, 1)
+        has = Signal(name=f"{name}_b{j}")
+        nxt = Signal(len(cur), name=f"{name}_s{j}")
+        m.d.comb += [has.eq(upper != 0), nxt.eq(Mux(has, upper, cur))]
+        found.append(has)
+        cur = nxt
+    m.d.comb += pos.eq(Cat(*reversed(found)))
     return pos
 
 
