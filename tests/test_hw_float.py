@@ -55,6 +55,15 @@ def test_lane_significand_pairs_sampled(multiplier):
     assert lane_mismatches(FP13, FP13, multiplier, sweep(FP13, EFIELDS, sigs, sigs, rng)) == 0
 
 
+def test_lane_bf16_exponent_extremes():
+    """bfloat16 products that underflow and overflow float32's range (the lane stays exact)."""
+    bf16 = FloatFormat.named("e8m7")
+    rng = random.Random(5)
+    sigs = rng.sample(range(256), 12) + [0, 1, 128, 255]
+    vectors = sweep(bf16, [(1, 1), (254, 254), (1, 254), (127, 127), (3, 60)], sigs, sigs, rng)
+    assert lane_mismatches(bf16, bf16, "nibble", vectors) == 0
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("multiplier", ["direct", "nibble"])
 def test_lane_every_significand_pair(multiplier):
