@@ -30,6 +30,10 @@ def test_exported_bench_passes_and_catches_a_corrupted_vector(name, tmp_path):
     done = export(name, tmp_path)
     assert (tmp_path / "README.md").read_text().count("iverilog -g2012") == 1
     assert all(f.exists() for f in done.files) and list((tmp_path / "elements").glob("*.v"))
+    for element in (tmp_path / "elements").glob("*.v"):             # every element compiles on its own
+        built = subprocess.run(["iverilog", "-g2012", "-o", str(tmp_path / "el.vvp"), str(element)],
+                               capture_output=True, text=True)
+        assert built.returncode == 0, (element.name, built.stderr)
     ok = run_bench(tmp_path)
     assert ok.returncode == 0 and f"PASS: {done.vectors} vectors" in ok.stdout, ok.stdout + ok.stderr
     lines = (tmp_path / "expected.hex").read_text().splitlines()
