@@ -91,9 +91,14 @@ class Packed(wiring.Component):
             out.append(vec)
         return out
 
-    def input_words(self, vec: Vector) -> int:
-        """One element's packed input (for exported test vectors)."""
-        return self.pack([vec])
+    def pack_outputs(self, vec: Vector) -> int:
+        """One element's outputs packed as ``o`` holds them (for exported expected vectors)."""
+        word, off = 0, 0
+        for p in self.ports:
+            if not p.is_input:
+                word |= (vec[p.name] & ((1 << p.width) - 1)) << off
+                off += p.width
+        return word
 
 
 def _progress(total: int, desc: str, show: bool):
