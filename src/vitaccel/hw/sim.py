@@ -122,7 +122,7 @@ def _progress(total: int, desc: str, show: bool):
 def run_comb(make: Callable[[], wiring.Component], vectors: Sequence[Vector], copies: int = 64,
              progress: bool = False, desc: str = "co-sim") -> list[Vector]:
     """Outputs of a combinational element for every input vector, up to ``copies`` evaluated per
-    simulator step (measured: small elements run 2-3x faster as ~30 copies; wide ones alone)."""
+    simulator step (measured: several copies per step help small elements; wide ones run fastest alone)."""
     copies = _copies(make, copies, len(vectors))
     dut = Packed(make, copies)
     results: list[Vector] = []
