@@ -17,7 +17,7 @@ from typing import NoReturn
 from vitaccel.errors import UserError
 
 # The command modules, in the order ``vitaccel --help`` lists them.
-COMMANDS = ("demo", "report", "emulate", "train", "eval")
+COMMANDS = ("demo", "report", "emulate", "train", "eval", "hw")
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -1,0 +1,145 @@
+"""Aligned float adder tree (DESIGN.md section 3): G exact products aligned to the group's largest
+exponent keeping ``align_bits`` fraction bits (toward zero or nearest even), summed exactly, rounded
+to float32. ``align_bits=None``: exact sum, the alignment window is the whole exponent span."""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from vitaccel.arith.config import FloatDatapath
+from vitaccel.arith.formats import FloatFormat
+from vitaccel.hw.common import check_width, clog2, leading_one, shift_right_sticky
+from vitaccel.hw.float_lane import exp_range, product_layout
+from vitaccel.hw.fp32 import INF, NAN, F32Round
+from vitaccel.hw.tree import balanced_sum
+
+
+def formats(fp: FloatDatapath) -> tuple[FloatFormat, FloatFormat]:
+    return FloatFormat.named(fp.a_format), FloatFormat.named(fp.b_format)
+
+
+def term_bits(fp: FloatDatapath) -> int:
+    """Unsigned width of one aligned product."""
+    fa, fb = formats(fp)
+    sig = fa.man_bits + fb.man_bits + 2
+    if fp.align_bits is None:
+        lo, hi = exp_range(fa, fb)
+        return sig + hi - lo
+    return sig + fp.align_bits + 1
+
+
+def check_tree(fp: FloatDatapath) -> None:
+    """Refuse trees wider than the generators build."""
+    check_width("float_datapath.align_bits", term_bits(fp) + fp.group_size.bit_length())
+
+
+class ProductTop(wiring.Component):
+    """Exponent of one product's leading one: ``exp + lead(sig)``, and whether it is nonzero."""
+
+    def __init__(self, sig_bits: int, exp_bits: int) -> None:
+        super().__init__({"sig": In(sig_bits), "exp": In(signed(exp_bits)), "top": Out(signed(exp_bits + 2)),
+                          "nonzero": Out(1)})
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        m.d.comb += [self.top.eq(self.exp + leading_one(m, self.sig, "lead")), self.nonzero.eq(self.sig != 0)]
+        return m
+
+
+class Aligner(wiring.Component):
+    """One product aligned to the group's top exponent with ``align_bits`` fraction bits, signed."""
+
+    def __init__(self, sig_bits: int, exp_bits: int, align_bits: int, rounding: str) -> None:
+        self.sig_bits, self.align_bits, self.rounding = sig_bits, align_bits, rounding
+        super().__init__({"sig": In(sig_bits), "exp": In(signed(exp_bits)), "sign": In(1),
+                          "top": In(signed(exp_bits + 2)), "term": Out(signed(sig_bits + align_bits + 2))})
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        a, sig_w = self.align_bits, self.sig_bits
+        r = Signal(signed(len(self.top) + 1), name="r")
+        m.d.comb += r.eq(self.top - self.exp)
+        amount = Signal(range(sig_w + a + 3), name="amount")
+        m.d.comb += amount.eq(Mux(r > sig_w + a + 2, sig_w + a + 2, Mux(r < 0, 0, r)))
+        kept = Signal(sig_w + a + 1, name="aligned")
+        if self.rounding == "nearest_even":
+            y, sticky = shift_right_sticky(m, Cat(Const(0, a + 1), self.sig), amount, "align")
+            m.d.comb += kept.eq(y[1:] + (y[0] & (sticky | y[1])))
+        else:
+            m.d.comb += kept.eq(Cat(Const(0, a), self.sig) >> amount)
+        m.d.comb += self.term.eq(Mux(self.sign, -kept, kept))
+        return m
+
+
+class FloatTree(wiring.Component):
+    """Ports: ``p`` (G products, ``product_layout``) -> ``sum`` (float32 bits of the group sum)."""
+
+    def __init__(self, fp: FloatDatapath) -> None:
+        self.fp = fp
+        fa, fb = formats(fp)
+        check_tree(fp)
+        super().__init__({"p": In(product_layout(fa, fb)).array(fp.group_size), "sum": Out(32)})
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        fp = self.fp
+        fa, fb = formats(fp)
+        lo, hi = exp_range(fa, fb)
+        pe = len(self.p[0].exp)
+        ew = pe + 2
+        sig_w = len(self.p[0].sig)
+        width = term_bits(fp)
+        terms = []
+        if fp.align_bits is None:
+            for i, p in enumerate(self.p):
+                mag = Signal(width, name=f"fixed{i}")
+                m.d.comb += mag.eq(p.sig << (p.exp - lo).as_unsigned()[:clog2(hi - lo)])
+                term = Signal(signed(width + 1), name=f"term{i}")
+                m.d.comb += term.eq(Mux(p.sign, -mag, mag))
+                terms.append(term)
+            exp: object = Const(lo, signed(ew + 1))
+        else:
+            a = fp.align_bits
+            tops = []
+            for i, p in enumerate(self.p):           # exponent of each product's leading one
+                m.submodules[f"top{i}"] = t = ProductTop(sig_w, pe)
+                m.d.comb += [t.sig.eq(p.sig), t.exp.eq(p.exp)]
+                tops.append((t.top, t.nonzero))
+            level = 0
+            while len(tops) > 1:                     # balanced max over the nonzero products
+                nxt = []
+                for j in range(0, len(tops), 2):
+                    if j + 1 == len(tops):
+                        nxt.append(tops[j])
+                        continue
+                    (ta, va), (tb, vb) = tops[j], tops[j + 1]
+                    t, v = Signal(signed(ew), name=f"max_l{level}_{j // 2}"), Signal(name=f"any_l{level}_{j // 2}")
+                    m.d.comb += [t.eq(Mux(va & (~vb | (ta >= tb)), ta, tb)), v.eq(va | vb)]
+                    nxt.append((t, v))
+                tops, level = nxt, level + 1
+            top = tops[0][0]
+            for i, p in enumerate(self.p):
+                m.submodules[f"align{i}"] = al = Aligner(sig_w, pe, a, fp.align_rounding)
+                m.d.comb += [al.sig.eq(p.sig), al.exp.eq(p.exp), al.sign.eq(p.sign), al.top.eq(top)]
+                terms.append(al.term)
+            exp = Signal(signed(ew + 1), name="quantum")
+            m.d.comb += exp.eq(top - a)
+        total = balanced_sum(m, terms, "sum")
+        m.submodules.normalise = norm = F32Round(len(total), ew + 1)
+        m.d.comb += [norm.x.eq(total), norm.exp.eq(exp)]
+        nan = Signal(name="any_nan")
+        pos_inf, neg_inf = Signal(name="pos_inf"), Signal(name="neg_inf")
+        m.d.comb += [nan.eq(Cat(p.nan for p in self.p).any()),
+                     pos_inf.eq(Cat(p.inf & ~p.sign for p in self.p).any()),
+                     neg_inf.eq(Cat(p.inf & p.sign for p in self.p).any())]
+        with m.If(nan | (pos_inf & neg_inf)):
+            m.d.comb += self.sum.eq(NAN)
+        with m.Elif(pos_inf):
+            m.d.comb += self.sum.eq(INF)
+        with m.Elif(neg_inf):
+            m.d.comb += self.sum.eq(INF | (1 << 31))
+        with m.Else():
+            m.d.comb += self.sum.eq(norm.y)
+        return m
