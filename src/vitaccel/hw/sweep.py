@@ -140,7 +140,8 @@ def pareto_front(rows: list[dict], cost: str = "energy_pj", error: str = "rms_re
 
 def plot_pareto(rows: list[dict], path: Path | str, error: str = "rms_rel_err") -> Path:
     """Two panels (error against transistors and against energy per op), Pareto fronts drawn and
-    labelled; the exact multiplier, which has no error, is the dashed line of its cost."""
+    labelled; the exact multiplier, which has no error, is the dashed line of its cost (log error
+    axis: rows without error are not points)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -148,10 +149,11 @@ def plot_pareto(rows: list[dict], path: Path | str, error: str = "rms_rel_err") 
 
     path = Path(path)
     colours = {"truncate": "tab:blue", "nearest": "tab:orange", "unbiased": "tab:green"}
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5), constrained_layout=True)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.2))
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.11, top=0.86, wspace=0.18)   # fixed: labels are placed
+    approx = [r for r in rows if r["kind"] != "exact" and r[error] != 0]
     for ax, cost, label in ((axes[0], "transistors", "transistors (stat -tech cmos)"),
                             (axes[1], "energy_pj", "energy per op, pJ (uniform random operands)")):
-        approx = [r for r in rows if r["kind"] != "exact" and r[error] != 0]
         for rounding, colour in colours.items():
             pts = [r for r in approx if r["kind"] == "lane" and r["rounding"] == rounding]
             ax.scatter([r[cost] for r in pts], [abs(r[error]) for r in pts], c=colour, s=30,
@@ -162,19 +164,61 @@ def plot_pareto(rows: list[dict], path: Path | str, error: str = "rms_rel_err") 
         front = pareto_front(approx, cost, error)
         ax.plot([r[cost] for r in front], [abs(r[error]) for r in front], c="grey", lw=1, zorder=1,
                 label="Pareto front")
-        for i, r in enumerate(front):
-            tag = f"drum k{r['keep_bits']}" if r["kind"] == "drum" else f"k{r['keep_bits']} {r['rounding'][:4]}"
-            ax.annotate(tag, (r[cost], abs(r[error])), textcoords="offset points", fontsize=8,
-                        xytext=(6, 4) if i % 2 == 0 else (-6, -11), ha="left" if i % 2 == 0 else "right")
         for r in rows:
             if r["kind"] == "exact":
                 ax.axvline(r[cost], ls="--", c="black", lw=1, label="exact 8x8 (no error)")
         ax.set_yscale("log")
+        ax.margins(x=0.1, y=0.1)
         ax.set_xlabel(label)
         ax.set_ylabel(f"multiplier {error.replace('_', ' ')}")
         ax.grid(True, which="both", alpha=0.3)
+        tags: dict[tuple[float, float], list[str]] = {}      # units at one point share a label
+        for r in front:
+            tag = f"drum k{r['keep_bits']}" if r["kind"] == "drum" else f"k{r['keep_bits']} {r['rounding'][:4]}"
+            tags.setdefault((r[cost], abs(r[error])), []).append(tag)
+        _place_labels(ax, {xy: " = ".join(names) for xy, names in tags.items()},
+                      [(r[cost], abs(r[error])) for r in approx])
     axes[0].legend(fontsize=8, loc="upper right")
-    fig.suptitle("int8 multipliers: error against synthesized cost (Yosys generic gates)")
+    fig.suptitle("int8 multipliers: error against synthesized cost (Yosys generic gates)\n"
+                 "units without error (exact, lanes that keep every bit) are not points on the log axis", fontsize=11)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+_OFFSETS = ((5, 4, "left", "bottom"), (-5, -4, "right", "top"), (5, -4, "left", "top"), (-5, 4, "right", "bottom"),
+            (0, 9, "center", "bottom"), (0, -9, "center", "top"), (9, 0, "left", "center"),
+            (-9, 0, "right", "center"), (12, 12, "left", "bottom"), (-12, -12, "right", "top"))
+
+
+def _place_labels(ax, labels: dict[tuple[float, float], str], points: list[tuple[float, float]]) -> None:
+    """Annotate each point with its label at the first offset whose text box overlaps no placed
+    label, no other point and no legend, and lies nearer its own point than any other (first
+    offset when none qualifies)."""
+    renderer = ax.figure.canvas.get_renderer()
+    taken = [ax.get_legend().get_window_extent(renderer)] if ax.get_legend() else []
+    marks = [ax.transData.transform(p) for p in points]
+    for xy, text in labels.items():
+        own = ax.transData.transform(xy)
+        chosen = None
+        for dx, dy, ha, va in _OFFSETS:
+            ann = ax.annotate(text, xy, textcoords="offset points", xytext=(dx, dy), ha=ha, va=va, fontsize=8)
+            box = ann.get_window_extent(renderer).expanded(1.05, 1.15)
+            centre = ((box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2)
+            others = [(x, y) for x, y in marks if abs(x - own[0]) + abs(y - own[1]) > 1e-6]
+            hits_point = any(box.x0 - 6 < x < box.x1 + 6 and box.y0 - 6 < y < box.y1 + 6 for x, y in others)
+            # unambiguous: the label's centre is nearer its own point than any other point
+            nearer = all(_dist(centre, own) < _dist(centre, o) for o in others)
+            if nearer and not hits_point and not any(box.overlaps(t) for t in taken):
+                chosen = box
+                break
+            ann.remove()
+        if chosen is None:
+            dx, dy, ha, va = _OFFSETS[0]
+            chosen = ax.annotate(text, xy, textcoords="offset points", xytext=(dx, dy), ha=ha, va=va,
+                                 fontsize=8).get_window_extent(renderer)
+        taken.append(chosen)
+
+
+def _dist(p: tuple[float, float], q: tuple[float, float]) -> float:
+    return math.hypot(p[0] - q[0], p[1] - q[1])
