@@ -128,6 +128,24 @@ def _add_eval(sub: argparse._SubParsersAction) -> Callable:
 COMMANDS.append(_add_eval)
 
 
+def _add_hw(sub: argparse._SubParsersAction) -> Callable:
+    """TEMPORARY hook (branch hw): the new cli registers vitaccel.commands.hw itself."""
+    from vitaccel.commands import hw
+    from vitaccel.errors import UserError
+    hw.register(sub)
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return args.func(args)
+        except UserError as exc:
+            print(f"vitaccel hw: error: {exc}", file=sys.stderr)
+            return 2
+    return run
+
+
+COMMANDS.append(_add_hw)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vitaccel", description=__doc__.splitlines()[0])
     from vitaccel import __version__

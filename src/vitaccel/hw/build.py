@@ -1,0 +1,77 @@
+"""``build(config)``: every circuit of one accelerator config, refused with HardwareError when the
+generators cannot build it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from amaranth.lib import wiring
+
+from vitaccel.arith.config import AcceleratorConfig
+from vitaccel.hw.accumulator import IntAccumulator
+from vitaccel.hw.codecs import CodecRoundTrip, check_codec, decoder, encoder
+from vitaccel.hw.common import MAX_LANES, refuse
+from vitaccel.hw.dot import FloatDotUnit, IntDotUnit, Registered
+from vitaccel.hw.float_lane import FloatLane
+from vitaccel.hw.float_tree import FloatTree, check_tree, formats
+from vitaccel.hw.fp32 import F32Add
+from vitaccel.hw.int_lane import IntLane
+from vitaccel.hw.tree import IntTree
+
+
+@dataclass
+class Circuits:
+    """The elements of one config (name -> factory of a fresh component) and its dot-product unit."""
+
+    config: AcceleratorConfig
+    makers: dict[str, Callable[[], wiring.Component]] = field(default_factory=dict)
+    dot: Callable[[], wiring.Component] | None = None
+
+    def elements(self) -> dict[str, wiring.Component]:
+        """Fresh instances of every combinational element."""
+        return {name: make() for name, make in self.makers.items()}
+
+    def registered(self, name: str) -> Registered:
+        """The element ``name`` with registered inputs and outputs (for timing)."""
+        return Registered(self.makers[name]())
+
+    def dot_unit(self) -> wiring.Component:
+        return self.dot()
+
+
+def check(config: AcceleratorConfig) -> None:
+    """Refuse configs the circuits cannot build (HardwareError names key, value and what is allowed)."""
+    if config.datapath == "native":
+        raise refuse("datapath", config.datapath, "the native datapath is the host's float32 matmul and has no "
+                     "circuit; choose a config with datapath 'int' or 'float'")
+    section = config.int_datapath if config.datapath == "int" else config.float_datapath
+    key = "int_datapath" if config.datapath == "int" else "float_datapath"
+    if section.group_size > MAX_LANES:
+        raise refuse(f"{key}.group_size", section.group_size, f"the generators build at most {MAX_LANES} lanes")
+    if config.datapath == "int" and section.psum_codec() is not None:
+        check_codec(section.psum_codec(), section.acc_bits)
+
+
+def build(config: AcceleratorConfig | str) -> Circuits:
+    """The circuits of a config (a preset name, a YAML path or an ``AcceleratorConfig``)."""
+    config = AcceleratorConfig.load(config)
+    check(config)
+    out = Circuits(config)
+    if config.datapath == "int":
+        dp = config.int_datapath
+        out.makers.update(int_lane=lambda: IntLane(dp), int_tree=lambda: IntTree(dp),
+                          accumulator=lambda: IntAccumulator(dp))
+        codec = dp.psum_codec()
+        if codec is not None:
+            out.makers.update(codec_encoder=lambda: encoder(codec), codec_decoder=lambda: decoder(codec),
+                              codec_round_trip=lambda: CodecRoundTrip(codec, dp.acc_bits, dp.overflow))
+        out.dot = lambda: IntDotUnit(dp)
+    else:
+        fp = config.float_datapath
+        fa, fb = formats(fp)
+        check_tree(fp)
+        out.makers.update(float_lane=lambda: FloatLane(fa, fb, fp.multiplier), float_tree=lambda: FloatTree(fp),
+                          f32_add=F32Add)
+        out.dot = lambda: FloatDotUnit(fp)
+    return out
