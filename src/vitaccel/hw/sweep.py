@@ -2,8 +2,8 @@
 and switching energy, for every ``keep_bits`` and ``keep_rounding`` of the int8 lane, the exact
 multiplier and DRUM's arrangement built by the same flow (DESIGN.md section 12).
 
-The lane comes from ``lane_factory(keep_bits, rounding)``; ``reference_lane`` (here) builds the
-section-4 lane from ``LeadingOneMultiplier`` until a caller passes ``vitaccel.hw``'s own.
+The lane comes from ``lane_factory(keep_bits, rounding)``, by default ``vitaccel.hw``'s
+``IntLane``; ``DrumMultiplier`` (here) is the reference arrangement that truncates both operands.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from amaranth import Module, Mux, Signal, Value, signed, unsigned
+from amaranth import Module, Mux, Signal, Value, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -20,86 +20,59 @@ from vitaccel.arith.config import AcceleratorConfig, IntDatapath
 from vitaccel.arith.intpath import ROUNDINGS
 from vitaccel.arith.stats import error_stats
 from vitaccel.errors import HardwareError
+from vitaccel.hw.common import absolute, leading_one
 from vitaccel.hw.energy import DEFAULT_OPS, Calibration, ExactMultiplier, calibrate, energy_per_op
+from vitaccel.hw.int_lane import IntLane
 from vitaccel.hw.synth import synthesize
 
 LaneFactory = Callable[[int, str], wiring.Component]
-KINDS = ("exact", "lane", "drum")
 
 
-def leading_one(m: Module, mag: Value, keep_bits: int, rounding: str) -> tuple[Signal, Signal]:
-    """(t, s) of leading-one truncation of the unsigned ``mag`` (DESIGN.md section 4): the
-    detector (priority encoder), the right shifter and the rounding; ``mag ~ t << s``."""
-    width = len(mag)
-    if keep_bits >= width:                         # nothing to drop
-        return mag, Signal(1)
-    p = Signal(range(width), name="lead")          # position of the leading one (0 for mag = 0)
-    for i in range(width):
-        with m.If(mag[i]):
-            m.d.comb += p.eq(i)
-    s0 = Signal(range(width - keep_bits + 1), name="s0")
-    m.d.comb += s0.eq(Mux(p >= keep_bits, p - (keep_bits - 1), 0))
-    t = Signal(keep_bits, name="t")
-    s = Signal(range(width - keep_bits + 2), name="s")
-    if rounding == "truncate":
-        m.d.comb += [t.eq(mag >> s0), s.eq(s0)]
-    elif rounding == "unbiased":
-        m.d.comb += [t.eq((mag >> s0) | (s0 != 0)), s.eq(s0)]
-    else:                                          # nearest: half up, a carry renormalises
-        rounded = Signal(keep_bits + 1, name="rounded")
-        m.d.comb += rounded.eq((mag + ((1 << s0) >> 1)) >> s0)
-        carry = rounded[keep_bits]
-        m.d.comb += [t.eq(Mux(carry, 1 << (keep_bits - 1), rounded[:keep_bits])), s.eq(s0 + carry)]
-    return t, s
+class DrumMultiplier(wiring.Component):
+    """DRUM-style signed multiplier (Hashemi et al., ICCAD 2015): each operand's magnitude keeps
+    ``keep_bits`` from its leading one with the lowest forced to one (exact below 2^keep_bits),
+    a keep_bits x keep_bits multiplier, a shifter by the sum of both shifts, the sign applied."""
 
-
-class LeadingOneMultiplier(wiring.Component):
-    """Sign-magnitude multiplier that keeps ``keep_bits`` from the leading one of a (and of b with
-    ``truncate_b``, DRUM's arrangement): detector, truncation, small multiplier, shifter, sign."""
-
-    def __init__(self, a_bits: int = 8, b_bits: int = 8, keep_bits: int = 4, rounding: str = "truncate",
-                 truncate_b: bool = False) -> None:
-        if rounding not in ROUNDINGS:
-            raise HardwareError(f"rounding: value {rounding!r} is not allowed; choose one of {list(ROUNDINGS)}")
-        if not isinstance(keep_bits, int) or not 1 <= keep_bits <= a_bits:
-            raise HardwareError(f"keep_bits: value {keep_bits!r} is not allowed; an integer from 1 to {a_bits}")
-        self.keep_bits, self.rounding, self.truncate_b = keep_bits, rounding, truncate_b
-        # one spare bit: the forced-one LSB of -2^(bits-1) can exceed 2^(bits-1)
-        super().__init__({"a": In(signed(a_bits)), "b": In(signed(b_bits)),
-                          "p": Out(signed(a_bits + b_bits + 1))})
+    def __init__(self, bits: int = 8, keep_bits: int = 4) -> None:
+        self.bits, self.keep_bits = bits, keep_bits
+        # |truncated x| < 2^bits, so the product needs 2 * bits magnitude bits and a sign
+        super().__init__({"a": In(signed(bits)), "b": In(signed(bits)), "p": Out(signed(2 * bits + 1))})
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        neg_a, mag_a = self._split(m, self.a, "a")
-        ta, sa = leading_one(m, mag_a, self.keep_bits, self.rounding)
-        if self.truncate_b:
-            neg_b, mag_b = self._split(m, self.b, "b")
-            tb, sb = leading_one(m, mag_b, self.keep_bits, self.rounding)
-            mag = (ta * tb) << (sa + sb)
-            m.d.comb += self.p.eq(Mux(neg_a ^ neg_b, -mag, mag))
-        else:
-            prod = (ta * self.b) << sa
-            m.d.comb += self.p.eq(Mux(neg_a, -prod, prod))
+        ta, sa = self._truncate(m, self.a, "a")
+        tb, sb = self._truncate(m, self.b, "b")
+        mag = Signal(2 * self.bits, name="mag_p")
+        m.d.comb += mag.eq((ta * tb) << (sa + sb))
+        m.d.comb += self.p.eq(Mux((self.a < 0) ^ (self.b < 0), -mag, mag))
         return m
 
-    @staticmethod
-    def _split(m: Module, x: Value, name: str) -> tuple[Value, Signal]:
-        mag = Signal(unsigned(len(x)), name=f"mag_{name}")
-        m.d.comb += mag.eq(Mux(x[-1], -x, x))
-        return x[-1], mag
+    def _truncate(self, m: Module, x: Value, name: str) -> tuple[Signal, Signal]:
+        """(t, s) with ``|x| ~ t << s``: detector, right shifter, forced-one LSB."""
+        k, n = self.keep_bits, self.bits
+        mag = Signal(n, name=f"mag_{name}")
+        m.d.comb += mag.eq(absolute(x))
+        pos = leading_one(m, mag, f"lead_{name}")
+        s = Signal(range(n - k + 1), name=f"s_{name}")
+        m.d.comb += s.eq(Mux(pos >= k, pos - (k - 1), 0))
+        t = Signal(k, name=f"t_{name}")
+        m.d.comb += t.eq((mag >> s) | (s != 0))
+        return t, s
 
 
-def reference_lane(keep_bits: int, rounding: str) -> wiring.Component:
-    """The int8 lane of DESIGN.md section 4 (a truncated, b exact)."""
-    return LeadingOneMultiplier(8, 8, keep_bits, rounding)
+def drum(keep_bits: int, bits: int = 8) -> DrumMultiplier:
+    """A checked ``DrumMultiplier`` (HardwareError unless 1 <= keep_bits <= bits)."""
+    if not isinstance(keep_bits, int) or isinstance(keep_bits, bool) or not 1 <= keep_bits <= bits:
+        raise HardwareError(f"keep_bits: value {keep_bits!r} is not allowed; an integer from 1 to {bits}")
+    return DrumMultiplier(bits, keep_bits)
 
 
-def drum(keep_bits: int) -> wiring.Component:
-    """DRUM-style int8 multiplier: both operands keep ``keep_bits`` with the lowest forced to one."""
-    return LeadingOneMultiplier(8, 8, keep_bits, "unbiased", truncate_b=True)
+def hw_lane(keep_bits: int, rounding: str) -> wiring.Component:
+    """``vitaccel.hw``'s int8 lane (a truncated, w exact) at one keep_bits and rounding."""
+    return IntLane(IntDatapath(keep_bits=keep_bits, keep_rounding=rounding))
 
 
-def sweep(lane_factory: LaneFactory = reference_lane, *, keep_bits: Iterable[int] = range(1, 9),
+def sweep(lane_factory: LaneFactory = hw_lane, *, keep_bits: Iterable[int] = range(1, 9),
           roundings: Iterable[str] = ROUNDINGS, drum_keep_bits: Iterable[int] = (4,),
           calibration: Calibration | None = None, n: int = DEFAULT_OPS, seed: int = 0,
           cache: Path | str | bool | None = None) -> list[dict]:
