@@ -11,7 +11,7 @@ from amaranth.sim import Simulator
 
 from vitaccel.errors import HardwareError
 from vitaccel.hw import netlist as netlist_mod
-from vitaccel.hw.synth import _run, default_cache_dir, generic_script, synthesize, to_rtlil
+from vitaccel.hw.synth import _run, default_cache_dir, generic_script, synth_table, synthesize, to_rtlil
 
 LIBERTY = """library(tiny) {
   cell(BUF) { area: %(buf)s; pin(A) { direction: input; } pin(Y) { direction: output; function: "A"; } }
@@ -205,3 +205,14 @@ def test_netlist_refuses_bad_input(mul8, tmp_path):
     assert reg.n_cells > 0 and 1 <= reg.depth < reg.n_cells and not reg.transistors_complete
     with pytest.raises(HardwareError, match="flip-flops or latches"):
         reg.netlist().simulate({"a": np.array([1, 2])})
+
+
+def test_synth_table_of_a_config(tmp_path):
+    rows = synth_table("int8-lot4", cache=tmp_path, dot_unit=False)
+    assert [r["element"] for r in rows] == ["int_lane", "int_tree", "accumulator"]
+    assert all(r["config"] == "int8-lot4" and r["cells"] > 0 and r["transistors"] > 0 and r["depth"] > 0
+               and r["area_um2"] is None and not r["cached"] for r in rows)
+    again = synth_table("int8-lot4", cache=tmp_path, dot_unit=False)
+    assert all(r["cached"] for r in again) and [r["cells"] for r in again] == [r["cells"] for r in rows]
+    with pytest.raises(HardwareError, match="datapath"):
+        synth_table("fp32", cache=tmp_path)

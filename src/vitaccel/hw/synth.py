@@ -6,6 +6,7 @@ Flow (fixed gate set, so that every unit is counted the same way)::
 
     read_rtlil; hierarchy -check -top NAME; synth -flatten -top NAME
     abc -g AND,NAND,OR,NOR,XOR,XNOR,MUX; opt_clean
+    delete t:$scopeinfo          (hierarchy notes that flattening leaves; not logic)
     stat -json -tech cmos; write_json
 
 Cells and transistors come from ``stat -json -tech cmos``; the depth (longest path in gates, a
@@ -74,14 +75,14 @@ def default_cache_dir() -> Path:
 def generic_script(name: str) -> str:
     """The generic-gate flow for top module ``name`` (reads ``design.il``, writes two JSON files)."""
     return (f"read_rtlil design.il\nhierarchy -check -top {name}\nsynth -flatten -top {name}\n"
-            f"abc -g {GATE_SET}\nopt_clean\ntee -q -o stat.json stat -json -tech cmos\n"
+            f"abc -g {GATE_SET}\nopt_clean\ndelete t:$scopeinfo\ntee -q -o stat.json stat -json -tech cmos\n"
             "write_json netlist.json\n")
 
 
 def liberty_script(name: str) -> str:
     """The Liberty flow for top module ``name`` (reads ``design.il`` and ``cells.lib``)."""
     return (f"read_rtlil design.il\nhierarchy -check -top {name}\nsynth -flatten -top {name}\n"
-            "dfflibmap -liberty cells.lib\nabc -liberty cells.lib\nopt_clean\n"
+            "dfflibmap -liberty cells.lib\nabc -liberty cells.lib\nopt_clean\ndelete t:$scopeinfo\n"
             "tee -q -o area.json stat -json -liberty cells.lib\n")
 
 
@@ -149,6 +150,25 @@ def synthesize(component: object, name: str, *, liberty: Path | str | None = Non
     return SynthResult(**record)
 
 
+def synth_table(config: object, *, liberty: Path | str | None = None, cache: Path | str | bool | None = None,
+                dot_unit: bool = True) -> list[dict]:
+    """One row per element of a config (``vitaccel.hw.build``) and, with ``dot_unit``, its
+    dot-product unit: cells, transistors, depth, area (None without ``liberty``), tool version."""
+    from vitaccel.hw.build import build
+
+    circuits = build(config)
+    units = circuits.elements()
+    if dot_unit:
+        units["dot_unit"] = circuits.dot_unit()
+    rows = []
+    for element, component in units.items():
+        name = re.sub(r"\W", "_", f"u_{circuits.config.name}_{element}")
+        result = synthesize(component, name, liberty=liberty, cache=cache)
+        rows.append({"config": circuits.config.name, "element": element, **result.row(),
+                     "seconds": result.seconds, "cached": result.cached})
+    return rows
+
+
 def _read_liberty(liberty: Path | str) -> str:
     path = Path(liberty)
     try:
@@ -202,4 +222,4 @@ def _store(cache_dir: Path | None, key: str, record: dict) -> None:
     os.replace(tmp, cache_dir / f"{key}.json")
 
 
-__all__ = ["GATE_SET", "SynthResult", "default_cache_dir", "synthesize", "to_rtlil", "yosys_version"]
+__all__ = ["GATE_SET", "SynthResult", "default_cache_dir", "synth_table", "synthesize", "to_rtlil", "yosys_version"]
