@@ -66,6 +66,21 @@ class Reg(wiring.Component):
         return m
 
 
+class Wrapped(wiring.Component):
+    """Two submodules: flattening leaves hierarchy notes that are not gates."""
+
+    a: In(signed(4))
+    b: In(signed(4))
+    p: Out(signed(9))
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.m1 = m1 = Mul(4)
+        m.submodules.m2 = m2 = Mul(4)
+        m.d.comb += [m1.a.eq(self.a), m1.b.eq(self.b), m2.a.eq(self.b), m2.b.eq(3), self.p.eq(m1.p + m2.p)]
+        return m
+
+
 @pytest.fixture(scope="module")
 def mul8(tmp_path_factory):
     return synthesize(Mul(8), "mul8", cache=tmp_path_factory.mktemp("cache"))
@@ -153,6 +168,13 @@ def test_bad_units():
 def test_netlist_exact_on_every_pair(mul8):
     a, b = (x.ravel() for x in np.meshgrid(np.arange(-128, 128), np.arange(-128, 128)))
     assert np.array_equal(mul8.netlist().simulate({"a": a, "b": b})["p"], a * b)
+
+
+def test_hierarchical_unit(tmp_path):
+    unit = synthesize(Wrapped(), "wrapped", cache=tmp_path)
+    assert unit.netlist().cell_counts() == unit.cells and unit.transistors_complete
+    a, b = (x.ravel() for x in np.meshgrid(np.arange(-8, 8), np.arange(-8, 8)))
+    assert np.array_equal(unit.netlist().simulate({"a": a, "b": b})["p"], a * b + 3 * b)
 
 
 def test_netlist_matches_amaranth_simulation(mixed):
