@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 
 from vitaccel.errors import HardwareError
-from vitaccel.hw.energy import ASSUMPTIONS, ExactMultiplier, calibrate, energy_per_op, toggles_per_op, uniform_operands
+from vitaccel.hw.energy import (
+    ASSUMPTIONS,
+    ExactMultiplier,
+    calibrate,
+    energy_per_op,
+    group_energies,
+    toggles_per_op,
+    uniform_operands,
+)
 from vitaccel.hw.synth import synthesize
 from vitaccel.measure.cost import EnergyTable
 
@@ -63,3 +71,19 @@ def test_bad_streams(cache):
         toggles_per_op(nl, {"a": np.array([1]), "b": np.array([1])})
     with pytest.raises(HardwareError, match="n: value 1"):
         uniform_operands(nl, 1)
+
+
+def test_group_energies_of_a_config(cal, cache):
+    e = group_energies("int8-lot4", calibration=cal, n=600, cache=cache)
+    lane, tree = e["lane"], e["tree"]
+    assert lane.n_ops == 16 * 600 and tree.n_ops == 600 and "through the lanes" in tree.operands
+    assert 0.5 * cal.reference_pj < lane.energy_pj < cal.reference_pj       # truncated lane: below the exact one
+    assert tree.energy_pj > lane.energy_pj                                 # 16 wide products summed
+    rng = np.random.default_rng(4)
+    small = rng.integers(-2, 3, (600, 16))                                 # small activations: quieter
+    quiet = group_energies("int8-lot4", small, rng.integers(-127, 128, (600, 16)), calibration=cal, cache=cache)
+    assert quiet["lane"].energy_pj < 0.8 * lane.energy_pj and quiet["tree"].energy_pj < tree.energy_pj
+    zeros = np.zeros((50, 16), dtype=np.int64)
+    assert group_energies("int8-lot4", zeros, zeros, calibration=cal, cache=cache)["tree"].energy_pj == 0
+    with pytest.raises(HardwareError, match=r"shapes \(50, 8\)"):
+        group_energies("int8-lot4", zeros[:, :8], zeros[:, :8], calibration=cal, cache=cache)

@@ -20,7 +20,7 @@ from amaranth.lib.wiring import In, Out
 
 from vitaccel.errors import HardwareError
 from vitaccel.hw.netlist import Netlist
-from vitaccel.hw.synth import SynthResult, synthesize
+from vitaccel.hw.synth import SynthResult, synthesize, unit_name
 
 REFERENCE_UNIT = "mul8x8_exact"
 DEFAULT_OPS = 1 << 16
@@ -123,3 +123,44 @@ def energy_per_op(unit: SynthResult, stream: Mapping[str, np.ndarray] | None = N
     t = toggles_per_op(netlist, stream)
     return EnergyEstimate(unit.name, t, t * calibration.pj_per_toggle, len(next(iter(stream.values()))), operands,
                           calibration)
+
+
+def group_energies(config: object, a: np.ndarray | None = None, b: np.ndarray | None = None, *,
+                   calibration: Calibration, n: int = 4096, seed: int = 0,
+                   cache: Path | str | bool | None = None) -> dict[str, EnergyEstimate]:
+    """Energy of a config's lane (per multiply) and adder tree (per group of G products) on
+    operand codes ``a``, ``b`` of shape (n, G): row t is the group the unit takes at step t, column
+    i feeds lane i (integer codes, or float bit patterns); uniform random over the lane's port
+    ranges when None. The tree is driven by the lanes' own simulated products."""
+    from vitaccel.hw.build import build
+
+    circuits = build(config)
+    cfg = circuits.config
+    kind = "int" if cfg.datapath == "int" else "float"
+    g = (cfg.int_datapath if kind == "int" else cfg.float_datapath).group_size
+    lane = synthesize(circuits.makers[f"{kind}_lane"](), unit_name(cfg.name, f"{kind}_lane"), cache=cache)
+    tree = synthesize(circuits.makers[f"{kind}_tree"](), unit_name(cfg.name, f"{kind}_tree"), cache=cache)
+    lane_nl, tree_nl = lane.netlist(), tree.netlist()
+    first, second = "a", next(p for p in lane_nl.inputs if p != "a")
+    operands = "given operands"
+    if a is None or b is None:
+        rng = np.random.default_rng(seed)
+        pa, pb = lane_nl.inputs[first], lane_nl.inputs[second]
+        a = rng.integers(pa.lo, pa.hi, size=(n, g), endpoint=True)
+        b = rng.integers(pb.lo, pb.hi, size=(n, g), endpoint=True)
+        operands = f"uniform random over each lane port's range (seed {seed})"
+    a, b = np.asarray(a), np.asarray(b)
+    if a.ndim != 2 or a.shape != b.shape or a.shape[1] != g or a.shape[0] < 2:
+        raise HardwareError(f"operands: shapes {a.shape} and {b.shape} are not allowed; both (n, {g}) with n >= 2 "
+                            f"(G = group_size of {cfg.name!r})")
+    lane_toggles, products = 0, {}
+    for i in range(g):
+        stream = {first: a[:, i], second: b[:, i]}
+        lane_toggles += int(lane_nl.toggle_counts(stream).sum())
+        products[f"p__{i}"] = lane_nl.simulate(stream)["p"]
+    per_lane = lane_toggles / (g * (a.shape[0] - 1))
+    per_tree = toggles_per_op(tree_nl, products)
+    return {"lane": EnergyEstimate(lane.name, per_lane, per_lane * calibration.pj_per_toggle, g * a.shape[0],
+                                   operands, calibration),
+            "tree": EnergyEstimate(tree.name, per_tree, per_tree * calibration.pj_per_toggle, a.shape[0],
+                                   f"{operands}, through the lanes", calibration)}

@@ -150,6 +150,11 @@ def synthesize(component: object, name: str, *, liberty: Path | str | None = Non
     return SynthResult(**record)
 
 
+def unit_name(config_name: str, element: str) -> str:
+    """The Yosys top-module name of one element of a config."""
+    return re.sub(r"\W", "_", f"u_{config_name}_{element}")
+
+
 def synth_table(config: object, *, liberty: Path | str | None = None, cache: Path | str | bool | None = None,
                 dot_unit: bool = True) -> list[dict]:
     """One row per element of a config (``vitaccel.hw.build``) and, with ``dot_unit``, its
@@ -162,8 +167,7 @@ def synth_table(config: object, *, liberty: Path | str | None = None, cache: Pat
         units["dot_unit"] = circuits.dot_unit()
     rows = []
     for element, component in units.items():
-        name = re.sub(r"\W", "_", f"u_{circuits.config.name}_{element}")
-        result = synthesize(component, name, liberty=liberty, cache=cache)
+        result = synthesize(component, unit_name(circuits.config.name, element), liberty=liberty, cache=cache)
         rows.append({"config": circuits.config.name, "element": element, **result.row(),
                      "seconds": result.seconds, "cached": result.cached})
     return rows
@@ -222,4 +226,5 @@ def _store(cache_dir: Path | None, key: str, record: dict) -> None:
     os.replace(tmp, cache_dir / f"{key}.json")
 
 
-__all__ = ["GATE_SET", "SynthResult", "default_cache_dir", "synth_table", "synthesize", "to_rtlil", "yosys_version"]
+__all__ = ["GATE_SET", "SynthResult", "default_cache_dir", "synth_table", "synthesize", "to_rtlil", "unit_name",
+           "yosys_version"]
