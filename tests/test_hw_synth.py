@@ -238,3 +238,11 @@ def test_synth_table_of_a_config(tmp_path):
     assert all(r["cached"] for r in again) and [r["cells"] for r in again] == [r["cells"] for r in rows]
     with pytest.raises(HardwareError, match="datapath"):
         synth_table("fp32", cache=tmp_path)
+
+
+def test_cache_does_not_depend_on_source_location(tmp_path):
+    from vitaccel.hw.energy import ExactMultiplier
+
+    # the same logic, written in another file: the same record
+    assert not synthesize(Mul(8), "m8", cache=tmp_path).cached
+    assert synthesize(ExactMultiplier(8, 8), "m8", cache=tmp_path).cached

