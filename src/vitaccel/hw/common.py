@@ -16,7 +16,8 @@ def refuse(key: str, value: object, allowed: str) -> HardwareError:
 
 
 def leading_one(m: Module, x: Value, name: str) -> Signal:
-    """Position of the highest set bit of the unsigned ``x`` (0 when x is 0): a priority encoder."""
+    """Position of the highest set bit of the unsigned ``x`` (0 when x is 0): a priority encoder
+    (written as a priority chain, which synthesis restructures; the simulator settles it in one step)."""
     pos = Signal(range(max(len(x), 2)), name=name)
     for i in range(len(x)):
         with m.If(x[i]):
@@ -25,21 +26,10 @@ def leading_one(m: Module, x: Value, name: str) -> Signal:
 
 
 def shift_right_sticky(m: Module, x: Value, amount: Value, name: str) -> tuple[Signal, Signal]:
-    """Logarithmic right shifter of the unsigned ``x`` by ``amount``; also ORs every dropped bit (sticky)."""
-    cur: Value = x
-    sticky: Value = Const(0, 1)
-    for j in range(len(amount)):
-        step = 1 << j
-        if step >= len(x):
-            dropped, shifted = cur != 0, Const(0, len(x))
-        else:
-            dropped, shifted = cur[:step] != 0, cur[step:]
-        nxt = Signal(len(x), name=f"{name}_s{j}")
-        m.d.comb += nxt.eq(Mux(amount[j], shifted, cur))
-        sticky = sticky | (amount[j] & dropped)
-        cur = nxt
+    """Right shifter of the unsigned ``x`` by ``amount``, and the OR of every bit shifted out (sticky)."""
     out, st = Signal(len(x), name=f"{name}_out"), Signal(name=f"{name}_sticky")
-    m.d.comb += [out.eq(cur), st.eq(sticky)]
+    mask = (Const(1, len(x) + 1) << amount) - 1
+    m.d.comb += [out.eq(x >> amount), st.eq((x & mask[:len(x)]) != 0)]
     return out, st
 
 

@@ -86,7 +86,7 @@ class Registered(wiring.Component):
 
     def __init__(self, element: wiring.Component) -> None:
         self.element = element
-        super().__init__(element.signature.members)
+        super().__init__(dict(element.signature.members))
 
     def elaborate(self, platform) -> Module:
         m = Module()

@@ -41,37 +41,56 @@ def round_to_f32(m: Module, total: Value, exp: Value, name: str) -> Signal:
     return out
 
 
-def f32_fixed(m: Module, bits: Value, name: str) -> tuple[Signal, Signal, Signal]:
-    """(signed value in units of 2^-149, nan, inf) of float32 bits."""
+WINDOW = 27          # bits kept below the larger operand's LSB; lower bits of the smaller one jam into a sticky
+
+
+def f32_fields(m: Module, bits: Value, name: str) -> tuple[Signal, Signal, Signal, Signal]:
+    """(significand with its hidden one, effective exponent field max(E, 1), nan, inf) of float32 bits."""
     efield, man = bits[23:31], bits[:23]
-    fixed = Signal(signed(24 + 254 + 1), name=f"{name}_fixed")
-    mag = Signal(24 + 254, name=f"{name}_fmag")
-    m.d.comb += mag.eq(Cat(man, efield != 0) << (Mux(efield == 0, 1, efield) - 1)[:8])
-    m.d.comb += fixed.eq(Mux(bits[31], -mag, mag))
+    sig, exp = Signal(24, name=f"{name}_sig"), Signal(8, name=f"{name}_exp")
     nan, inf = Signal(name=f"{name}_nan"), Signal(name=f"{name}_inf")
-    m.d.comb += [nan.eq((efield == 255) & (man != 0)), inf.eq((efield == 255) & (man == 0))]
-    return fixed, nan, inf
+    m.d.comb += [sig.eq(Cat(man, efield != 0)), exp.eq(Mux(efield == 0, 1, efield)),
+                 nan.eq((efield == 255) & (man != 0)), inf.eq((efield == 255) & (man == 0))]
+    return sig, exp, nan, inf
 
 
 class F32Add(wiring.Component):
-    """The float32 accumulator add ``y = round(a + b)`` (nearest even, IEEE specials; canonical NaN)."""
+    """The float32 accumulator add ``y = round(a + b)`` (nearest even, IEEE specials; canonical NaN).
+
+    Swap so |a| >= |b|, align b to a's exponent keeping ``WINDOW`` bits below a's LSB (the rest ORed
+    into the lowest kept bit), add, round. Exact rounding: when b loses bits (exponent difference
+    > 1) the result's quantum is at least 2^(WINDOW - 1) window LSBs, so the jammed odd LSB falls on
+    the same side of every rounding boundary as the exact value; otherwise nothing is lost.
+    """
 
     def __init__(self) -> None:
         super().__init__({"a": In(32), "b": In(32), "y": Out(32)})
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        fa, nan_a, inf_a = f32_fixed(m, self.a, "a")
-        fb, nan_b, inf_b = f32_fixed(m, self.b, "b")
-        total = Signal(signed(len(fa) + 1), name="total")
-        m.d.comb += total.eq(fa + fb)
-        rounded = round_to_f32(m, total, Const(-149, signed(9)), "sum")
-        with m.If(nan_a | nan_b | (inf_a & inf_b & (self.a[31] != self.b[31]))):
+        swap = Signal(name="swap")
+        m.d.comb += swap.eq(self.b[:31] > self.a[:31])
+        big, small = Signal(32, name="big"), Signal(32, name="small")
+        m.d.comb += [big.eq(Mux(swap, self.b, self.a)), small.eq(Mux(swap, self.a, self.b))]
+        sig_a, exp_a, nan_a, inf_a = f32_fields(m, big, "big")
+        sig_b, exp_b, nan_b, inf_b = f32_fields(m, small, "small")
+        diff = Signal(8, name="diff")
+        m.d.comb += diff.eq(exp_a - exp_b)
+        amount = Signal(6, name="amount")
+        m.d.comb += amount.eq(Mux(diff > 63, 63, diff))
+        aligned, sticky = shift_right_sticky(m, Cat(Const(0, WINDOW), sig_b), amount, "align")
+        jammed = Signal(24 + WINDOW, name="jammed")
+        m.d.comb += jammed.eq(aligned | sticky)
+        wide_a = Cat(Const(0, WINDOW), sig_a)
+        total = Signal(signed(24 + WINDOW + 2), name="total")
+        m.d.comb += total.eq(Mux(big[31], -wide_a, wide_a) + Mux(small[31], -jammed, jammed))
+        exp = Signal(signed(10), name="lsb_exp")
+        m.d.comb += exp.eq(exp_a - (150 + WINDOW))
+        rounded = round_to_f32(m, total, exp, "sum")
+        with m.If(nan_a | nan_b | (inf_a & inf_b & (big[31] != small[31]))):
             m.d.comb += self.y.eq(NAN)
         with m.Elif(inf_a):
-            m.d.comb += self.y.eq(self.a)
-        with m.Elif(inf_b):
-            m.d.comb += self.y.eq(self.b)
+            m.d.comb += self.y.eq(big)
         with m.Else():
             m.d.comb += self.y.eq(rounded)
         return m

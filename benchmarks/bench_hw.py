@@ -1,0 +1,140 @@
+"""Co-simulation throughput of the circuits (Amaranth's Python simulator) and the cost of the flow.
+
+Per element: vectors per second of co-simulation (circuit outputs for random input vectors, many
+copies of the element per simulator step), checked against golden on the way. Per preset: time to
+build and elaborate the dot unit, co-simulate dot products (vectors = clocks), and export Verilog +
+golden vectors + bench (and run it in Icarus when ``iverilog`` is on PATH). Finally the exhaustive
+integer-lane sweep: every signed 8-bit pair for every keep_bits 1..8 and rounding (1,572,864 vectors).
+
+    flock /tmp/vitaccel-timing.lock python benchmarks/bench_hw.py            # about 5 minutes
+    flock /tmp/vitaccel-timing.lock python benchmarks/bench_hw.py --quick    # no exhaustive sweep
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import subprocess
+import tempfile
+import time
+
+from amaranth.hdl import Fragment
+
+from vitaccel.arith import AcceleratorConfig, golden
+from vitaccel.arith.config import FloatDatapath, IntDatapath
+from vitaccel.arith.formats import FloatFormat
+from vitaccel.hw import build
+from vitaccel.hw.export import _float_operands, _int_operands, export, golden_accumulators
+from vitaccel.hw.float_lane import FloatLane
+from vitaccel.hw.float_tree import FloatTree
+from vitaccel.hw.fp32 import F32Add
+from vitaccel.hw.int_lane import IntLane
+from vitaccel.hw.sim import group_stream, run_comb, run_streams
+from vitaccel.hw.tree import IntTree
+
+
+def rate(make, vectors) -> tuple[float, list]:
+    t0 = time.perf_counter()
+    out = run_comb(make, vectors)
+    return len(vectors) / (time.perf_counter() - t0), out
+
+
+def elements(n: int) -> None:
+    rng = random.Random(0)
+    print(f"\nco-simulation throughput per element ({n} random vectors each)")
+    print(f"{'element':<34} {'vectors/s':>10}  {'mismatches':>10}")
+    pairs = [{"a": rng.randint(-128, 127), "w": rng.randint(-128, 127)} for _ in range(n)]
+    for k, r in ((None, "truncate"), (4, "unbiased"), (4, "nearest")):
+        dp = IntDatapath(keep_bits=k, keep_rounding=r)
+        v, out = rate(lambda dp=dp: IntLane(dp), pairs)
+        bad = sum(o["p"] != golden.int_multiply(p["a"], p["w"], k, r) for p, o in zip(pairs, out))
+        print(f"{f'int lane keep={k} {r}':<34} {v:>10.0f}  {bad:>10}")
+    dp = IntDatapath(psum_bits=16, psum_drop_lsbs=4, psum_rounding="nearest")
+    groups = [{f"p[{i}]": rng.randint(-2 ** 14, 2 ** 14) for i in range(16)} for _ in range(n // 16)]
+    v, out = rate(lambda: IntTree(dp), groups)
+    bad = sum(o["psum"] != golden.overflow(golden.drop_lsbs(sum(g.values()), 4, "nearest"), 16, "saturate")
+              for g, o in zip(groups, out))
+    print(f"{'int tree G=16 psum16 (groups)':<34} {v:>10.0f}  {bad:>10}")
+    codec = AcceleratorConfig.preset("int8-lot4-psum").int_datapath.psum_codec()
+    from vitaccel.hw.codecs import CodecRoundTrip
+    xs = [{"x": rng.randint(-2 ** 23, 2 ** 23 - 1)} for _ in range(n)]
+    v, out = rate(lambda: CodecRoundTrip(codec, 24, "saturate"), xs)
+    bad = sum(o["y"] != golden.overflow(int(golden.codec_apply(codec, x["x"])), 24, "saturate")
+              for x, o in zip(xs, out))
+    print(f"{'float codec 1+4+15 round trip':<34} {v:>10.0f}  {bad:>10}")
+    fmt = FloatFormat.named("e5m7")
+    codes = [{"a": rng.randrange(2 ** 13), "b": rng.randrange(2 ** 13)} for _ in range(n)]
+    for mult in ("direct", "nibble"):
+        v, _ = rate(lambda mult=mult: FloatLane(fmt, fmt, mult), codes)
+        print(f"{f'float lane fp13 {mult}':<34} {v:>10.0f}  {'(tests)':>10}")
+    for fp in (FloatDatapath(), FloatDatapath(align_bits=16)):
+        lanes = run_comb(lambda: FloatLane(fmt, fmt), codes[:n // 4])
+        grp = [{f"p[{i}]": lanes[j * 16 + i]["p"] for i in range(16)} for j in range(len(lanes) // 16)]
+        v, _ = rate(lambda fp=fp: FloatTree(fp), grp)
+        print(f"{f'float tree G=16 align={fp.align_bits} (groups)':<34} {v:>10.0f}  {'(tests)':>10}")
+    ab = [{"a": rng.getrandbits(31), "b": rng.getrandbits(31)} for _ in range(n)]
+    v, _ = rate(F32Add, ab)
+    print(f"{'float32 accumulator add':<34} {v:>10.0f}  {'(tests)':>10}")
+
+
+def presets(icarus: bool) -> None:
+    print("\nper preset: build (elaborate the dot unit), co-simulate dot products, export (+ Icarus run)")
+    print(f"{'preset':<16} {'build s':>8} {'clocks':>7} {'clocks/s':>9} {'mismatch':>8} {'export s':>9} "
+          f"{'icarus':>12}")
+    for name in [p for p in AcceleratorConfig.presets() if p != "fp32"]:
+        cfg = AcceleratorConfig.preset(name)
+        t0 = time.perf_counter()
+        circuits = build(cfg)
+        Fragment.get(circuits.dot(), None)
+        t_build = time.perf_counter() - t0
+        rng = random.Random(1)
+        pairs = _int_operands(cfg, rng) if cfg.datapath == "int" else _float_operands(cfg, rng)
+        g = (cfg.int_datapath or cfg.float_datapath).group_size
+        streams = [group_stream(a, b, g) for a, b in pairs]
+        t0 = time.perf_counter()
+        outs = run_streams(circuits.dot, streams)
+        t_sim = time.perf_counter() - t0
+        clocks = sum(len(s) for s in streams)
+        width = cfg.int_datapath.acc_bits if cfg.datapath == "int" else 32
+        bad = sum([o["acc"] & (2 ** width - 1) for o in out] != golden_accumulators(cfg, a, b)
+                  for (a, b), out in zip(pairs, outs))
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            done = export(cfg, tmp)
+            t_exp = time.perf_counter() - t0
+            result = "skipped"
+            if icarus:
+                run = subprocess.run("iverilog -g2012 -o tb.vvp tb_dot_unit.v dot_unit.v && vvp -n tb.vvp", shell=True,
+                                     cwd=tmp, capture_output=True, text=True)
+                result = f"PASS {done.vectors}" if run.returncode == 0 and "PASS" in run.stdout else "FAIL"
+        print(f"{name:<16} {t_build:>8.2f} {clocks:>7} {clocks / t_sim:>9.0f} {bad:>8} {t_exp:>9.1f} {result:>12}")
+
+
+def lane_sweep() -> None:
+    pairs = [{"a": a, "w": w} for a in range(-128, 128) for w in range(-128, 128)]
+    t0 = time.perf_counter()
+    total = bad = 0
+    for k in range(1, 9):
+        for r in ("truncate", "nearest", "unbiased"):
+            dp = IntDatapath(keep_bits=k, keep_rounding=r)
+            out = run_comb(lambda dp=dp: IntLane(dp), pairs)
+            bad += sum(o["p"] != golden.int_multiply(p["a"], p["w"], k, r) for p, o in zip(pairs, out))
+            total += len(pairs)
+    dt = time.perf_counter() - t0
+    print(f"\nexhaustive lane sweep: {total} vectors (8-bit pairs x keep_bits 1..8 x 3 roundings) in {dt:.1f} s "
+          f"({total / dt:.0f} vectors/s incl. golden), {bad} mismatches")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer vectors, no exhaustive sweep")
+    args = parser.parse_args()
+    elements(2048 if args.quick else 16384)
+    presets(shutil.which("iverilog") is not None)
+    if not args.quick:
+        lane_sweep()
+
+
+if __name__ == "__main__":
+    main()

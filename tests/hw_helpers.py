@@ -1,0 +1,49 @@
+"""Shared helpers of the hw co-simulation tests: golden references of circuit outputs."""
+
+from __future__ import annotations
+
+import math
+import struct
+from fractions import Fraction
+
+from vitaccel.arith import golden
+from vitaccel.arith.formats import FloatFormat
+
+
+def product_value(fields: int, layout) -> object:
+    """Golden-style value of a packed float-lane product (Fraction, +-inf, nan); zeros unsigned."""
+    from amaranth.lib import data
+    view = data.Const(layout, fields)
+    if view.nan:
+        return math.nan
+    if view.inf:
+        return -math.inf if view.sign else math.inf
+    v = Fraction(view.sig) * Fraction(2) ** view.exp
+    return -v if view.sign else v
+
+
+def same_value(circuit: object, gold: object) -> bool:
+    """Equality of golden values: NaN == NaN, zeros of either sign equal, exact otherwise."""
+    if isinstance(gold, float) and math.isnan(gold):
+        return isinstance(circuit, float) and math.isnan(circuit)
+    if isinstance(gold, float) and math.isinf(gold):
+        return circuit == gold
+    return not (isinstance(circuit, float)) and Fraction(circuit) == Fraction(gold)
+
+
+def f32(bits: int) -> float:
+    return struct.unpack("<f", struct.pack("<I", bits & 0xFFFFFFFF))[0]
+
+
+def f32_bits(x: float) -> int:
+    """Bits of a float32 value; NaN canonical (the circuits' quiet NaN)."""
+    return 0x7FC00000 if math.isnan(x) else struct.unpack("<I", struct.pack("<f", x))[0]
+
+
+def golden_f32(v: object) -> int:
+    """Bits of a golden float32 result (Fraction or float)."""
+    return f32_bits(golden.to_float(v))
+
+
+def decoded(fmt: FloatFormat, code: int) -> float:
+    return golden.to_float(golden.decode(fmt, code))
