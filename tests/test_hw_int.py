@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from vitaccel.arith import golden
-from vitaccel.arith.config import IntDatapath, PsumStorage
-from vitaccel.arith.psum import CodecSpec, FloatCodec, TruncCodec
+from vitaccel.arith.config import CodecSpec, IntDatapath, PsumStorage
+from vitaccel.arith.psum import FloatCodec, TruncCodec
 from vitaccel.errors import HardwareError
 from vitaccel.hw.accumulator import IntAccumulator
 from vitaccel.hw.codecs import CodecRoundTrip, check_codec, decoder, encoder

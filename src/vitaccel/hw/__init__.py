@@ -5,7 +5,7 @@
 matmul through the circuit in Amaranth's simulator. The native fp32 config has no circuit.
 """
 
-from vitaccel.hw.build import Circuits, build
+from vitaccel.hw.circuits import Circuits, build
 from vitaccel.hw.operands import simulate, simulate_accumulators
 
 __all__ = ["Circuits", "build", "simulate", "simulate_accumulators"]

@@ -12,7 +12,7 @@ from pathlib import Path
 from vitaccel.arith import golden
 from vitaccel.arith.config import AcceleratorConfig
 from vitaccel.arith.formats import FloatFormat
-from vitaccel.hw.build import build
+from vitaccel.hw.circuits import build
 from vitaccel.hw.element_vectors import GENERATORS, element_vectors
 from vitaccel.hw.sim import Packed, Vector, group_stream
 from vitaccel.hw.verilog import to_verilog

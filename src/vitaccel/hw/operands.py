@@ -15,7 +15,7 @@ from vitaccel.arith import golden
 from vitaccel.arith.config import AcceleratorConfig, IntDatapath
 from vitaccel.arith.formats import FloatFormat
 from vitaccel.errors import HardwareError
-from vitaccel.hw.build import build
+from vitaccel.hw.circuits import build
 from vitaccel.hw.sim import group_stream, run_streams
 
 

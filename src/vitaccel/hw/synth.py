@@ -159,9 +159,9 @@ def unit_name(config_name: str, element: str) -> str:
 
 def synth_table(config: object, *, liberty: Path | str | None = None, cache: Path | str | bool | None = None,
                 dot_unit: bool = True) -> list[dict]:
-    """One row per element of a config (``vitaccel.hw.build``) and, with ``dot_unit``, its
+    """One row per element of a config (``vitaccel.hw.circuits``) and, with ``dot_unit``, its
     dot-product unit: cells, transistors, depth, area (None without ``liberty``), tool version."""
-    from vitaccel.hw.build import build
+    from vitaccel.hw.circuits import build
 
     circuits = build(config)
     units = circuits.elements()
