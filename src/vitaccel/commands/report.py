@@ -150,8 +150,7 @@ def density_rows(student: Student, densities: list[tuple[str, float]]) -> list[d
 
     rule = densities[0][0]
     rows = sweep(student.model, student.loader, rule, tuple(v for _, v in densities), progress=progress())
-    return [{"density": "dense" if r["rule"] is None else f"{r['rule']}={r['value']:g}",
-             "top1": r["acc"], "kept": r["kept"], "kept_std": r["kept_std"], "macs": r["macs"],
+    return [{"density": r["setting"], "top1": r["acc"], "kept": r["kept"], "kept_std": r["kept_std"], "macs": r["macs"],
              "macs_ratio": r["macs_ratio"]} for r in rows]
 
 
