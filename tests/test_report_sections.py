@@ -3,6 +3,8 @@ reference, the widths behind every energy row, lists as HTML lists."""
 
 import re
 
+import pytest
+
 from vitaccel.viz.report import Section, to_html, to_markdown
 from vitaccel.viz.sections import SECTIONS, summary_rows
 
@@ -62,3 +64,31 @@ def test_lists_render_as_html_lists():
     page = to_html("t", [Section("s", ["intro"], lists=["a < b", "c"])])
     assert "<ul><li>a &lt; b</li><li>c</li></ul>" in page
     assert "- a < b\n- c" in to_markdown("t", [Section("s", ["intro"], lists=["a < b", "c"])])
+
+
+@pytest.mark.slow  # about a minute on a shared 2-core CPU
+def test_report_command_end_to_end_on_a_small_checkpoint(tmp_path, capsys):
+    import csv
+    import json
+
+    from test_cli_errors import _checkpoint
+    from vitaccel.cli import main
+
+    ckpt = _checkpoint(tmp_path / "s.pt")
+    out = tmp_path / "rep"
+    argv = ["report", "--checkpoint", str(ckpt), "--accelerators", "fp32,int8", "--values", "0.5",
+            "--rule", "topk", "--max-images", "16", "--out", str(out)]
+    assert main(argv) == 0
+    assert f"in {out}/" in capsys.readouterr().out                     # says where it wrote
+    results = json.loads((out / "results.json").read_text())
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["accelerator"], r["density"]) for r in rows] == \
+        [(r["accelerator"], r["density"]) for r in results["runs"]] == \
+        [("fp32", "dense"), ("fp32", "topk=0.5"), ("int8", "dense"), ("int8", "topk=0.5")]
+    macs = {d["density"]: d["macs"] for d in results["densities"]}
+    assert all(abs(r["macs"] - macs[r["density"]]) <= 1 for r in results["runs"])  # one value per quantity
+    md = (out / "report.md").read_text()
+    assert md.index("## Summary") < md.index("## Provenance") < md.index("## Hardware cost")
+    assert all((out / f).is_file() for f in results["figures"].values()) and len(results["figures"]) == 3
+    assert main(argv) == 0                                               # its own folder: rewritten
