@@ -1,6 +1,7 @@
 """``vitaccel emulate``: model and data in, report out; bad input is one clear line, exit status 2."""
 
 import json
+import sys
 
 import torch
 
@@ -58,13 +59,17 @@ def test_unknown_model_and_bad_numbers_are_errors(capsys):
     assert main(["emulate", "--model", "vit_nope_42", "--accelerator", "fp13"]) == 2
     assert "'vit_nope_42' is not a timm model name" in capsys.readouterr().err
     assert main(["emulate", "--model", "vit_pico_patch4_32", "--accelerator", "fp13", "--batches", "0"]) == 2
-    assert "--batches: 0 is not allowed" in capsys.readouterr().err
+    assert "--batches: value 0 is not allowed" in capsys.readouterr().err
     assert main(["emulate", "--model", "vit_pico_patch4_32", "--accelerator", "fp13", "--data", "/no/such"]) == 2
     assert "--data: '/no/such'" in capsys.readouterr().err
 
 
-def test_progress_bar_goes_to_stderr(capsys):
-    main(["emulate", "--model", "vit_pico_patch4_32", "--accelerator", "fp32", "--data", "random",
-          "--batches", "2", "--batch-size", "2"])
+def test_progress_bar_goes_to_stderr_on_a_terminal_only(capsys, monkeypatch):
+    argv = ["emulate", "--model", "vit_pico_patch4_32", "--accelerator", "fp32", "--data", "random",
+            "--batches", "2", "--batch-size", "2"]
+    main(argv)
+    assert "emulate fp32" not in capsys.readouterr().err  # a log (not a terminal): no bar
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    main(argv)
     assert "emulate fp32" in capsys.readouterr().err
     assert torch.is_grad_enabled()  # the command does not leave global state changed

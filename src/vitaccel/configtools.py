@@ -10,13 +10,14 @@ vitaccel but ``errors``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import tempfile
 import types
 import typing
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 import yaml
 
@@ -90,6 +91,10 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: value {value!r} is not allowed; choose one of {list(allowed)}")
         return value
     if origin in (list, tuple):
+        if isinstance(value, str) and "," in value:  # key=0.9,0.7 on the command line
+            value = [yaml.safe_load(v) for v in value.split(",") if v.strip()]
+        elif isinstance(value, (str, int, float)) and not isinstance(value, bool):  # key=0.9: a list of one
+            value = [value]
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: value {value!r} is not a list")
         (item_tp, *_) = typing.get_args(tp) or (Any,)
@@ -220,20 +225,140 @@ def check_writable(path: str | Path, key: str) -> Path:
     return path
 
 
+def _set(data: dict, key: str, value: Any) -> dict:
+    """A copy of ``data`` with dotted ``key`` set to ``value`` (sections copied, created if missing)."""
+    head, _, rest = key.strip().partition(".")
+    data = dict(data)
+    if rest:
+        child = data.get(head)
+        data[head] = _set(child if isinstance(child, dict) else {}, rest, value)
+    else:
+        data[head] = value
+    return data
+
+
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """Apply ``key=value`` strings (dotted keys for nested configs; values parsed as YAML)."""
-    data = dict(data)
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key=value")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw.strip() else None
-        node = data
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            child = node.get(part)
-            child = dict(child) if isinstance(child, dict) else {}
-            node[part] = child
-            node = child
-        node[parts[-1]] = value
-    return data
+        data = _set(data, key, yaml.safe_load(raw) if raw.strip() else None)
+    return dict(data)
+
+
+# --- the command-line grammar shared by every ``vitaccel`` command -------------------------------
+#
+#   vitaccel COMMAND [--config FILE|NAME] [key=value ...] [--flag VALUE ...]
+#
+# Every option of a command is a key of its validated config dataclass; ``key=value`` sets any key
+# (dotted for sections), a ``--flag`` is a short name for one key, ``--config`` a YAML file of keys.
+
+
+@dataclasses.dataclass(frozen=True)
+class Flag:
+    """``--name VALUE`` as a short name for config key ``key``; ``switch``: ``--name`` alone sets it true."""
+
+    name: str
+    key: str
+    switch: bool = False
+
+
+def _defaults(cls: type) -> dict:
+    """Default value of every field of ``cls`` that has one."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
+def keys_help(cls: type, flags: tuple[Flag, ...] = (), prefix: str = "", defaults: dict | None = None) -> list[str]:
+    """One line per config key of ``cls`` (nested sections dotted): key=default, its help, its flag.
+    ``defaults``: the values to show instead of the class's own (a section's default instance)."""
+    hints = typing.get_type_hints(cls)
+    defaults = _defaults(cls) if defaults is None else defaults
+    by_key = {f.key: f.name for f in flags}
+    lines = []
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        key, default = prefix + f.name, defaults.get(f.name, dataclasses.MISSING)
+        if dataclasses.is_dataclass(hints[f.name]):
+            lines += keys_help(hints[f.name], flags, key + ".", to_dict(default) if dataclasses.is_dataclass(default)
+                               else None)
+            continue
+        shown = "(required)" if default is dataclasses.MISSING else \
+            yaml.safe_dump(default, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
+        text = f.metadata.get("help", "")
+        choices = f.metadata.get("choices")
+        if choices:
+            text += f" ({' | '.join(map(str, choices))})"
+        if key in by_key:
+            text += f" [{by_key[key]}]"
+        lines.append(f"  {key + '=' + shown:<30} {text}".rstrip())
+    return lines
+
+
+def add_config_arguments(p: Any, config: Callable[[], type], flags: tuple[Flag, ...],
+                         config_help: str = "YAML file of this command's keys", metavar: str = "FILE") -> None:
+    """Give argparse parser ``p`` the shared grammar for the keys of dataclass ``config()``:
+    ``--config``, positional ``key=value`` overrides and ``flags``. ``config`` is called only when
+    the help is shown, so a command whose config imports torch still starts fast."""
+    import argparse
+    import textwrap
+
+    if p.description:
+        p.description = textwrap.fill(p.description, 100)
+    p.add_argument("--config", metavar=metavar, help=config_help)
+    for flag in flags:
+        if not flag.switch:
+            p.add_argument(flag.name, dest=f"flag:{flag.key}", metavar=flag.key.split(".")[-1].upper(),
+                           help=f"sets {flag.key}")
+        else:
+            p.add_argument(flag.name, dest=f"flag:{flag.key}", action="store_const", const=True,
+                           help=f"sets {flag.key}=true")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="set any config key listed below")
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.config_keys = lambda: ("config keys (key=default, [flag], help); set with key=value, a --flag, or in the "
+                             "--config YAML:\n" + "\n".join(keys_help(config(), flags)))
+    p.set_defaults(config_flags=flags)
+
+
+def flag_overrides(args: Any) -> tuple[list[str], dict[str, str]]:
+    """The ``key=value`` overrides that parsed ``args`` hold: the flags' first, then the positional
+    ones; and, for keys last set by a flag, key -> flag name."""
+    overrides, named = [], {}
+    for flag in getattr(args, "config_flags", ()):
+        raw = getattr(args, f"flag:{flag.key}", None)
+        if raw is not None:
+            overrides.append(f"{flag.key}={'true' if flag.switch else raw}")
+            named[flag.key] = flag.name
+    for item in args.overrides:
+        overrides.append(item)
+        named.pop(item.split("=", 1)[0].strip(), None)
+    return overrides, named
+
+
+@contextlib.contextmanager
+def flags_named(named: dict[str, str]) -> Iterator[None]:
+    """A ConfigError about a key that a flag set names the flag (``--batch-size: ...``)."""
+    try:
+        yield
+    except ConfigError as exc:
+        text = str(exc)
+        for key, flag in named.items():
+            if text.startswith((f"{key}:", f"{key}[")):
+                raise ConfigError(flag + text[len(key):]) from None
+        raise
+
+
+def config_from_args(cls: type[T], args: Any) -> T:
+    """The validated ``cls`` from parsed ``args`` (see ``add_config_arguments``): the ``--config``
+    YAML, then the flags, then the ``key=value`` overrides."""
+    overrides, named = flag_overrides(args)
+    with flags_named(named):
+        base = load_yaml(args.config) if args.config is not None else {}
+        return from_dict(cls, apply_overrides(base, overrides))

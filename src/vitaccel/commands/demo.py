@@ -10,24 +10,47 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from vitaccel.commands._shared import claim_out, device_field, json_field, progress
+from vitaccel.configtools import Flag, add_config_arguments, config_from_args, field
+
 DEFAULT_ACCELERATORS = ("fp32", "fp13", "bf16", "int8", "int8-lot4", "int8-lot4-psum")
+# Keys of a training config that do not change its results: a cache trained with others is reused.
+NOT_RESULTS = ("progress",)
+
+
+@dataclass
+class DemoConfig:
+    """The keys of ``vitaccel demo``."""
+
+    out: str = field("vitaccel-demo", help="report folder (report.md, report.html, results.json/.csv, PNGs)")
+    seed: int = field(0, help="training seed of teacher and student")
+    cache: str | None = field(None, help="folder for trained checkpoints (default: ~/.cache/vitaccel/demo)")
+    quick: bool = field(False, help="2 training epochs, fewer images: a smoke run")
+    force: bool = field(False, help="write into a folder that holds another command's output")
+    device: str = device_field(auto="CUDA for training when available; the emulation runs on the CPU")
+    json: str | None = json_field()
+
+
+FLAGS = (Flag("--out", "out"), Flag("--seed", "seed"), Flag("--cache", "cache"), Flag("--quick", "quick", switch=True),
+         Flag("--force", "force", switch=True), Flag("--device", "device"), Flag("--json", "json"))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``demo`` parser."""
-    p = sub.add_parser("demo", help="the main job on bundled digits: train (cached), prune, emulate, cost, report")
-    p.add_argument("--out", default="vitaccel-report", help="report folder (report.md, report.html, PNGs)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cache", help="folder for trained checkpoints (default: ~/.cache/vitaccel/demo)")
-    p.add_argument("--quick", action="store_true", help="2 training epochs, fewer images: a smoke run")
+    p = sub.add_parser("demo", help="the main job on bundled digits: train (cached), prune, emulate, cost, report",
+                       description="Train (or reuse from the cache) a dense teacher and a SaiT student on the "
+                                   "bundled digits, then write the report of `vitaccel report` for the student, "
+                                   "with the number formats and one matmul on every preset first.")
+    add_config_arguments(p, lambda: DemoConfig, FLAGS)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo per the arguments; returns 0."""
-    return run_demo(out=args.out, seed=args.seed, cache=args.cache, quick=args.quick)
+    return run_demo(config_from_args(DemoConfig, args))
 
 
 def _cache_dir() -> Path:
@@ -52,7 +75,7 @@ def formats_table() -> tuple[list[str], list[list[str]]]:
 
 
 def matmul_errors(seed: int, shape: tuple[int, int, int] = (256, 384, 1152)) -> tuple[list[str], list[list[str]]]:
-    """One random-normal matmul through every preset: error vs float32, tier, time."""
+    """One random-normal matmul through every preset: error vs float32 and the tier."""
     import torch
 
     from vitaccel.arith import AcceleratorConfig, emulated_matmul, matmul_tier
@@ -64,18 +87,17 @@ def matmul_errors(seed: int, shape: tuple[int, int, int] = (256, 384, 1152)) -> 
     a = torch.randn(m, k, generator=g)
     b = torch.randn(k, n, generator=g) / k ** 0.5
     ref = a @ b
-    header = ["accelerator", "datapath", "exact=True tier", "SQNR dB", "max rel err", "time s"]
+    header = ["accelerator", "datapath", "exact=True tier", "SQNR dB", "max rel err"]
     rows = []
     for name in AcceleratorConfig.presets():
         config = AcceleratorConfig.preset(name)
-        t0 = time.perf_counter()
         y = emulated_matmul(a, b, config, exact=True)
-        seconds = time.perf_counter() - t0
         error = TensorError()
         error.update(y, ref)
         tier = matmul_tier(config, exact=True)
-        rows.append([name, config.datapath, f"{tier.name} ({'bit-exact' if tier.exact else 'host order'})",
-                     fmt(error.sqnr_db, ".1f"), fmt(error.max_rel_err, ".2e"), f"{seconds:.2f}"])
+        rows.append([name, config.datapath, "reference (float32)" if tier.name == "native" else
+                     f"{tier.name} ({'bit-exact' if tier.exact else 'host order'})",
+                     fmt(error.sqnr_db, ".1f"), fmt(error.max_rel_err, ".2e")])
     return header, rows
 
 
@@ -89,7 +111,10 @@ def _same_run(saved: dict, wanted: dict) -> bool:
             return new_root + value[len(old_root):]
         return value
 
-    return {k: moved(v) for k, v in saved.items()} == wanted
+    def same(config: dict) -> dict:
+        return {k: moved(v) for k, v in config.items() if k not in NOT_RESULTS}
+
+    return same(saved) == {k: v for k, v in wanted.items() if k not in NOT_RESULTS}
 
 
 def cached_training(config_name: str, out_dir: Path, overrides: list[str]) -> Path:
@@ -116,42 +141,43 @@ def cached_training(config_name: str, out_dir: Path, overrides: list[str]) -> Pa
     return last
 
 
-def run_demo(out: str = "vitaccel-report", seed: int = 0, cache: str | None = None, quick: bool = False) -> int:
+def run_demo(cfg: DemoConfig) -> int:
     """Train (or reuse) teacher and student on digits, then evaluate everything and write the report."""
-    from vitaccel.commands.report import SUMMARY_HEADER, load_student, report_sections
+    from vitaccel.commands.report import compute_results, finish, load_student
     from vitaccel.configtools import check_writable
-    from vitaccel.viz.report import Section, write_report
+    from vitaccel.train.distributed import use_cuda
+    from vitaccel.viz.report import Section
     from vitaccel.viz.table import columns
 
     t_start = time.perf_counter()
-    out_dir = check_writable(out, "--out")
-    cache_dir = check_writable(Path(cache) if cache else _cache_dir(), "--cache")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    use_cuda(cfg.device, "--device")
+    cache_dir = check_writable(Path(cfg.cache) if cfg.cache else _cache_dir(), "--cache")
+    out_dir = claim_out(cfg.out, "demo", cfg.force)
 
     print("== 1. Number formats ==")
     header, rows = formats_table()
     print("\n".join(columns(header, rows)))
-    mm_header, mm_rows = matmul_errors(seed, (64, 384, 384) if quick else (256, 384, 1152))
+    mm_header, mm_rows = matmul_errors(cfg.seed, (64, 384, 384) if cfg.quick else (256, 384, 1152))
     print("\n== A DeiT-S-sized matmul on every accelerator preset (vs float32) ==")
     print("\n".join(columns(mm_header, mm_rows)))
-    sections = [Section("Number formats", [], [(header, rows)]),
-                Section("One matmul on every accelerator preset",
-                        ["Random normal operands; error of the emulated result against float32."],
-                        [(mm_header, mm_rows)])]
+    extra = [Section("Number formats", [], [(header, rows)]),
+             Section("One matmul on every accelerator preset",
+                     ["Random normal operands; error of the emulated result against float32."],
+                     [(mm_header, mm_rows)])]
 
     print("\n== 2. Teacher and SaiT student on digits (cached) ==")
-    extra = [f"seed={seed}"] + (["epochs=2"] if quick else [])
-    suffix = f"-s{seed}{'-quick' if quick else ''}"
-    teacher = cached_training("digits-teacher", cache_dir / f"teacher{suffix}", extra)
+    train = [f"seed={cfg.seed}", f"device={cfg.device}"] + ([] if progress() else ["progress=false"]) + \
+        (["epochs=2"] if cfg.quick else [])
+    suffix = f"-s{cfg.seed}{'-quick' if cfg.quick else ''}"
+    teacher = cached_training("digits-teacher", cache_dir / f"teacher{suffix}", train)
     student = cached_training("digits-sait", cache_dir / f"sait{suffix}",
-                              extra + [f"teacher={teacher}", f"init={teacher}"])
+                              train + [f"teacher={teacher}", f"init={teacher}"])
 
     print("\n== 3. Densities, accelerators and costs ==")
-    densities = [("mass", v) for v in ((0.9, 0.7) if quick else (0.97, 0.9, 0.8, 0.7, 0.6))]
-    more, summary = report_sections(load_student(student, [], 128 if quick else 512), out_dir,
-                                    list(DEFAULT_ACCELERATORS), densities)
-    md, html_path = write_report(out_dir, "vitaccel demo report", sections + more)
-    print("\n== Summary (per image) ==")
-    print("\n".join(columns(SUMMARY_HEADER, summary)))
-    print(f"\nreport: {html_path} and {md}  ({time.perf_counter() - t_start:.0f} s)")
+    densities = [("mass", v) for v in ((0.9, 0.7) if cfg.quick else (0.97, 0.9, 0.8, 0.7, 0.6))]
+    results = compute_results(load_student(student, {}, 128 if cfg.quick else 512), out_dir,
+                              list(DEFAULT_ACCELERATORS), densities)
+    results["provenance"]["demo"] = f"{'--quick, ' if cfg.quick else ''}cache {cache_dir}"
+    finish(results, out_dir, "vitaccel demo report", cfg.json, extra)
+    print(f"({time.perf_counter() - t_start:.0f} s in all)")
     return 0

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from vitaccel.commands._shared import check_fits, device_field, json_field, progress, write_json
+from vitaccel.configtools import Flag, add_config_arguments, config_from_args, field
 from vitaccel.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -13,31 +17,48 @@ if TYPE_CHECKING:
     from torch.utils.data import DataLoader
 
 
+@dataclass
+class EvalConfig:
+    """The keys of ``vitaccel eval``."""
+
+    checkpoint: str = field(help="vitaccel training checkpoint (last.pt, best.pt)")
+    data: dict[str, Any] = field(default_factory=dict, help="overrides of the checkpoint's data section, "
+                                                           "e.g. data.root=/data/imagenet")
+    dense: bool = field(False, help="dense only")
+    rule: str | None = field(None, help="topk | value | mass (default: the trained rule)")
+    value: float | None = field(None, help="the rule's parameter (default: the trained value)")
+    layer: int | None = field(None, help="pruning layer P (default: the trained one)")
+    sweep: bool = field(False, help="many densities: CSV and accuracy-vs-MACs PNG")
+    values: list[float] | None = field(None, help="sweep: the rule's parameters, e.g. 0.9,0.7,0.5")
+    out: str | None = field(None, help="sweep: output folder (default: sweep-RULE next to the checkpoint)")
+    batch_size: int = field(256, help="images per batch")
+    device: str = device_field()
+    json: str | None = json_field()
+
+
+FLAGS = (Flag("--checkpoint", "checkpoint"), Flag("--dense", "dense", switch=True), Flag("--rule", "rule"),
+         Flag("--value", "value"), Flag("--layer", "layer"), Flag("--sweep", "sweep", switch=True),
+         Flag("--values", "values"), Flag("--out", "out"), Flag("--batch-size", "batch_size"),
+         Flag("--device", "device"), Flag("--json", "json"))
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``eval`` parser."""
-    p = sub.add_parser("eval", help="top-1, tokens kept and MACs per image of a checkpoint, at one or many densities")
-    p.add_argument("--checkpoint", required=True, help="vitaccel training checkpoint (last.pt, best.pt)")
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--dense", action="store_true", help="dense only")
-    mode.add_argument("--sweep", action="store_true", help="many densities: CSV and accuracy-vs-MACs PNG")
-    p.add_argument("--rule", help="topk | value | mass (default: the trained rule)")
-    p.add_argument("--value", type=float, help="the rule's parameter (default: the trained value)")
-    p.add_argument("--values", type=float, nargs="+", help="--sweep: the rule's parameters")
-    p.add_argument("--layer", type=int, help="pruning layer P (default: the trained one)")
-    p.add_argument("--out", help="--sweep: output folder (default: next to the checkpoint)")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("data_overrides", nargs="*", metavar="key=value",
-                   help="data config overrides, e.g. root=/data/imagenet")
+    p = sub.add_parser("eval", help="top-1, tokens kept and MACs per image of a checkpoint, at one or many densities",
+                       description="Top-1, patch tokens kept and MACs per image of a trained checkpoint on its "
+                                   "validation set: dense and its trained density, one density, or a sweep.")
+    add_config_arguments(p, lambda: EvalConfig, FLAGS)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate per the arguments; returns 0."""
-    run_eval(args.checkpoint, rule=args.rule, value=args.value, dense=args.dense, do_sweep=args.sweep,
-             values=args.values, out=args.out, batch_size=args.batch_size,
-             data_overrides=args.data_overrides, device=args.device, layer=args.layer)
-    return 0
+    cfg = config_from_args(EvalConfig, args)
+    rows = run_eval(cfg.checkpoint, rule=cfg.rule, value=cfg.value, dense=cfg.dense, do_sweep=cfg.sweep,
+                    values=cfg.values, out=cfg.out, batch_size=cfg.batch_size,
+                    data_overrides=[f"{k}={json.dumps(v)}" for k, v in cfg.data.items()], device=cfg.device,
+                    layer=cfg.layer, progress=progress(), json_path=cfg.json)
+    return 0 if rows else 1
 
 
 def _row_text(r: dict) -> str:
@@ -84,13 +105,14 @@ def _check_values(rule: str, value: float | None, values: list[float] | None) ->
 def run_eval(checkpoint: str, rule: str | None = None, value: float | None = None, dense: bool = False,
              do_sweep: bool = False, values: list[float] | None = None, out: str | None = None,
              batch_size: int = 256, data_overrides: list[str] = (), device: str = "auto",
-             layer: int | None = None, progress: bool = True) -> list[dict]:
+             layer: int | None = None, progress: bool = True, json_path: str | None = None) -> list[dict]:
     """Evaluate ``checkpoint`` and print one line per density; returns the rows.
 
     Default: dense and the density it was trained for. ``dense``: dense only. ``rule``/``value``:
     that density (a missing one comes from the checkpoint). ``do_sweep``: dense plus ``rule`` at
     each of ``values`` (defaults per rule), written to ``out/sweep.csv`` and ``out/sweep.png``.
-    ``layer``: prune after another block than the one it was trained for.
+    ``layer``: prune after another block than the one it was trained for. ``json_path``: also
+    write the rows there.
     """
     import torch
 
@@ -108,6 +130,8 @@ def run_eval(checkpoint: str, rule: str | None = None, value: float | None = Non
     patch_checked(model, trained, f"--layer: value {layer} is not allowed" if layer is not None
                   else f"checkpoint {checkpoint!r}: its pruning settings do not fit its model")
     data_cfg = checkpoint_data(ckpt, data_overrides, "data override")
+    if json_path:
+        check_writable(Path(json_path).parent, "--json")
     explicit_rule, rule = rule, rule or trained["rule"]
     _check_values(rule, value, values)
     folder = None
@@ -116,7 +140,9 @@ def run_eval(checkpoint: str, rule: str | None = None, value: float | None = Non
                               "--out" if out else "--checkpoint (its folder, for the sweep)")
     dist = Dist(0, 1, torch.device("cuda" if cuda else "cpu"))
     model.to(dist.device)
-    loader = val_loader(build_datasets(data_cfg).val, batch_size, dist)
+    bundle = build_datasets(data_cfg)
+    check_fits(model, bundle, "data")
+    loader = val_loader(bundle.val, batch_size, dist)
     if do_sweep:
         rows = sweep(model, loader, rule, tuple(values or DEFAULT_VALUES[rule]), dist, progress=progress)
     else:
@@ -135,6 +161,8 @@ def run_eval(checkpoint: str, rule: str | None = None, value: float | None = Non
         plot_sweep(rows, folder / "sweep.png", f"{Path(checkpoint).name}: {ckpt['config']['model']} on "
                    f"{data_cfg.name}, pruning at layer {trained['layer']}")
         print(f"wrote {folder / 'sweep.csv'} and {folder / 'sweep.png'}")
+    if json_path:
+        print(f"wrote {write_json(json_path, rows)}")
     return rows
 
 

@@ -2,75 +2,85 @@
 
 For a checkpoint and a data set: accuracy and MACs at several token densities (same weights), the
 student on every accelerator at each density, the hardware cost of each (operation counts,
-partial-sum traffic, energy estimate), figures, and ``report.md`` / ``report.html``. ``vitaccel
-demo`` runs the same stages on the student it trains. Every number is computed in the run that
-writes it.
+partial-sum traffic, energy estimate), figures, ``report.md`` / ``report.html`` and every number in
+``results.json`` / ``results.csv``. ``vitaccel demo`` runs the same stages on the student it trains.
+Every number is computed in the run that writes it. The computation gives one plain ``results``
+dict; the report's sections are rendered from it by ``vitaccel.viz.sections.SECTIONS``.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
+import json
+import platform
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vitaccel.commands._shared import check_fits, claim_out, device_field, json_field, progress, write_json
+from vitaccel.configtools import Flag, add_config_arguments, config_from_args, field
 from vitaccel.errors import ConfigError
 
 if TYPE_CHECKING:
     import torch
     import torch.nn as nn
 
-    from vitaccel.viz.report import Section
-
-SUMMARY_HEADER = ["accelerator", "density", "top-1 %", "MACs (M)", "energy µJ", "tier"]
 RULES = ("mass", "topk", "value")
+DEFAULT_ACCELERATORS = ("fp32", "fp13", "int8", "int8-lot4", "int8-lot4-psum")
+REFERENCE = "fp32"  # the accelerator every other one is compared with
+
+
+def _at_least_one(v: int) -> str | None:
+    return None if v >= 1 else "it must be >= 1"
+
+
+def _not_empty(v: list) -> str | None:
+    return None if v else "give at least one"
+
+
+@dataclass
+class ReportConfig:
+    """The keys of ``vitaccel report``."""
+
+    checkpoint: str = field(help="vitaccel training checkpoint (.pt) of a SaiT student")
+    data: dict[str, Any] = field(default_factory=dict, help="overrides of the checkpoint's data section, "
+                                                           "e.g. data.name=synthetic (must fit the model)")
+    accelerators: list[str] = field(default_factory=lambda: list(DEFAULT_ACCELERATORS), check=_not_empty,
+                                    help="presets or YAML files, e.g. fp13,int8-lot4")
+    rule: str = field("mass", choices=RULES, help="the pruning rule of the densities")
+    values: list[float] = field(default_factory=lambda: [0.97, 0.9, 0.8, 0.7], check=_not_empty,
+                                help="the rule's parameters, e.g. 0.9,0.7")
+    max_images: int = field(512, check=_at_least_one, help="validation images used (the first ones)")
+    fast: bool = field(False, help="exact=False for float presets (native accumulation order)")
+    energy_table: str | None = field(None, help="YAML of per-operation energies (default: 45 nm, Horowitz "
+                                                "ISSCC 2014)")
+    out: str = field("vitaccel-report", help="report folder")
+    force: bool = field(False, help="write into a folder that holds another command's output")
+    batch_size: int = field(128, check=_at_least_one, help="images per batch (the first batch calibrates int presets)")
+    device: str = device_field(auto="the CPU (emulation on CUDA is not supported yet)")
+    json: str | None = json_field()
+
+
+FLAGS = (Flag("--checkpoint", "checkpoint"), Flag("--accelerators", "accelerators"), Flag("--rule", "rule"),
+         Flag("--values", "values"), Flag("--max-images", "max_images"), Flag("--fast", "fast", switch=True),
+         Flag("--energy-table", "energy_table"), Flag("--out", "out"), Flag("--force", "force", switch=True),
+         Flag("--batch-size", "batch_size"), Flag("--device", "device"), Flag("--json", "json"))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``report`` parser."""
-    p = sub.add_parser("report", help="the demo's report for any trained checkpoint and data set")
-    p.add_argument("--checkpoint", required=True, help="vitaccel training checkpoint (.pt) of a SaiT student")
-    p.add_argument("--data", action="append", default=[], metavar="KEY=VALUE",
-                   help="override the checkpoint's data section, e.g. --data name=synthetic (repeatable)")
-    p.add_argument("--accelerators", default="fp32,fp13,int8,int8-lot4,int8-lot4-psum",
-                   help="comma-separated presets or YAML files")
-    p.add_argument("--densities", default="0.97,0.9,0.8,0.7", help="comma-separated values of the rule")
-    p.add_argument("--rule", default="mass", choices=RULES)
-    p.add_argument("--max-images", type=int, default=512)
-    p.add_argument("--fast", action="store_true", help="exact=False for float presets (native accumulation order)")
-    p.add_argument("--energy-table", help="YAML of per-operation energies (default: 45 nm, Horowitz ISSCC 2014)")
-    p.add_argument("--out", default="vitaccel-report")
+    p = sub.add_parser("report", help="the demo's report for any trained checkpoint and data set",
+                       description="Accuracy, MACs, partial-sum traffic and energy of a trained SaiT student on "
+                                   "every accelerator at several token densities: report.md, report.html, "
+                                   "results.json, results.csv and figures in --out.")
+    add_config_arguments(p, lambda: ReportConfig, FLAGS)
     p.set_defaults(func=run)
-
-
-def parse_densities(rule: str, text: str) -> list[tuple[str, float]]:
-    """``--densities`` as (rule, value) pairs; ConfigError naming the flag for a bad value."""
-    from vitaccel.prune.config import value_problem
-
-    out = []
-    for item in (v.strip() for v in text.split(",")):
-        if not item:
-            continue
-        try:
-            value = float(item)
-        except ValueError:
-            raise ConfigError(f"--densities: value {item!r} is not allowed; give comma-separated numbers "
-                              f"(values of --rule {rule}), e.g. 0.9,0.7") from None
-        problem = value_problem(rule, value)
-        if problem:
-            raise ConfigError(f"--densities: value {item!r} is not allowed; {problem}")
-        out.append((rule, value))
-    if not out:
-        raise ConfigError(f"--densities: value {text!r} is not allowed; give at least one number")
-    return out
 
 
 def run(args: argparse.Namespace) -> int:
     """Write the report per the arguments; returns 0."""
-    return run_report(args.checkpoint, args.out, [a for a in args.accelerators.split(",") if a],
-                      data=args.data, densities=parse_densities(args.rule, args.densities),
-                      max_images=args.max_images, exact=not args.fast, energy_table=args.energy_table)
+    return run_report(config_from_args(ReportConfig, args))
 
 
 @dataclass
@@ -79,106 +89,127 @@ class Student:
 
     checkpoint: Path
     model: nn.Module
+    ckpt: dict
+    data: Any              # its validated DataConfig
     images: Any            # the validation subset (a Dataset)
-    loader: Any            # batches of 128 of it
+    loader: Any            # batches of it
     mean: tuple
     std: tuple
 
 
-def load_student(checkpoint: Path, data_overrides: list[str], max_images: int) -> Student:
-    """The checkpoint's pruning-patched model and at most ``max_images`` validation images."""
+def load_student(checkpoint: Path, data_overrides: dict, max_images: int, batch_size: int = 128) -> Student:
+    """The checkpoint's pruning-patched model and at most ``max_images`` validation images that fit it."""
     from torch.utils.data import DataLoader, Subset
 
     from vitaccel.data import build_datasets
     from vitaccel.train.build import checkpoint_data, model_from_checkpoint
 
     model, ckpt = model_from_checkpoint(checkpoint)
-    bundle = build_datasets(checkpoint_data(ckpt, data_overrides, "--data"))
+    data = checkpoint_data(ckpt, [f"{k}={json.dumps(v)}" for k, v in data_overrides.items()], "data")
+    bundle = build_datasets(data)
+    check_fits(model, bundle, "data")
     val = bundle.val
     if len(val) > max_images:
         val = Subset(val, list(range(max_images)))
-    return Student(checkpoint, model, val, DataLoader(val, batch_size=128, shuffle=False), bundle.mean, bundle.std)
+    return Student(checkpoint, model, ckpt, data, val, DataLoader(val, batch_size=batch_size, shuffle=False),
+                   bundle.mean, bundle.std)
 
 
-def configure(model: nn.Module, setting: tuple[str, float] | None) -> None:
-    """Set the model's density: ``(rule, value)``, or None for dense."""
-    if setting is None:
-        model.pruning.configure(dense=True)
-    else:
-        model.pruning.configure(dense=False, rule=setting[0], value=setting[1])
+def provenance(student: Student, energy_source: str) -> dict[str, str]:
+    """Where every number of the report comes from: model, data, pruning, versions, machine."""
+    import os
 
-
-def density_section(student: Student, densities: list[tuple[str, float]], out_dir: Path) -> Section:
-    """Accuracy and MACs at each density on the same weights, with the sweep plot and token masks."""
+    import timm
     import torch
 
-    from vitaccel.train.densities import plot_sweep, sweep, write_csv
-    from vitaccel.viz import token_masks
-    from vitaccel.viz.report import Section
+    import vitaccel
+
+    cfg, prune = student.ckpt["config"], student.ckpt["config"]["prune"]
+    return {
+        "checkpoint": str(student.checkpoint),
+        "checkpoint digest (SHA-256)": str(student.ckpt.get("digest") or "-"),
+        "model": f"{cfg['model']} ({sum(p.numel() for p in student.model.parameters()) / 1e6:.2f} M weights, "
+                 f"{len(student.ckpt['classes'])} classes)",
+        "data": f"{student.data.name}, validation split ({len(student.images)} images, {student.data.img_size} px, "
+                f"split seed {student.data.seed})",
+        "pruning": f"after block {prune['layer']} (placement {prune.get('placement', 'block')}), trained at "
+                   f"{prune['rule']}={prune['value']:g}",
+        "training seed": str(cfg["seed"]),
+        "energy table": energy_source,
+        "versions": f"vitaccel {vitaccel.__version__}, torch {torch.__version__}, timm {timm.__version__}, "
+                    f"Python {platform.python_version()}",
+        "machine": f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPUs, "
+                   f"{torch.get_num_threads()} torch threads",
+        "command": " ".join(["vitaccel", *sys.argv[1:]]) if Path(sys.argv[0]).name != "pytest" else "-",
+    }
+
+
+def density_rows(student: Student, densities: list[tuple[str, float]]) -> list[dict]:
+    """Accuracy, patch tokens kept and MACs at dense and at each density, on the same weights."""
+    from vitaccel.train.densities import sweep
 
     rule = densities[0][0]
-    rows = sweep(student.model, student.loader, rule, tuple(v for r, v in densities if r == rule))
-    write_csv(rows, out_dir / "densities.csv")
-    plot_sweep(rows, out_dir / "accuracy_vs_macs.png", "Accuracy vs MACs: one student, many densities")
-    images = torch.stack([student.images[i][0] for i in range(min(16, len(student.images)))])
-    mask_value = densities[len(densities) // 2][1]
-    configure(student.model, (rule, mask_value))
-    token_masks(student.model, images, out_dir / "token_masks.png", mean=student.mean, std=student.std)
-    return Section(
-        "Token pruning: one set of weights, many densities",
-        [f"Checkpoint {student.checkpoint}; {len(student.images)} validation images. MACs are multiply-accumulates "
-         f"per image (1 MAC = 2 FLOPs) over the shapes actually executed, padding excluded."],
-        [(["setting", "top-1 %", "patch tokens kept", "MACs/image (M)", "% of dense MACs"],
-          [[r["setting"], f"{r['acc']:.2f}", f"{r['kept']:.1f} ± {r['kept_std']:.1f}", f"{r['macs'] / 1e6:.2f}",
-            f"{100 * r['macs_ratio']:.0f}"] for r in rows])],
-        [("accuracy_vs_macs.png", "Top-1 against MACs per image; dense is the star."),
-         ("token_masks.png", f"Patches kept on validation images at {rule}={mask_value:g} "
-                             "(pruned patches dimmed).")])
+    rows = sweep(student.model, student.loader, rule, tuple(v for _, v in densities), progress=progress())
+    return [{"density": r["setting"], "top1": r["acc"], "kept": r["kept"], "kept_std": r["kept_std"], "macs": r["macs"],
+             "macs_ratio": r["macs_ratio"]} for r in rows]
 
 
-def executed_shapes(student: Student, settings: list[tuple[str, Any]], images: int = 32) -> dict[str, tuple]:
-    """Per density label: the matmul shapes the first ``images`` images execute one at a time, and the count."""
+def executed_shapes(student: Student, settings: list[tuple[str, Any]]) -> dict[str, list]:
+    """Per density label: the matmul shapes every report image executes, one image at a time."""
     from vitaccel.measure.hardware import matmul_shapes
+    from vitaccel.viz.masks import set_density
 
-    sample = [student.images[i][0][None] for i in range(min(images, len(student.images)))]
     out = {}
     for label, setting in settings:
-        configure(student.model, setting)
-        out[label] = ([s for x in sample for s in matmul_shapes(student.model, x)], len(sample))
+        set_density(student.model, setting)
+        out[label] = [s for i in range(len(student.images)) for s in matmul_shapes(student.model,
+                                                                                 student.images[i][0][None])]
     return out
 
 
-def accelerator_rows(student: Student, accelerators: list[str], settings: list[tuple[str, Any]],
-                     shapes: dict[str, tuple], table: Any, exact: bool) -> dict[str, list]:
-    """Emulate the student on each accelerator at each density and cost it: the rows of each table."""
+def _widths(config: Any) -> tuple[str, str]:
+    """The multiplier and adder tree behind a config's energy: what the cost model charges for."""
+    from vitaccel.measure.hardware import _datapath_widths
+
+    w = _datapath_widths(config)
+    if config.datapath == "int":
+        mult = f"{w['wa']}x{w['wb']}-bit int (|a| {w['wa']} bits, sign apart)"
+    else:
+        mult = f"{w['wa']}x{w['wb']}-bit significands"
+    tree = "fp32 adds" if w["tree_label"] == "fp32" else f"G={w['group']}, {w['tree_label']}"
+    return mult, tree
+
+
+def accelerator_runs(student: Student, accelerators: list[str], settings: list[tuple[str, Any]],
+                     shapes: dict[str, list], table: Any, exact: bool) -> list[dict]:
+    """Emulate the student on each accelerator at each density and cost it: one dict per run."""
     from vitaccel import emulate
     from vitaccel.arith import AcceleratorConfig
     from vitaccel.measure.hardware import cost
-    from vitaccel.viz.table import fmt
+    from vitaccel.viz.masks import set_density
 
-    rows: dict[str, list] = {"points": [], "accuracy": [], "cost": [], "summary": []}
+    runs = []
+    n_images = len(student.images)
     for name in accelerators:
         config = AcceleratorConfig.load(name)
+        mult, tree = _widths(config)
         for label, setting in settings:
-            configure(student.model, setting)
-            t0 = time.perf_counter()
+            set_density(student.model, setting)
             report = emulate.evaluate(student.model, config, student.loader, exact=exact, calib_batches=1)
-            seconds = time.perf_counter() - t0
-            run_shapes, n_img = shapes[label]
-            c = cost(run_shapes, config, table).scaled(1 / n_img)
-            acc, energy = 100 * report.accuracy, c.energy_total_pj / 1e6
-            tier = f"{report.tier} ({'exact' if report.exact else 'not exact'})"
+            c = cost(shapes[label], config, table).scaled(1 / n_images)
+            tier = "reference (float32)" if report.tier == "native" else \
+                f"{report.tier} ({'bit-exact' if report.exact else 'native order'})"
             moved = c.psum_bits_written + c.psum_bits_read
-            rows["points"].append({"accelerator": name, "density": label, "energy_uj": energy, "acc": acc})
-            rows["accuracy"].append([name, label, f"{acc:.2f}", f"{100 * report.agreement:.1f}",
-                                     fmt(report.output_sqnr_db, ".1f"), tier, f"{seconds:.1f}"])
-            rows["cost"].append([name, label, f"{c.macs / 1e6:.2f}", ", ".join(c.mults),
-                                 f"{c.energy_pj['multiply'] / 1e6:.3f}", f"{c.energy_pj['add'] / 1e6:.3f}",
-                                 f"{moved / 8e3:.1f}", f"{moved / max(c.psum_bits_uncompressed, 1):.2f}",
-                                 f"{c.operand_bits / 8e3:.1f}", f"{energy:.3f}"])
-            rows["summary"].append([name, label, f"{acc:.2f}", f"{c.macs / 1e6:.2f}", f"{energy:.3f}", tier])
-            print(f"  {name:16s} {label:10s} top-1 {acc:6.2f}%  energy {energy:8.3f} µJ  ({seconds:.1f} s)")
-    return rows
+            run = {"accelerator": name, "density": label, "top1": 100 * report.accuracy,
+                   "agreement": 100 * report.agreement, "logit_sqnr_db": report.output_sqnr_db, "tier": tier,
+                   "macs": c.macs, "multiplier": mult, "adder_tree": tree,
+                   "energy_uj": c.energy_total_pj / 1e6,
+                   **{f"{k}_uj": v / 1e6 for k, v in c.energy_pj.items()},
+                   "psum_kb": moved / 8e3, "psum_ratio": moved / max(c.psum_bits_uncompressed, 1),
+                   "operand_kb": c.operand_bits / 8e3}
+            runs.append(run)
+            print(f"  {name:16s} {label:10s} top-1 {run['top1']:6.2f}%  energy {run['energy_uj']:8.3f} µJ")
+    return runs
 
 
 def multiplier_error_samples(accelerators: list[str]) -> dict[str, torch.Tensor]:
@@ -198,77 +229,115 @@ def multiplier_error_samples(accelerators: list[str]) -> dict[str, torch.Tensor]
             for (bits, keep, rounding), names in variants.items()}
 
 
-def accelerator_sections(rows: dict[str, list], accelerators: list[str], shapes: dict[str, tuple], table: Any,
-                         exact: bool, out_dir: Path) -> list[Section]:
-    """The accelerator and hardware-cost sections, with the energy and multiplier-error figures."""
-    from vitaccel.measure.hardware import ASSUMPTIONS
-    from vitaccel.viz.figures import accuracy_vs_energy, multiplier_errors
-    from vitaccel.viz.report import Section
+def figures(student: Student, results: dict, densities: list[tuple[str, float]], out_dir: Path) -> None:
+    """Write the report's figures into ``out_dir``; their file names go into ``results["figures"]``."""
+    import torch
 
-    accuracy_vs_energy(rows["points"], out_dir / "accuracy_vs_energy.png")
-    figures = [("accuracy_vs_energy.png", "Top-1 against estimated energy per image, every preset x density.")]
-    errors = multiplier_error_samples(accelerators)
+    from vitaccel.viz.figures import accuracy_vs_energy, accuracy_vs_macs, multiplier_errors
+    from vitaccel.viz.masks import token_masks_at
+
+    files = results["figures"]
+    accuracy_vs_macs(results["densities"], out_dir / "accuracy_vs_macs.png")
+    files["accuracy_vs_macs"] = "accuracy_vs_macs.png"
+    accuracy_vs_energy(results["runs"], out_dir / "accuracy_vs_energy.png")
+    files["accuracy_vs_energy"] = "accuracy_vs_energy.png"
+    images = torch.stack([student.images[i][0] for i in range(min(8, len(student.images)))])
+    shown = [None] + list(densities[::max(1, len(densities) // 2)])
+    token_masks_at(student.model, images, shown, out_dir / "token_masks.png", mean=student.mean, std=student.std)
+    files["token_masks"] = "token_masks.png"
+    errors = multiplier_error_samples(results["accelerators"])
     if errors:
         multiplier_errors(errors, out_dir / "multiplier_errors.png")
-        figures.append(("multiplier_errors.png", "Relative error of each truncating multiplier over all int8 "
-                                                 "activation magnitudes (exact multipliers have none)."))
-    return [Section(
-        "The student on every accelerator",
-        ["Each preset runs every matrix product of the student through vitaccel.arith.emulated_matmul "
-         f"({'exact=True: bit-identical to the golden model' if exact else 'exact=False where allowed'}); "
-         "integer presets are calibrated (max) on the first batch of 128 validation images. Agreement is the "
-         "fraction of top-1 predictions equal to the float32 model's; SQNR compares the logits."],
-        [(["accelerator", "density", "top-1 %", "agree %", "logit SQNR dB", "tier", "time s"], rows["accuracy"])],
-        figures), Section(
-        "Hardware cost (estimates)",
-        [f"Per image, averaged over {shapes['dense'][1]} validation images run one at a time. Energy "
-         f"table: {table.source}. These are estimates; assumptions:"] + [f"- {a}" for a in ASSUMPTIONS],
-        [(["accelerator", "density", "MACs (M)", "multiplier", "mult µJ", "add µJ", "psum KB moved",
-           "psum ratio", "operand KB", "energy µJ"], rows["cost"])])]
+        files["multiplier_errors"] = "multiplier_errors.png"
 
 
-def report_sections(student: Student, out_dir: Path, accelerators: list[str], densities: list[tuple[str, float]],
-                    exact: bool = True, energy_table: str | None = None) -> tuple[list[Section], list[list[str]]]:
-    """Every report section for one student (densities, accelerators x densities, costs) and the summary rows."""
-    from vitaccel.measure.hardware import EnergyTable
+def compute_results(student: Student, out_dir: Path, accelerators: list[str], densities: list[tuple[str, float]],
+                    exact: bool = True, energy_table: str | None = None) -> dict:
+    """Every number of the report for one student, as a plain dict (what ``results.json`` holds), with
+    the figures written into ``out_dir``."""
+    from vitaccel.measure.hardware import ASSUMPTIONS, EnergyTable
 
     table = EnergyTable.load(energy_table)
-    sections = [density_section(student, densities, out_dir)]
+    results: dict[str, Any] = {"provenance": provenance(student, table.source), "accelerators": accelerators,
+                               "reference": REFERENCE if REFERENCE in accelerators else None,
+                               "exact": exact, "images": len(student.images), "assumptions": list(ASSUMPTIONS),
+                               "figures": {}}
+    print(f"densities on {len(student.images)} validation images ...")
+    results["densities"] = density_rows(student, densities)
     settings = [("dense", None)] + [(f"{r}={v:g}", (r, v)) for r, v in densities[::max(1, len(densities) // 2)]]
     shapes = executed_shapes(student, settings)
-    rows = accelerator_rows(student, accelerators, settings, shapes, table, exact)
-    sections += accelerator_sections(rows, accelerators, shapes, table, exact, out_dir)
-    return sections, rows["summary"]
+    results["runs"] = accelerator_runs(student, accelerators, settings, shapes, table, exact)
+    figures(student, results, densities, out_dir)
+    return results
 
 
-def run_report(checkpoint: str, out: str, accelerators: list[str], data: list[str] | None = None,
-               densities: list[tuple[str, float]] | None = None, max_images: int = 512, exact: bool = True,
-               energy_table: str | None = None) -> int:
-    """The report stages for any trained checkpoint; every input is checked before the long work."""
-    from vitaccel.arith import AcceleratorConfig
-    from vitaccel.configtools import check_writable
-    from vitaccel.measure.hardware import EnergyTable
+RUN_COLUMNS = ("accelerator", "density", "top1", "agreement", "logit_sqnr_db", "tier", "macs", "multiplier",
+               "adder_tree", "multiply_uj", "add_uj", "psum_uj", "operands_uj", "energy_uj", "psum_kb",
+               "psum_ratio", "operand_kb")
+
+
+def write_results(results: dict, out_dir: Path) -> list[Path]:
+    """``results.json`` (everything) and ``results.csv`` (one row per accelerator x density)."""
+    import csv
+
+    csv_path = out_dir / "results.csv"
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=RUN_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(results["runs"])
+    return [write_json(out_dir / "results.json", results), csv_path]
+
+
+def finish(results: dict, out_dir: Path, title: str, json_path: str | None, extra: list | None = None) -> None:
+    """Write the report files and results, print the summary table and where everything went.
+    ``extra`` sections go after the summary and the provenance."""
     from vitaccel.viz.report import write_report
+    from vitaccel.viz.sections import SECTIONS, summary_rows
     from vitaccel.viz.table import columns
 
-    if max_images < 1:
-        raise ConfigError(f"--max-images: value {max_images} is not allowed; it must be >= 1")
-    if not accelerators:
-        raise ConfigError("--accelerators: value '' is not allowed; give comma-separated presets or YAML files")
-    for flag, load, names in (("--accelerators", AcceleratorConfig.load, accelerators),
-                              ("--energy-table", EnergyTable.load, [energy_table])):
-        for name in names:  # a bad name or file fails before any work
+    sections = [s for make in SECTIONS if (s := make(results)) is not None]
+    md, html_path = write_report(out_dir, title, sections[:2] + list(extra or []) + sections[2:])
+    written = write_results(results, out_dir)
+    header, rows = summary_rows(results)
+    print("\n" + "\n".join(columns(header, rows)))
+    print(f"\nwrote {html_path}, {md}, {', '.join(p.name for p in written)} and "
+          f"{len(results['figures'])} figures in {out_dir}/")
+    if json_path:
+        print(f"wrote {write_json(json_path, results)}")
+
+
+def check_inputs(cfg: ReportConfig) -> None:
+    """Every accelerator, the energy table, the density values and the device, before any work."""
+    from vitaccel.arith import AcceleratorConfig
+    from vitaccel.measure.hardware import EnergyTable
+    from vitaccel.prune.config import value_problem
+    from vitaccel.train.distributed import use_cuda
+
+    for flag, load, names in (("--accelerators", AcceleratorConfig.load, cfg.accelerators),
+                              ("--energy-table", EnergyTable.load, [cfg.energy_table])):
+        for name in names:
             try:
                 load(name)
             except ConfigError as exc:
                 raise ConfigError(f"{flag}: {exc}") from None
-    out_dir = check_writable(out, "--out")
-    student = load_student(Path(checkpoint), data or [], max_images)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    sections, summary = report_sections(student, out_dir, accelerators,
-                                        densities or [("mass", v) for v in (0.97, 0.9, 0.8, 0.7)],
-                                        exact=exact, energy_table=energy_table)
-    md, html_path = write_report(out_dir, f"vitaccel report: {checkpoint}", sections)
-    print("\n".join(columns(SUMMARY_HEADER, summary)))
-    print(f"\nreport: {html_path} and {md}")
+    for v in cfg.values:
+        problem = value_problem(cfg.rule, v)
+        if problem:
+            raise ConfigError(f"--values: value {v!r} is not allowed; {problem}")
+    if cfg.device == "cuda" and use_cuda(cfg.device, "--device"):
+        raise ConfigError("--device: value 'cuda' is not allowed for report yet; emulation runs on the CPU "
+                          "(use cpu or auto)")
+    if cfg.json:
+        from vitaccel.configtools import check_writable
+        check_writable(Path(cfg.json).parent, "--json")
+
+
+def run_report(cfg: ReportConfig) -> int:
+    """The report stages for any trained checkpoint; every input is checked before the long work."""
+    check_inputs(cfg)
+    student = load_student(Path(cfg.checkpoint), cfg.data, cfg.max_images, cfg.batch_size)
+    out_dir = claim_out(cfg.out, "report", cfg.force)
+    results = compute_results(student, out_dir, cfg.accelerators, [(cfg.rule, v) for v in cfg.values],
+                              exact=not cfg.fast, energy_table=cfg.energy_table)
+    finish(results, out_dir, f"vitaccel report: {cfg.checkpoint}", cfg.json)
     return 0
