@@ -14,7 +14,7 @@ from vitaccel.hw.energy import (
     uniform_operands,
 )
 from vitaccel.hw.synth import synthesize
-from vitaccel.measure.cost import EnergyTable
+from vitaccel.measure.hardware import EnergyTable
 
 
 @pytest.fixture(scope="module")

@@ -102,7 +102,7 @@ def calibrate(*, table_path: Path | str | None = None, n: int = DEFAULT_OPS, see
               cache: Path | str | bool | None = None) -> Calibration:
     """Energy per toggle such that ``ExactMultiplier(8, 8)`` on uniform random operands costs the
     table's ``int8_mult`` (the shipped 45 nm table unless ``table_path`` names another)."""
-    from vitaccel.measure.cost import EnergyTable
+    from vitaccel.measure.hardware import EnergyTable
 
     table = EnergyTable.load(table_path)
     ref = synthesize(ExactMultiplier(8, 8), REFERENCE_UNIT, cache=cache)
