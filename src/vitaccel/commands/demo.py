@@ -149,7 +149,7 @@ def run_demo(out: str = "vitaccel-report", seed: int = 0, cache: str | None = No
     print("\n== 3. Densities, accelerators and costs ==")
     densities = [("mass", v) for v in ((0.9, 0.7) if quick else (0.97, 0.9, 0.8, 0.7, 0.6))]
     more, summary = report_sections(load_student(student, [], 128 if quick else 512), out_dir,
-                                    list(DEFAULT_ACCELERATORS), densities)
+                                    list(DEFAULT_ACCELERATORS), densities, source="synthesized")
     md, html_path = write_report(out_dir, "vitaccel demo report", sections + more)
     print("\n== Summary (per image) ==")
     print("\n".join(columns(SUMMARY_HEADER, summary)))

@@ -40,6 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-images", type=int, default=512)
     p.add_argument("--fast", action="store_true", help="exact=False for float presets (native accumulation order)")
     p.add_argument("--energy-table", help="YAML of per-operation energies (default: 45 nm, Horowitz ISSCC 2014)")
+    p.add_argument("--source", choices=("table", "synthesized"), default="table",
+                   help="multiply/adder-tree energies: the table, or the synthesized circuits (a Circuits section)")
     p.add_argument("--out", default="vitaccel-report")
     p.set_defaults(func=run)
 
@@ -70,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     """Write the report per the arguments; returns 0."""
     return run_report(args.checkpoint, args.out, [a for a in args.accelerators.split(",") if a],
                       data=args.data, densities=parse_densities(args.rule, args.densities),
-                      max_images=args.max_images, exact=not args.fast, energy_table=args.energy_table)
+                      max_images=args.max_images, exact=not args.fast, energy_table=args.energy_table,
+                      source=args.source)
 
 
 @dataclass
@@ -149,7 +152,7 @@ def executed_shapes(student: Student, settings: list[tuple[str, Any]], images: i
 
 
 def accelerator_rows(student: Student, accelerators: list[str], settings: list[tuple[str, Any]],
-                     shapes: dict[str, tuple], table: Any, exact: bool) -> dict[str, list]:
+                     shapes: dict[str, tuple], table: Any, exact: bool, circuits: Any = None) -> dict[str, list]:
     """Emulate the student on each accelerator at each density and cost it: the rows of each table."""
     from vitaccel import emulate
     from vitaccel.arith import AcceleratorConfig
@@ -165,7 +168,7 @@ def accelerator_rows(student: Student, accelerators: list[str], settings: list[t
             report = emulate.evaluate(student.model, config, student.loader, exact=exact, calib_batches=1)
             seconds = time.perf_counter() - t0
             run_shapes, n_img = shapes[label]
-            c = cost(run_shapes, config, table).scaled(1 / n_img)
+            c = cost(run_shapes, config, table, **(circuits.cost_options(name) if circuits else {})).scaled(1 / n_img)
             acc, energy = 100 * report.accuracy, c.energy_total_pj / 1e6
             tier = f"{report.tier} ({'exact' if report.exact else 'not exact'})"
             moved = c.psum_bits_written + c.psum_bits_read
@@ -228,22 +231,29 @@ def accelerator_sections(rows: dict[str, list], accelerators: list[str], shapes:
 
 
 def report_sections(student: Student, out_dir: Path, accelerators: list[str], densities: list[tuple[str, float]],
-                    exact: bool = True, energy_table: str | None = None) -> tuple[list[Section], list[list[str]]]:
-    """Every report section for one student (densities, accelerators x densities, costs) and the summary rows."""
+                    exact: bool = True, energy_table: str | None = None, source: str = "table"
+                    ) -> tuple[list[Section], list[list[str]]]:
+    """Every report section for one student (densities, accelerators x densities, costs, with
+    ``source="synthesized"`` the circuits) and the summary rows."""
     from vitaccel.measure.hardware import EnergyTable
+    from vitaccel.viz import circuits as hw_view
 
     table = EnergyTable.load(energy_table)
     sections = [density_section(student, densities, out_dir)]
     settings = [("dense", None)] + [(f"{r}={v:g}", (r, v)) for r, v in densities[::max(1, len(densities) // 2)]]
     shapes = executed_shapes(student, settings)
-    rows = accelerator_rows(student, accelerators, settings, shapes, table, exact)
+    circuits = hw_view.measure_student(student, accelerators) if source == "synthesized" else None
+    rows = accelerator_rows(student, accelerators, settings, shapes, table, exact, circuits)
     sections += accelerator_sections(rows, accelerators, shapes, table, exact, out_dir)
+    if circuits:
+        sections[-1].text.insert(0, hw_view.source_note(circuits))
+        sections.append(hw_view.circuits_section(circuits, rows["points"], shapes, table, out_dir))
     return sections, rows["summary"]
 
 
 def run_report(checkpoint: str, out: str, accelerators: list[str], data: list[str] | None = None,
                densities: list[tuple[str, float]] | None = None, max_images: int = 512, exact: bool = True,
-               energy_table: str | None = None) -> int:
+               energy_table: str | None = None, source: str = "table") -> int:
     """The report stages for any trained checkpoint; every input is checked before the long work."""
     from vitaccel.arith import AcceleratorConfig
     from vitaccel.configtools import check_writable
@@ -267,7 +277,7 @@ def run_report(checkpoint: str, out: str, accelerators: list[str], data: list[st
     out_dir.mkdir(parents=True, exist_ok=True)
     sections, summary = report_sections(student, out_dir, accelerators,
                                         densities or [("mass", v) for v in (0.97, 0.9, 0.8, 0.7)],
-                                        exact=exact, energy_table=energy_table)
+                                        exact=exact, energy_table=energy_table, source=source)
     md, html_path = write_report(out_dir, f"vitaccel report: {checkpoint}", sections)
     print("\n".join(columns(SUMMARY_HEADER, summary)))
     print(f"\nreport: {html_path} and {md}")

@@ -55,27 +55,24 @@ def mac_energies(config: object, a: np.ndarray | None = None, b: np.ndarray | No
                        cal.yosys_version, cal)
 
 
-def unit_rows(config: object, *, calibration: Calibration, model_operands: tuple[np.ndarray, np.ndarray] | None = None,
-              n: int = 4096, seed: int = 0, cache: Path | str | bool | None = None) -> list[dict]:
-    """Lane and tree of ``config``: cells, transistors, depth, and energy per op on uniform random
-    operands and (when given, codes of shape (n, G)) on the model's own operands."""
+def unit_rows(config: object, random: MacEnergies, model: MacEnergies | None = None, *,
+              cache: Path | str | bool | None = None) -> list[dict]:
+    """Lane and tree of ``config``: cells, transistors, depth (synthesis, cached) and the energy per
+    op of ``random`` and ``model`` (``mac_energies`` on uniform random and on a model's operands)."""
     from vitaccel.hw.build import build
 
     circuits = build(config)
     cfg = circuits.config
     kind = "int" if cfg.datapath == "int" else "float"
-    random = group_energies(cfg, calibration=calibration, n=n, seed=seed, cache=cache)
-    model = group_energies(cfg, *model_operands, calibration=calibration, cache=cache) if model_operands else None
     rows = []
-    for part in ("lane", "tree"):
+    for part, per in (("lane", "multiply"), ("tree", f"group of {group_size(cfg)}")):
         element = f"{kind}_{part}"
         unit = synthesize(circuits.makers[element](), unit_name(cfg.name, element), cache=cache)
-        rows.append({"config": cfg.name, "element": element, "cells": unit.n_cells,
-                     "transistors": unit.transistors, "depth": unit.depth,
-                     "energy_random_pj": random[part].energy_pj,
-                     "energy_model_pj": model[part].energy_pj if model else None,
-                     "per": "multiply" if part == "lane" else f"group of {group_size(cfg)} products",
-                     "yosys": unit.yosys_version, "cached": unit.cached})
+        pick = (lambda e: e.multiply_pj) if part == "lane" else (lambda e: e.tree_pj_per_group)
+        rows.append({"config": cfg.name, "element": element, "per": per, "cells": unit.n_cells,
+                     "transistors": unit.transistors, "depth": unit.depth, "energy_random_pj": pick(random),
+                     "energy_model_pj": pick(model) if model else None, "yosys": unit.yosys_version,
+                     "synth_s": unit.seconds, "cached": unit.cached})
     return rows
 
 

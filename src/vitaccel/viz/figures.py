@@ -10,8 +10,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+TABLE_XLABEL = "estimated energy per image (µJ, log scale; 45 nm table, see assumptions)"
 
-def accuracy_vs_energy(points: list[dict], path: str | Path) -> None:
+
+def accuracy_vs_energy(points: list[dict], path: str | Path, xlabel: str = TABLE_XLABEL) -> None:
     """Top-1 against estimated energy per image, one marker per accelerator, one line per density.
 
     ``points``: dicts with ``accelerator``, ``density`` (label), ``energy_uj`` and ``acc``.
@@ -34,7 +36,7 @@ def accuracy_vs_energy(points: list[dict], path: str | Path) -> None:
     handles += [plt.Line2D([], [], color=colors(j % 10), marker="o", label=d) for j, d in enumerate(densities)]
     ax.legend(handles=handles, fontsize=7, ncol=2, loc="lower right")
     ax.set_xscale("log")
-    ax.set_xlabel("estimated energy per image (µJ, log scale; 45 nm table, see assumptions)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("top-1 accuracy (%)")
     ax.set_title("Accuracy vs energy: every accelerator preset x token density")
     ax.grid(alpha=0.3, which="both")
