@@ -42,16 +42,16 @@ class MacEnergies:
 
 
 def mac_energies(config: object, a: np.ndarray | None = None, b: np.ndarray | None = None, *,
-                 calibration: Calibration | None = None, n: int = 4096, seed: int = 0,
+                 calibration: Calibration | None = None, n: int = 4096, seed: int = 0, label: str | None = None,
                  cache: Path | str | bool | None = None) -> MacEnergies:
     """``group_energies`` of ``config`` on codes ``a``, ``b`` (n, G) or uniform random ones, as the
-    per-MAC figures the cost model takes."""
+    per-MAC figures the cost model takes; ``label`` says what the given codes are."""
     from vitaccel.hw.build import build
 
     cfg = build(config).config
     cal = calibration or calibrate(cache=cache)
     e = group_energies(cfg, a, b, calibration=cal, n=n, seed=seed, cache=cache)
-    return MacEnergies(cfg.name, group_size(cfg), e["lane"].energy_pj, e["tree"].energy_pj, e["lane"].operands,
+    return MacEnergies(cfg.name, group_size(cfg), e["lane"].energy_pj, e["tree"].energy_pj, label or e["lane"].operands,
                        cal.yosys_version, cal)
 
 

@@ -65,7 +65,8 @@ def measure_circuits(model: Any, images: Any, accelerators: list[str], *, rows: 
         bar.set_postfix_str(name)
         a, b = record(model, images, config, rows=rows, seed=seed).operands()
         out.random[name] = mac_energies(config, calibration=cal, n=max(2, ops // 16), seed=seed, cache=cache)
-        out.model[name] = mac_energies(config, a, b, calibration=cal, cache=cache)
+        out.model[name] = mac_energies(config, a, b, calibration=cal, cache=cache,
+                                       label=f"the model's own operands ({len(a)} groups recorded)")
         out.units += unit_rows(config, out.random[name], out.model[name], cache=cache)
         bar.update()
     bar.set_postfix_str("multiplier sweep")
