@@ -44,3 +44,12 @@ def test_native_has_no_circuit_and_bad_arguments():
     with pytest.raises(ConfigError, match="int8-lot4"):
         cost(SHAPES, "int8", source="synthesized", energies=energies())
     assert dataclasses.replace(energies(), config="int8").source.startswith("synthesized (Yosys 0.0")
+
+
+def test_lane_only_energies_keep_the_table_tree():
+    table = EnergyTable.load()
+    t = cost(SHAPES, "fp13", table)
+    lane_only = dataclasses.replace(energies("fp13"), tree_pj_per_group=None)
+    s = cost(SHAPES, "fp13", table, source="synthesized", energies=lane_only)
+    assert s.energy_pj["add"] == t.energy_pj["add"] and s.energy_pj["multiply"] == pytest.approx(s.macs * 0.05)
+    assert s.sources["add"].startswith("adder tree and accumulator: table")

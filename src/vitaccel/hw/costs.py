@@ -28,7 +28,7 @@ class MacEnergies:
     config: str
     group_size: int
     multiply_pj: float
-    tree_pj_per_group: float
+    tree_pj_per_group: float | None      # None: the tree was not synthesized (its energy stays table-based)
     operands: str
     yosys_version: str
     calibration: Calibration
@@ -43,29 +43,34 @@ class MacEnergies:
 
 def mac_energies(config: object, a: np.ndarray | None = None, b: np.ndarray | None = None, *,
                  calibration: Calibration | None = None, n: int = 4096, seed: int = 0, label: str | None = None,
-                 cache: Path | str | bool | None = None) -> MacEnergies:
+                 tree: bool = True, cache: Path | str | bool | None = None) -> MacEnergies:
     """``group_energies`` of ``config`` on codes ``a``, ``b`` (n, G) or uniform random ones, as the
-    per-MAC figures the cost model takes; ``label`` says what the given codes are."""
+    per-MAC figures the cost model takes; ``label`` says what the given codes are; without
+    ``tree`` only the lane is synthesized and measured."""
     from vitaccel.hw.build import build
 
     cfg = build(config).config
     cal = calibration or calibrate(cache=cache)
-    e = group_energies(cfg, a, b, calibration=cal, n=n, seed=seed, cache=cache)
-    return MacEnergies(cfg.name, group_size(cfg), e["lane"].energy_pj, e["tree"].energy_pj, label or e["lane"].operands,
+    e = group_energies(cfg, a, b, calibration=cal, n=n, seed=seed, tree=tree, cache=cache)
+    return MacEnergies(cfg.name, group_size(cfg), e["lane"].energy_pj, e["tree"].energy_pj if tree else None,
+                       label or e["lane"].operands,
                        cal.yosys_version, cal)
 
 
 def unit_rows(config: object, random: MacEnergies, model: MacEnergies | None = None, *,
               cache: Path | str | bool | None = None) -> list[dict]:
-    """Lane and tree of ``config``: cells, transistors, depth (synthesis, cached) and the energy per
-    op of ``random`` and ``model`` (``mac_energies`` on uniform random and on a model's operands)."""
+    """Lane and tree (when ``random`` measured it) of ``config``: cells, transistors, depth
+    (synthesis, cached) and the energy per op of ``random`` and ``model`` (``mac_energies`` on
+    uniform random and on a model's operands)."""
     from vitaccel.hw.build import build
 
     circuits = build(config)
     cfg = circuits.config
     kind = "int" if cfg.datapath == "int" else "float"
     rows = []
-    for part, per in (("lane", "multiply"), ("tree", f"group of {group_size(cfg)}")):
+    parts = [("lane", "multiply")] + ([("tree", f"group of {group_size(cfg)}")]
+                                      if random.tree_pj_per_group is not None else [])
+    for part, per in parts:
         element = f"{kind}_{part}"
         unit = synthesize(circuits.makers[element](), unit_name(cfg.name, element), cache=cache)
         pick = (lambda e: e.multiply_pj) if part == "lane" else (lambda e: e.tree_pj_per_group)

@@ -186,10 +186,11 @@ def cost(shapes: list[MatmulShape], config: AcceleratorConfig | str, table: Ener
             energies = mac_energies(config)
         elif energies.config != config.name:
             raise ConfigError(f"energies: measured for {energies.config!r}, not for {config.name!r}")
-        spec = {**spec, "mult_pj": lambda t: energies.multiply_pj,
-                "tree_pj": lambda t: energies.tree_pj_per_group / max(spec["group"] - 1, 1)}
-        out.sources = {"multiply": energies.source,
-                       "add": f"adder tree: {energies.source}; accumulator: table ({table.source})"}
+        spec = {**spec, "mult_pj": lambda t: energies.multiply_pj}
+        out.sources = {"multiply": energies.source, "add": f"adder tree and accumulator: {label}"}
+        if energies.tree_pj_per_group is not None:
+            spec["tree_pj"] = lambda t: energies.tree_pj_per_group / max(spec["group"] - 1, 1)
+            out.sources["add"] = f"adder tree: {energies.source}; accumulator: table ({table.source})"
     out.sources.update(psum=f"table (sram_64bit_read / 64 per bit; {table.source})",
                        operands=f"table (sram_64bit_read / 64 per bit; {table.source})")
     for s in shapes:

@@ -33,6 +33,7 @@ class CircuitCosts:
     units: list[dict] = field(default_factory=list)
     sweep: list[dict] = field(default_factory=list)
     rows_per_product: int = 0
+    float_trees: bool = False
     images: int = 0
     seconds: float = 0.0
 
@@ -43,11 +44,14 @@ class CircuitCosts:
 
 def measure_circuits(model: Any, images: Any, accelerators: list[str], *, rows: int = 32, ops: int = 1 << 14,
                      seed: int = 0, references: tuple[str, ...] = REFERENCES,
-                     keep_bits: tuple[int, ...] = tuple(range(1, 9)), cache: Path | str | bool | None = None,
-                     progress: bool = True) -> CircuitCosts:
+                     keep_bits: tuple[int, ...] = tuple(range(1, 9)), float_trees: bool = False,
+                     cache: Path | str | bool | None = None, progress: bool = True) -> CircuitCosts:
     """Synthesize every preset in ``accelerators`` and ``references``, record ``rows`` groups of
     operand codes per matrix product of ``model(images)`` (run native), measure energy per op on
-    those and on ``ops`` uniform random operations, and sweep the int8 multiplier over ``keep_bits``."""
+    those and on ``ops`` uniform random operations, and sweep the int8 multiplier over ``keep_bits``.
+
+    Float adder trees are synthesized only with ``float_trees`` (an exact float tree takes minutes
+    of Yosys on 2 cores; without it their energy stays table-based)."""
     from tqdm import tqdm
 
     from vitaccel.emulate.recording import record
@@ -60,12 +64,14 @@ def measure_circuits(model: Any, images: Any, accelerators: list[str], *, rows: 
     bar.set_postfix_str("calibration")
     cal = calibrate(n=ops, seed=seed, cache=cache)
     bar.update()
-    out = CircuitCosts(cal, rows_per_product=rows, images=len(images))
+    out = CircuitCosts(cal, rows_per_product=rows, images=len(images), float_trees=float_trees)
     for name, config in configs.items():
         bar.set_postfix_str(name)
         a, b = record(model, images, config, rows=rows, seed=seed).operands()
-        out.random[name] = mac_energies(config, calibration=cal, n=max(2, ops // 16), seed=seed, cache=cache)
-        out.model[name] = mac_energies(config, a, b, calibration=cal, cache=cache,
+        tree = config.datapath == "int" or float_trees
+        out.random[name] = mac_energies(config, calibration=cal, n=max(2, ops // 16), seed=seed, tree=tree,
+                                        cache=cache)
+        out.model[name] = mac_energies(config, a, b, calibration=cal, tree=tree, cache=cache,
                                        label=f"the model's own operands ({len(a)} groups recorded)")
         out.units += unit_rows(config, out.random[name], out.model[name], cache=cache)
         bar.update()
@@ -155,7 +161,10 @@ def circuits_section(cc: CircuitCosts, points: list[dict], shapes: dict[str, tup
             f"of {cc.images} validation images (quantised integers for int presets, format bit patterns for "
             "float presets); random: uniform over each lane port's range. A lane's energy is per multiply, "
             "a tree's per group of G products (driven by the lanes' own products). Float dot units are costed "
-            f"as lane + tree (not synthesized flat). {TABLE_BASED}.",
+            "as lane + tree (not synthesized flat)" + ("." if cc.float_trees else
+            "; float adder trees are not synthesized here (an exact float tree takes minutes of Yosys on 2 "
+            "cores: vitaccel hw synth --accelerator fp13 measures it), so their energy stays table-based.")
+            + f" {TABLE_BASED}.",
             f"Measured in this run in {cc.seconds:.0f} s (synthesis from cache where present)."]
     return Section("Circuits", text, [
         unit_table(cc),
