@@ -18,7 +18,7 @@ import numpy as np
 from vitaccel.hw.energy import Calibration, calibrate, group_energies
 from vitaccel.hw.synth import synthesize, unit_name
 
-TABLE_BASED = "accumulator and SRAM traffic: energy table (no synthesized accumulator energy, no memory compiler)"
+TABLE_BASED = "Accumulator and SRAM traffic: energy table (no synthesized accumulator energy, no memory compiler)"
 
 
 @dataclass(frozen=True)

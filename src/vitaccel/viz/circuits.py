@@ -144,7 +144,8 @@ def circuits_section(cc: CircuitCosts, points: list[dict], shapes: dict[str, tup
                             f"{synth_cost.energy_total_pj / 1e6:.3f}"])
     figures = []
     for source, label in (("table", "45 nm table, multiplier scaled with operand widths"),
-                          ("synthesized", "synthesized multiply and adder tree, model operands")):
+                          ("synthesized", "synthesized multiply and adder tree, model operands"
+                                          + ("" if cc.float_trees else "; float adder trees: table"))):
         accuracy_vs_energy(by_source[source], out_dir / f"accuracy_vs_energy_{source}.png",
                            xlabel=f"estimated energy per image (µJ, log scale; {label})")
         figures.append((f"accuracy_vs_energy_{source}.png", f"Top-1 against energy per image: {label}."))
