@@ -10,10 +10,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-TABLE_XLABEL = "estimated energy per image (µJ, log scale; 45 nm table, see assumptions)"
+ENERGY_XLABEL = "estimated energy per image (µJ, log scale; source and assumptions: the cost section)"
 
 
-def accuracy_vs_energy(points: list[dict], path: str | Path, xlabel: str = TABLE_XLABEL) -> None:
+def accuracy_vs_energy(points: list[dict], path: str | Path, xlabel: str = ENERGY_XLABEL) -> None:
     """Top-1 against estimated energy per image, one marker per accelerator, one line per density.
 
     ``points``: dicts with ``accelerator``, ``density`` (label), ``energy_uj`` and ``acc``.
