@@ -54,7 +54,7 @@ def synth(accelerator: str, liberty: str | None, json_out: str | None, dot_unit:
     """Print the synthesis table of one config (and write it as JSON)."""
     from vitaccel.arith import AcceleratorConfig
     from vitaccel.configtools import check_writable
-    from vitaccel.hw.build import build
+    from vitaccel.hw import build
     from vitaccel.hw.synth import synth_table
     from vitaccel.viz.table import columns
 

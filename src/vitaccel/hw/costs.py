@@ -47,7 +47,7 @@ def mac_energies(config: object, a: np.ndarray | None = None, b: np.ndarray | No
     """``group_energies`` of ``config`` on codes ``a``, ``b`` (n, G) or uniform random ones, as the
     per-MAC figures the cost model takes; ``label`` says what the given codes are; without
     ``tree`` only the lane is synthesized and measured."""
-    from vitaccel.hw.build import build
+    from vitaccel.hw import build
 
     cfg = build(config).config
     cal = calibration or calibrate(cache=cache)
@@ -62,7 +62,7 @@ def unit_rows(config: object, random: MacEnergies, model: MacEnergies | None = N
     """Lane and tree (when ``random`` measured it) of ``config``: cells, transistors, depth
     (synthesis, cached) and the energy per op of ``random`` and ``model`` (``mac_energies`` on
     uniform random and on a model's operands)."""
-    from vitaccel.hw.build import build
+    from vitaccel.hw import build
 
     circuits = build(config)
     cfg = circuits.config
