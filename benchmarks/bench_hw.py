@@ -6,19 +6,31 @@ build and elaborate the dot unit, co-simulate dot products (vectors = clocks), a
 golden vectors + bench (and run it in Icarus when ``iverilog`` is on PATH). Finally the exhaustive
 integer-lane sweep: every signed 8-bit pair for every keep_bits 1..8 and rounding (1,572,864 vectors).
 
+Synthesis (``--synth``): Yosys time per unit, first call (fresh cache) and cached; gate-level
+toggle-count throughput; the sanity table of the multipliers (exact 8x8, int8-lot4 lane, DRUM-style,
+FP13 direct and nibble, bf16, fp16: cells, transistors, depth, energy per op on uniform random
+operands and on a trained student's own operands). ``--demo`` times ``vitaccel demo`` (with its
+Circuits section) twice on fresh caches: first run (Yosys compile, training, synthesis) and cached.
+
     flock /tmp/vitaccel-timing.lock python benchmarks/bench_hw.py            # about 5 minutes
     flock /tmp/vitaccel-timing.lock python benchmarks/bench_hw.py --quick    # no exhaustive sweep
+    flock /tmp/vitaccel-timing.lock python benchmarks/bench_hw.py --synth --checkpoint STUDENT.pt
+    flock /tmp/vitaccel-timing.lock python benchmarks/bench_hw.py --demo     # about 2 x 10 minutes
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
+import numpy as np
 from amaranth.hdl import Fragment
 
 from vitaccel.arith import AcceleratorConfig, golden
@@ -126,10 +138,109 @@ def lane_sweep() -> None:
           f"({total / dt:.0f} vectors/s incl. golden), {bad} mismatches")
 
 
+def _lanes() -> dict[str, tuple[str, object]]:
+    """Sanity-table units: name -> (config whose recorded operands drive it, component)."""
+    from vitaccel.hw.energy import ExactMultiplier
+    from vitaccel.hw.sweep import drum
+
+    lot4 = AcceleratorConfig.preset("int8-lot4").int_datapath
+    out = {"exact 8x8": ("int8", ExactMultiplier(8, 8)),
+           "int8-lot4 lane (detector+shifter)": ("int8-lot4", IntLane(lot4)),
+           "DRUM-style k4 (both operands)": ("int8", drum(4))}
+    for label, preset, form in (("FP13 direct", "fp13", "direct"), ("FP13 nibble", "fp13", "nibble"),
+                                ("bf16", "bf16", "direct"), ("fp16", "fp16", "direct")):
+        fp = AcceleratorConfig.preset(preset).float_datapath
+        fa = FloatFormat.named(fp.a_format)
+        out[label] = (preset, FloatLane(fa, FloatFormat.named(fp.b_format), form))
+    return out
+
+
+def synthesis(checkpoint: str | None) -> None:
+    """Synthesis time per unit (fresh cache, then cached), toggle throughput, the sanity table."""
+    from vitaccel.emulate.recording import record
+    from vitaccel.hw.energy import calibrate, energy_per_op
+    from vitaccel.hw.synth import synthesize, yosys_version
+    from vitaccel.train.build import model_from_checkpoint
+
+    t0 = time.perf_counter()
+    version = yosys_version()
+    print(f"\n{version}: first call in this process {time.perf_counter() - t0:.1f} s "
+          "(includes the WebAssembly compile when its cache is cold)")
+    units = _lanes()
+    cache = Path(tempfile.mkdtemp(prefix="bench-synth-"))
+    print(f"\nsynthesis time per unit (fresh cache {cache}, then cached)")
+    print(f"{'unit':<36} {'first s':>8} {'cached s':>9} {'cells':>6} {'same cells':>10}")
+    results = {}
+    for label, (_, comp) in units.items():
+        name = "u_" + "".join(c if c.isalnum() else "_" for c in label)
+        first = synthesize(comp, name, cache=cache)
+        t0 = time.perf_counter()
+        again = synthesize(comp, name, cache=cache)
+        t_cached = time.perf_counter() - t0
+        fresh = synthesize(comp, name, cache=False)             # determinism: a second Yosys run
+        results[label] = first
+        print(f"{label:<36} {first.seconds:>8.1f} {t_cached:>9.2f} {first.n_cells:>6} "
+              f"{str(fresh.cells == first.cells and again.cached):>10}")
+    nl = results["exact 8x8"].netlist()
+    rng = np.random.default_rng(0)
+    stream = {"a": rng.integers(-128, 128, 1 << 16), "b": rng.integers(-128, 128, 1 << 16)}
+    t0 = time.perf_counter()
+    nl.toggle_counts(stream)
+    dt = time.perf_counter() - t0
+    print(f"\ntoggle counting: exact 8x8 netlist ({results['exact 8x8'].n_cells} gates), "
+          f"{1 << 16} ops in {dt:.2f} s = {(1 << 16) / dt:.0f} ops/s")
+    cal = calibrate(cache=cache)
+    model = None
+    if checkpoint:
+        from vitaccel.data import build_datasets
+        from vitaccel.train.build import checkpoint_data
+
+        model, ckpt = model_from_checkpoint(Path(checkpoint))
+        model.pruning.configure(dense=True)
+        val = build_datasets(checkpoint_data(ckpt, [], "--data")).val
+        import torch
+        images = torch.stack([val[i][0] for i in range(8)])
+    print(f"\nsanity table ({version}; {cal.pj_per_toggle:.4g} pJ/toggle, exact 8x8 on uniform random = "
+          f"{cal.reference_pj} pJ; model operands: {checkpoint or 'none given'}, 8 images, 32 groups per product)")
+    print(f"{'unit':<36} {'cells':>6} {'transistors':>11} {'depth':>5} {'pJ random':>9} {'pJ model':>9}")
+    for label, (preset, _) in units.items():
+        unit = results[label]
+        random_pj = energy_per_op(unit, calibration=cal, n=1 << 14).energy_pj
+        model_pj = float("nan")
+        if model is not None:
+            a, b = record(model, images, preset, rows=32).operands()
+            second = next(p for p in unit.netlist().inputs if p != "a")
+            model_pj = energy_per_op(unit, {"a": a.T.ravel(), second: b.T.ravel()}, calibration=cal).energy_pj
+        print(f"{label:<36} {unit.n_cells:>6} {unit.transistors:>11} {unit.depth:>5} {random_pj:>9.4f} "
+              f"{model_pj:>9.4f}")
+    shutil.rmtree(cache, ignore_errors=True)
+
+
+def demo_times() -> None:
+    """``vitaccel demo`` twice on fresh caches (Yosys, synthesis, training): first run and cached."""
+    root = Path(tempfile.mkdtemp(prefix="bench-demo-"))
+    env = {**os.environ, "XDG_CACHE_HOME": str(root / "xdg")}
+    for run in ("first", "cached"):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "vitaccel", "demo", "--cache", str(root / "cache"), "--out",
+                        str(root / f"out-{run}")], env=env, check=True, stdout=subprocess.DEVNULL)
+        print(f"demo with the Circuits section, {run} run: {time.perf_counter() - t0:.0f} s")
+    shutil.rmtree(root, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer vectors, no exhaustive sweep")
+    parser.add_argument("--synth", action="store_true", help="only synthesis, toggle throughput, sanity table")
+    parser.add_argument("--checkpoint", help="student checkpoint whose operands drive the sanity table")
+    parser.add_argument("--demo", action="store_true", help="only the demo's total time, first and cached run")
     args = parser.parse_args()
+    if args.synth or args.demo:
+        if args.synth:
+            synthesis(args.checkpoint)
+        if args.demo:
+            demo_times()
+        return
     elements(2048 if args.quick else 16384)
     presets(shutil.which("iverilog") is not None)
     if not args.quick:

@@ -30,12 +30,16 @@ class DemoConfig:
     cache: str | None = field(None, help="folder for trained checkpoints (default: ~/.cache/vitaccel/demo)")
     quick: bool = field(False, help="2 training epochs, fewer images: a smoke run")
     force: bool = field(False, help="write into a folder that holds another command's output")
+    source: str = field("synthesized", choices=("table", "synthesized"),
+                        help="multiply and adder-tree energies: the synthesized circuits (a Circuits section; the "
+                             "first run compiles Yosys and synthesizes) or the energy table")
     device: str = device_field(auto="CUDA for training when available; the emulation runs on the CPU")
     json: str | None = json_field()
 
 
 FLAGS = (Flag("--out", "out"), Flag("--seed", "seed"), Flag("--cache", "cache"), Flag("--quick", "quick", switch=True),
-         Flag("--force", "force", switch=True), Flag("--device", "device"), Flag("--json", "json"))
+         Flag("--force", "force", switch=True), Flag("--source", "source"), Flag("--device", "device"),
+         Flag("--json", "json"))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -176,7 +180,7 @@ def run_demo(cfg: DemoConfig) -> int:
     print("\n== 3. Densities, accelerators and costs ==")
     densities = [("mass", v) for v in ((0.9, 0.7) if cfg.quick else (0.97, 0.9, 0.8, 0.7, 0.6))]
     results = compute_results(load_student(student, {}, 128 if cfg.quick else 512), out_dir,
-                              list(DEFAULT_ACCELERATORS), densities)
+                              list(DEFAULT_ACCELERATORS), densities, source=cfg.source)
     results["provenance"]["demo"] = f"{'--quick, ' if cfg.quick else ''}cache {cache_dir}"
     finish(results, out_dir, "vitaccel demo report", cfg.json, extra)
     print(f"({time.perf_counter() - t_start:.0f} s in all)")

@@ -55,6 +55,9 @@ class ReportConfig:
     fast: bool = field(False, help="exact=False for float presets (native accumulation order)")
     energy_table: str | None = field(None, help="YAML of per-operation energies (default: 45 nm, Horowitz "
                                                 "ISSCC 2014)")
+    source: str = field("table", choices=("table", "synthesized"),
+                        help="multiply and adder-tree energies: the energy table, or the synthesized circuits "
+                             "(adds a Circuits section; first run compiles Yosys and synthesizes, minutes)")
     out: str = field("vitaccel-report", help="report folder")
     force: bool = field(False, help="write into a folder that holds another command's output")
     batch_size: int = field(128, check=_at_least_one, help="images per batch (the first batch calibrates int presets)")
@@ -64,7 +67,8 @@ class ReportConfig:
 
 FLAGS = (Flag("--checkpoint", "checkpoint"), Flag("--accelerators", "accelerators"), Flag("--rule", "rule"),
          Flag("--values", "values"), Flag("--max-images", "max_images"), Flag("--fast", "fast", switch=True),
-         Flag("--energy-table", "energy_table"), Flag("--out", "out"), Flag("--force", "force", switch=True),
+         Flag("--energy-table", "energy_table"), Flag("--source", "source"), Flag("--out", "out"),
+         Flag("--force", "force", switch=True),
          Flag("--batch-size", "batch_size"), Flag("--device", "device"), Flag("--json", "json"))
 
 
@@ -181,8 +185,9 @@ def _widths(config: Any) -> tuple[str, str]:
 
 
 def accelerator_runs(student: Student, accelerators: list[str], settings: list[tuple[str, Any]],
-                     shapes: dict[str, list], table: Any, exact: bool) -> list[dict]:
-    """Emulate the student on each accelerator at each density and cost it: one dict per run."""
+                     shapes: dict[str, list], table: Any, exact: bool, circuits: Any = None) -> list[dict]:
+    """Emulate the student on each accelerator at each density and cost it: one dict per run; with
+    ``circuits`` (``viz.circuits.CircuitCosts``) multiply and add energies come from the synthesized units."""
     from vitaccel import emulate
     from vitaccel.arith import AcceleratorConfig
     from vitaccel.measure.hardware import cost
@@ -196,7 +201,8 @@ def accelerator_runs(student: Student, accelerators: list[str], settings: list[t
         for label, setting in settings:
             set_density(student.model, setting)
             report = emulate.evaluate(student.model, config, student.loader, exact=exact, calib_batches=1)
-            c = cost(shapes[label], config, table).scaled(1 / n_images)
+            c = cost(shapes[label], config, table,
+                     **(circuits.cost_options(name) if circuits else {})).scaled(1 / n_images)
             tier = "reference (float32)" if report.tier == "native" else \
                 f"{report.tier} ({'bit-exact' if report.exact else 'native order'})"
             moved = c.psum_bits_written + c.psum_bits_read
@@ -252,9 +258,10 @@ def figures(student: Student, results: dict, densities: list[tuple[str, float]],
 
 
 def compute_results(student: Student, out_dir: Path, accelerators: list[str], densities: list[tuple[str, float]],
-                    exact: bool = True, energy_table: str | None = None) -> dict:
+                    exact: bool = True, energy_table: str | None = None, source: str = "table") -> dict:
     """Every number of the report for one student, as a plain dict (what ``results.json`` holds), with
-    the figures written into ``out_dir``."""
+    the figures written into ``out_dir``. ``source="synthesized"`` costs multiplies and adds from the
+    synthesized circuits and adds their section (``results["circuits"]``)."""
     from vitaccel.measure.hardware import ASSUMPTIONS, EnergyTable
 
     table = EnergyTable.load(energy_table)
@@ -266,8 +273,21 @@ def compute_results(student: Student, out_dir: Path, accelerators: list[str], de
     results["densities"] = density_rows(student, densities)
     settings = [("dense", None)] + [(f"{r}={v:g}", (r, v)) for r, v in densities[::max(1, len(densities) // 2)]]
     shapes = executed_shapes(student, settings)
-    results["runs"] = accelerator_runs(student, accelerators, settings, shapes, table, exact)
+    circuits = None
+    if source == "synthesized":
+        import dataclasses
+
+        from vitaccel.viz import circuits as hw_view
+
+        print("circuits: synthesis and switching energy of every preset ...")
+        circuits = hw_view.measure_student(student, accelerators, progress=progress())
+        results["energy_source"] = hw_view.source_note(circuits)
+    results["runs"] = accelerator_runs(student, accelerators, settings, shapes, table, exact, circuits)
     figures(student, results, densities, out_dir)
+    if circuits is not None:
+        section = hw_view.circuits_section(circuits, results["runs"], shapes, len(student.images), table, out_dir)
+        results["circuits"] = dataclasses.asdict(section)
+        results["figures"].update({f.split(".")[0]: f for f, _ in section.figures})
     return results
 
 
@@ -338,6 +358,6 @@ def run_report(cfg: ReportConfig) -> int:
     student = load_student(Path(cfg.checkpoint), cfg.data, cfg.max_images, cfg.batch_size)
     out_dir = claim_out(cfg.out, "report", cfg.force)
     results = compute_results(student, out_dir, cfg.accelerators, [(cfg.rule, v) for v in cfg.values],
-                              exact=not cfg.fast, energy_table=cfg.energy_table)
+                              exact=not cfg.fast, energy_table=cfg.energy_table, source=cfg.source)
     finish(results, out_dir, f"vitaccel report: {cfg.checkpoint}", cfg.json)
     return 0

@@ -102,7 +102,7 @@ def calibrate(*, table_path: Path | str | None = None, n: int = DEFAULT_OPS, see
               cache: Path | str | bool | None = None) -> Calibration:
     """Energy per toggle such that ``ExactMultiplier(8, 8)`` on uniform random operands costs the
     table's ``int8_mult`` (the shipped 45 nm table unless ``table_path`` names another)."""
-    from vitaccel.measure.hardware import EnergyTable
+    from vitaccel.measure.energy_table import EnergyTable
 
     table = EnergyTable.load(table_path)
     ref = synthesize(ExactMultiplier(8, 8), REFERENCE_UNIT, cache=cache)
@@ -126,12 +126,12 @@ def energy_per_op(unit: SynthResult, stream: Mapping[str, np.ndarray] | None = N
 
 
 def group_energies(config: object, a: np.ndarray | None = None, b: np.ndarray | None = None, *,
-                   calibration: Calibration, n: int = 4096, seed: int = 0,
+                   calibration: Calibration, n: int = 4096, seed: int = 0, tree: bool = True,
                    cache: Path | str | bool | None = None) -> dict[str, EnergyEstimate]:
-    """Energy of a config's lane (per multiply) and adder tree (per group of G products) on
-    operand codes ``a``, ``b`` of shape (n, G): row t is the group the unit takes at step t, column
-    i feeds lane i (integer codes, or float bit patterns); uniform random over the lane's port
-    ranges when None. The tree is driven by the lanes' own simulated products."""
+    """Energy of a config's lane (per multiply) and, with ``tree``, adder tree (per group of G
+    products) on operand codes ``a``, ``b`` of shape (n, G): row t is the group the unit takes at
+    step t, column i feeds lane i (integer codes, or float bit patterns); uniform random over the
+    lane's port ranges when None. The tree is driven by the lanes' own simulated products."""
     from vitaccel.hw.circuits import build
 
     circuits = build(config)
@@ -139,8 +139,7 @@ def group_energies(config: object, a: np.ndarray | None = None, b: np.ndarray | 
     kind = "int" if cfg.datapath == "int" else "float"
     g = (cfg.int_datapath if kind == "int" else cfg.float_datapath).group_size
     lane = synthesize(circuits.makers[f"{kind}_lane"](), unit_name(cfg.name, f"{kind}_lane"), cache=cache)
-    tree = synthesize(circuits.makers[f"{kind}_tree"](), unit_name(cfg.name, f"{kind}_tree"), cache=cache)
-    lane_nl, tree_nl = lane.netlist(), tree.netlist()
+    lane_nl = lane.netlist()
     first, second = "a", next(p for p in lane_nl.inputs if p != "a")
     operands = "given operands"
     if a is None or b is None:
@@ -157,10 +156,14 @@ def group_energies(config: object, a: np.ndarray | None = None, b: np.ndarray | 
     for i in range(g):
         stream = {first: a[:, i], second: b[:, i]}
         lane_toggles += int(lane_nl.toggle_counts(stream).sum())
-        products[f"p__{i}"] = lane_nl.simulate(stream)["p"]
+        if tree:
+            products[f"p__{i}"] = lane_nl.simulate(stream)["p"]
     per_lane = lane_toggles / (g * (a.shape[0] - 1))
-    per_tree = toggles_per_op(tree_nl, products)
-    return {"lane": EnergyEstimate(lane.name, per_lane, per_lane * calibration.pj_per_toggle, g * a.shape[0],
-                                   operands, calibration),
-            "tree": EnergyEstimate(tree.name, per_tree, per_tree * calibration.pj_per_toggle, a.shape[0],
-                                   f"{operands}, through the lanes", calibration)}
+    out = {"lane": EnergyEstimate(lane.name, per_lane, per_lane * calibration.pj_per_toggle, g * a.shape[0],
+                                  operands, calibration)}
+    if tree:
+        unit = synthesize(circuits.makers[f"{kind}_tree"](), unit_name(cfg.name, f"{kind}_tree"), cache=cache)
+        per_tree = toggles_per_op(unit.netlist(), products)
+        out["tree"] = EnergyEstimate(unit.name, per_tree, per_tree * calibration.pj_per_toggle, a.shape[0],
+                                     f"{operands}, through the lanes", calibration)
+    return out

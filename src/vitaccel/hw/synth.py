@@ -164,12 +164,12 @@ def synth_table(config: object, *, liberty: Path | str | None = None, cache: Pat
     from vitaccel.hw.circuits import build
 
     circuits = build(config)
-    units = circuits.elements()
+    makers = dict(circuits.makers)          # made one at a time: a failure leaves no unelaborated component
     if dot_unit:
-        units["dot_unit"] = circuits.dot_unit()
+        makers["dot_unit"] = circuits.dot
     rows = []
-    for element, component in units.items():
-        result = synthesize(component, unit_name(circuits.config.name, element), liberty=liberty, cache=cache)
+    for element, make in makers.items():
+        result = synthesize(make(), unit_name(circuits.config.name, element), liberty=liberty, cache=cache)
         rows.append({"config": circuits.config.name, "element": element, **result.row(),
                      "seconds": result.seconds, "cached": result.cached})
     return rows

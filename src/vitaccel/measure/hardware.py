@@ -10,13 +10,19 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from dataclasses import field as dc_field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from vitaccel.arith import AcceleratorConfig, FloatFormat
-from vitaccel.configtools import ConfigError, field, from_dict, load_yaml, shipped
+from vitaccel.configtools import ConfigError
+from vitaccel.measure.energy_table import EnergyTable
+
+if TYPE_CHECKING:
+    from vitaccel.hw.costs import MacEnergies
+
+SOURCES = ("table", "synthesized")
 
 ASSUMPTIONS = (
     "multiplier energy scales with the product of operand widths (int: int8_mult * wa*wb/64; "
@@ -29,38 +35,12 @@ ASSUMPTIONS = (
     "each operand element is read from SRAM once per matmul (no reuse modelled); SRAM energy per "
     "bit = sram_64bit_read / 64",
     "only matrix products are counted (softmax, norms, activations excluded)",
+    "source='synthesized': multiplies cost the synthesized lane's and the adder tree its synthesized "
+    "energy per group (vitaccel.hw: gate toggles x energy per toggle, pinned so that the exact int8 x int8 "
+    "multiplier on uniform random operands costs the table's int8_mult); the accumulator and all SRAM "
+    "traffic stay table-based (no memory compiler); the native datapath has no circuit and stays table-based",
 )
 __doc__ += "\n" + "\n".join(f"* {a}" for a in ASSUMPTIONS)
-
-
-def _positive(v: float) -> str | None:
-    return None if v > 0 else "a positive number (picojoules) is required"
-
-
-@dataclass(frozen=True)
-class EnergyTable:
-    """Energy per operation in pJ (validated; load with ``EnergyTable.load``)."""
-
-    source: str = field("", help="where the figures come from")
-    int8_add: float = field(0.03, check=_positive)
-    int32_add: float = field(0.1, check=_positive)
-    int8_mult: float = field(0.2, check=_positive)
-    int32_mult: float = field(3.1, check=_positive)
-    fp16_add: float = field(0.4, check=_positive)
-    fp16_mult: float = field(1.1, check=_positive)
-    fp32_add: float = field(0.9, check=_positive)
-    fp32_mult: float = field(3.7, check=_positive)
-    sram_64bit_read: float = field(20.0, check=_positive)
-
-    @classmethod
-    def load(cls, path: str | Path | None = None) -> "EnergyTable":
-        """The table in ``path`` (YAML), or the shipped 45 nm table."""
-        path = Path(path) if path is not None else shipped("energy", "horowitz45nm")
-        data = load_yaml(path)  # its errors name the file
-        try:
-            return from_dict(cls, data)
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -132,6 +112,7 @@ class Cost:
     psum_bits_uncompressed: int = 0                     # what the same traffic costs without a codec
     operand_bits: int = 0
     energy_pj: dict = dc_field(default_factory=dict)     # "multiply" | "add" | "psum" | "operands"
+    sources: dict = dc_field(default_factory=dict)       # energy_pj key -> where its figure comes from
 
     @property
     def energy_total_pj(self) -> float:
@@ -143,20 +124,45 @@ class Cost:
                     {k: v * factor for k, v in self.mults.items()}, {k: v * factor for k, v in self.adds.items()},
                     round(self.psum_bits_written * factor), round(self.psum_bits_read * factor),
                     round(self.psum_bits_uncompressed * factor), round(self.operand_bits * factor),
-                    {k: v * factor for k, v in self.energy_pj.items()})
+                    {k: v * factor for k, v in self.energy_pj.items()}, dict(self.sources))
 
 
 def _bump(d: dict, key: str, n: float) -> None:
     d[key] = d.get(key, 0) + n
 
 
-def cost(shapes: list[MatmulShape], config: AcceleratorConfig | str, table: EnergyTable | None = None) -> Cost:
-    """Estimated cost of ``shapes`` on ``config`` (see ``ASSUMPTIONS``)."""
+def cost(shapes: list[MatmulShape], config: AcceleratorConfig | str, table: EnergyTable | None = None, *,
+         source: str = "table", energies: MacEnergies | None = None) -> Cost:
+    """Estimated cost of ``shapes`` on ``config`` (see ``ASSUMPTIONS``).
+
+    ``source="synthesized"`` takes the multiply and adder-tree energies from the config's
+    synthesized units: ``energies`` (``vitaccel.hw.costs.mac_energies``, e.g. on a model's own
+    operands), or measured here on uniform random operands when None.
+    """
     config = AcceleratorConfig.load(config)
     table = table or EnergyTable.load()
+    if source not in SOURCES:
+        raise ConfigError(f"source: value {source!r} is not allowed; one of {', '.join(SOURCES)}")
     out = Cost(config.name)
     sram_pj_bit = table.sram_64bit_read / 64
     spec = _datapath_widths(config)
+    label = f"table ({table.source or 'energy table'}; multiplier scaled with operand widths)"
+    out.sources = {"multiply": label, "add": label}
+    if source == "synthesized" and config.datapath == "native":
+        out.sources = {k: "table (native float32 has no circuit)" for k in out.sources}
+    elif source == "synthesized":
+        if energies is None:
+            from vitaccel.hw.costs import mac_energies
+            energies = mac_energies(config)
+        elif energies.config != config.name:
+            raise ConfigError(f"energies: measured for {energies.config!r}, not for {config.name!r}")
+        spec = {**spec, "mult_pj": lambda t: energies.multiply_pj}
+        out.sources = {"multiply": energies.source, "add": f"adder tree and accumulator: {label}"}
+        if energies.tree_pj_per_group is not None:
+            spec["tree_pj"] = lambda t: energies.tree_pj_per_group / max(spec["group"] - 1, 1)
+            out.sources["add"] = f"adder tree: {energies.source}; accumulator: table ({table.source})"
+    out.sources.update(psum=f"table (sram_64bit_read / 64 per bit; {table.source})",
+                       operands=f"table (sram_64bit_read / 64 per bit; {table.source})")
     for s in shapes:
         groups = math.ceil(s.k / spec["group"])
         tiles = math.ceil(s.k / spec["tile_k"])

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter  # noqa: E402
 
+ENERGY_XLABEL = "estimated energy per image (µJ, log scale; energy table and assumptions in the report)"
 
 def _plain_log_ticks(axis: object, low: float, high: float) -> None:
     """Log-axis ticks at 1-2-5 steps within [low, high], written as plain numbers; no minor labels."""
@@ -48,7 +49,7 @@ def accuracy_vs_macs(rows: list[dict], path: str | Path) -> None:
     plt.close(fig)
 
 
-def accuracy_vs_energy(runs: list[dict], path: str | Path) -> None:
+def accuracy_vs_energy(runs: list[dict], path: str | Path, xlabel: str = ENERGY_XLABEL) -> None:
     """Estimated energy per image of every accelerator x density, with its top-1 written at each point.
 
     One row per accelerator (in the order of ``runs``), one marker and colour per density, staggered
@@ -73,7 +74,7 @@ def accuracy_vs_energy(runs: list[dict], path: str | Path) -> None:
     low, high = min(energies) / 1.3, max(energies) * 1.6
     ax.set_xlim(low, high)
     _plain_log_ticks(ax.xaxis, low, high)
-    ax.set_xlabel("estimated energy per image (µJ, log scale; energy table and assumptions in the report)")
+    ax.set_xlabel(xlabel)
     ax.set_title("Energy per image of every accelerator x density (labels: top-1)", fontsize=10)
     ax.grid(alpha=0.3, axis="x", which="major")
     handles = [plt.Line2D([], [], ls="", marker=markers[j % len(markers)], color=colors(j % 10), label=d)

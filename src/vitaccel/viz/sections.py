@@ -112,7 +112,8 @@ def cost_section(results: dict) -> Section:
     return Section(
         "Hardware cost (estimates)",
         [f"Per image, over the same {results['images']} validation images run one at a time. Energy table: "
-         f"{results['provenance']['energy table']}. The multiplier column gives the operand widths the "
+         f"{results['provenance']['energy table']}. {results.get('energy_source', 'Energy source: the table.')} "
+         "The multiplier column gives the operand widths the "
          "multiplier energy is scaled by (integer: the activation's magnitude bits after leading-one truncation, "
          "its sign handled apart, times the weight's bits); the adder-tree column the group size G and the width "
          "of its adds (float: wide enough for the products' exponent span unless align_bits is set). These are "
@@ -122,5 +123,10 @@ def cost_section(results: dict) -> Section:
         lists=list(results["assumptions"]))
 
 
+def circuits_section(results: dict) -> Section | None:
+    """The synthesized circuits behind each preset (``vitaccel.viz.circuits``), when the run measured them."""
+    return Section(**results["circuits"]) if "circuits" in results else None
+
+
 SECTIONS: list[Callable[[dict], Section | None]] = [
-    summary_section, provenance_section, density_section, accelerator_section, cost_section]
+    summary_section, provenance_section, density_section, accelerator_section, cost_section, circuits_section]
