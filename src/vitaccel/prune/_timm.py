@@ -6,7 +6,8 @@ mask of variable-length pruned batches). Read: ``VisionTransformer.patch_embed``
 with a ``Conv2d`` ``proj``), ``_pos_embed``, ``patch_drop``, ``norm_pre``, ``blocks``, ``norm``,
 ``global_pool``/``pool``, ``num_prefix_tokens``, ``cls_token``, ``dist_token``, ``attn_pool``,
 ``pool_include_prefix``, ``embed_dim``, ``head``, ``grad_checkpointing``; ``Block.norm1``,
-``attn``, ``mlp``; ``Attention.qkv`` (fused ``3 x heads x head_dim`` output), ``q_norm``,
+``attn``, ``ls1``, ``drop_path1``, ``norm2``, ``mlp``, ``ls2``, ``drop_path2`` (its forward, split in two
+for pruning between attention and MLP); ``Attention.qkv`` (fused ``3 x heads x head_dim`` output), ``q_norm``,
 ``k_norm``, ``scale``, ``num_heads``, ``head_dim``, ``proj``.
 """
 
@@ -20,7 +21,7 @@ from timm.models.vision_transformer import Block, VisionTransformer
 POOLS = ("token", "avg")
 
 __all__ = ["POOLS", "VisionTransformer", "attention_dim", "check_prunable", "check_scorable", "cls_query_keys",
-           "embed", "patch_macs", "per_token_layers", "qkv_layer", "run_block"]
+           "embed", "patch_macs", "per_token_layers", "qkv_layer", "run_block", "run_block_part"]
 
 
 def check_scorable(model: nn.Module, block: int) -> int:
@@ -85,6 +86,13 @@ def embed(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def run_block(blk: nn.Module, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
     """One timm ``Block`` forward, with a boolean SDPA key mask (True = attend) or none."""
     return blk(x) if attn_mask is None else blk(x, attn_mask=attn_mask)
+
+
+def run_block_part(blk: nn.Module, x: torch.Tensor, attn_mask: torch.Tensor | None, part: str) -> torch.Tensor:
+    """Half of timm ``Block.forward``: ``part="attention"`` (residual attention branch) or ``"mlp"``."""
+    if part == "attention":
+        return x + blk.drop_path1(blk.ls1(blk.attn(blk.norm1(x), attn_mask=attn_mask)))
+    return x + blk.drop_path2(blk.ls2(blk.mlp(blk.norm2(x))))
 
 
 def qkv_layer(blk: nn.Module) -> nn.Module:

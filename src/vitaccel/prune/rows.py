@@ -40,7 +40,8 @@ class RealRows:
         try:
             for layer in per_token_layers(block):
                 handles.append(layer.register_forward_pre_hook(self._gather))
-                handles.append(layer.register_forward_hook(self._scatter))
+                # prepend: other hooks on the layer (TIS capture) see the scattered, padded output
+                handles.append(layer.register_forward_hook(self._scatter, prepend=True))
             yield
         finally:
             for handle in handles:
