@@ -47,14 +47,20 @@ def image_macs(model: nn.Module, num_patches: int, stages: tuple[int, ...], plac
     full = torch.full_like(lengths[0].to(torch.int64), prefix + num_patches)
     real = [full, *(n.to(torch.int64) for n in lengths)]
     attended = real if widths is None else [full, *(torch.full_like(full, w) for w in widths)]
-    total = num_patches * patch_macs(model) + linear_macs(model.head) + torch.zeros_like(full)
+    # per segment: MACs per real token (linear layers) and per attended token squared (QK^T, AV)
+    per_token, per_pair = [0] * len(real), [0] * len(real)
     inside = placement == "attention"
     for i, blk in enumerate(model.blocks):
         a, m = _segment(stages, i, False), _segment(stages, i, inside)
-        total = total + real[a] * linear_macs(blk.attn) + 2 * attended[a] ** 2 * attention_dim(blk)
-        total = total + real[m] * linear_macs(blk.mlp)
+        per_token[a] += linear_macs(blk.attn)
+        per_pair[a] += 2 * attention_dim(blk)
+        per_token[m] += linear_macs(blk.mlp)
+    total = torch.full_like(full, num_patches * patch_macs(model) + linear_macs(model.head))
+    for s in range(len(real)):
+        total = total + per_token[s] * real[s] + per_pair[s] * attended[s] ** 2
     for s, layer in enumerate(stages):
-        total = total + attended[s] * attention_dim(model.blocks[layer - 1])  # CLS-row scores
+        # the CLS-row scores over the stage's keys, and the package's weighted sum over its patches
+        total = total + attended[s] * (attention_dim(model.blocks[layer - 1]) + (dim if packaged else 0))
         if packaged:
-            total = total + (attended[s] - prefix) * dim
+            total = total - prefix * dim
     return total

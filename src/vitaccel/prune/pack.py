@@ -35,11 +35,12 @@ def package_tokens(patches: torch.Tensor, tis: torch.Tensor, pruned: torch.Tenso
 
 
 def pack(x: torch.Tensor, tis: torch.Tensor, keep: torch.Tensor, num_prefix: int, package: bool,
-         index: torch.Tensor, real: Optional[torch.Tensor] = None) -> Packed:
+         index: torch.Tensor, real: Optional[torch.Tensor] = None, count: Optional[int] = None) -> Packed:
     """Keep the prefix and the ``keep`` tokens of ``x`` (B, num_prefix + N, C), add packages, pad.
 
     ``index`` (B, N): the original patch of each token (-1: a package or padding), carried along;
-    ``real`` (B, N) bool: the real tokens when ``x`` is itself padded (None: all real).
+    ``real`` (B, N) bool: the real tokens when ``x`` is itself padded (None: all real);
+    ``count``: the patches every image keeps, when known (``topk``): no host sync, no padding.
     """
     prefix, patches = x[:, :num_prefix], x[:, num_prefix:]
     batch, n, dim = patches.shape
@@ -48,7 +49,10 @@ def pack(x: torch.Tensor, tis: torch.Tensor, keep: torch.Tensor, num_prefix: int
     lengths = kept + has_package
     if batch == 0:  # an empty batch: nothing to pack, no padding
         return Packed(x[:, :num_prefix], lengths + num_prefix, None, index[:, :0])
-    shortest, width = torch.stack(torch.aminmax(lengths)).tolist()  # one host sync
+    if count is None:
+        shortest, width = torch.stack(torch.aminmax(lengths)).tolist()  # one host sync
+    else:
+        shortest = width = count + int(package and count < n)
     # kept indices first (original order), then pruned ones: the first `width` columns suffice
     order = torch.sort((~keep).to(torch.uint8), dim=1, stable=True).indices[:, :width]
     tokens = patches.gather(1, order.unsqueeze(-1).expand(-1, -1, dim))

@@ -17,13 +17,20 @@ import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
 from vitaccel.errors import ConfigError
-from vitaccel.prune._timm import VisionTransformer, check_prunable, embed, qkv_layer, run_block, run_block_part
+from vitaccel.prune._timm import (
+    VisionTransformer,
+    check_prunable,
+    embed,
+    run_attention_part,
+    run_block,
+    run_block_part,
+)
 from vitaccel.prune.config import PruneConfig
 from vitaccel.prune.macs import image_macs
 from vitaccel.prune.pack import pack
 from vitaccel.prune.rows import RealRows
-from vitaccel.prune.scores import capture_output, cls_scores
-from vitaccel.prune.select import keep_mask
+from vitaccel.prune.scores import cls_scores
+from vitaccel.prune.select import keep_mask, topk_count
 
 
 class Stage(NamedTuple):
@@ -112,15 +119,16 @@ class PrunedViT:
         num_patches = x.shape[1] - prefix
         index = torch.arange(num_patches, device=x.device).expand(x.shape[0], -1)
         valid = rows = None
-        part = "attention" if cfg.placement == "attention" else None
+        part = cfg.placement == "attention"
         stages, lengths, widths, start = [], [], [], 0
         for layer, value in zip(cfg.stages, cfg.values):
             for blk in self.blocks[start:layer - 1]:
                 x = _run_block(self, blk, x, rows)
             scored = self.blocks[layer - 1]
-            with capture_output(qkv_layer(scored)) as qkv:
-                x = _run_block(self, scored, x, rows, part)
-            tis = cls_scores(scored.attn, qkv[0], prefix, valid)
+            x, qkv = _run_block(self, scored, x, rows, "scored")
+            if not part:
+                x = _run_block(self, scored, x, rows, "mlp")
+            tis = cls_scores(scored.attn, qkv, prefix, valid)
             real = None if valid is None else valid[:, prefix:]
             if cfg.dense:
                 keep = torch.ones_like(tis, dtype=torch.bool)
@@ -129,7 +137,8 @@ class PrunedViT:
             else:
                 keep = keep_mask(tis, cfg.rule, value, real)
                 stages.append(Stage(tis, index, keep))
-                x, length, valid, index = pack(x, tis, keep, prefix, cfg.package, index, real)
+                count = topk_count(value, tis.shape[1]) if cfg.rule == "topk" and real is None else None
+                x, length, valid, index = pack(x, tis, keep, prefix, cfg.package, index, real, count)
                 rows = None if valid is None else RealRows(valid)
                 lengths.append(length)
             widths.append(x.shape[1])
@@ -162,17 +171,23 @@ class PrunedViT:
         return (x[:, self.num_prefix_tokens:] * real).sum(dim=1) / real.sum(dim=1)
 
 
-def _block_forward(blk: nn.Module, x: torch.Tensor, rows: Optional[RealRows], part: Optional[str]) -> torch.Tensor:
-    mask = None if rows is None else rows.attn_mask
+def _parts(blk: nn.Module, x: torch.Tensor, mask: Optional[torch.Tensor], part: Optional[str]):
+    if part is None:
+        return run_block(blk, x, mask)
+    return run_attention_part(blk, x, mask) if part == "scored" else run_block_part(blk, x, mask, part)
+
+
+def _block_forward(blk: nn.Module, x: torch.Tensor, rows: Optional[RealRows], part: Optional[str]):
     if rows is None:
-        return run_block(blk, x, None) if part is None else run_block_part(blk, x, None, part)
+        return _parts(blk, x, None, part)
     with rows.only(blk):
-        return run_block(blk, x, mask) if part is None else run_block_part(blk, x, mask, part)
+        return _parts(blk, x, rows.attn_mask, part)
 
 
 def _run_block(model: nn.Module, blk: nn.Module, x: torch.Tensor, rows: Optional[RealRows] = None,
-               part: Optional[str] = None) -> torch.Tensor:
-    """Block ``blk`` (or its ``part``: "attention" / "mlp") on ``x``, padding handled by ``rows``."""
+               part: Optional[str] = None):
+    """Block ``blk`` on ``x``, padding handled by ``rows``; or one ``part``: "mlp", or "scored" (the
+    attention part, returning ``(x, qkv output)`` for the CLS scores)."""
     # The padding hooks live inside the checkpointed function, so recomputation sees them too.
     if model.grad_checkpointing and torch.is_grad_enabled():
         return checkpoint(_block_forward, blk, x, rows, part, use_reentrant=False)

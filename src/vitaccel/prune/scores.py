@@ -7,24 +7,10 @@ so the CLS row is recomputed explicitly from the block's own q and k: one query 
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator
-
 import torch
 import torch.nn as nn
 
 from vitaccel.prune._timm import check_scorable, cls_query_keys, embed, qkv_layer
-
-
-@contextmanager
-def capture_output(module: nn.Module) -> Iterator[list]:
-    """Collect ``module``'s forward outputs into the yielded list while the context is open."""
-    outputs: list = []
-    handle = module.register_forward_hook(lambda _mod, _inp, out: outputs.append(out))
-    try:
-        yield outputs
-    finally:
-        handle.remove()
 
 
 def cls_scores(attn: nn.Module, qkv: torch.Tensor, num_prefix: int,
