@@ -191,3 +191,21 @@ def test_training_config_takes_stages_placement_and_teacher_layer(tmp_path):
         from_dict(TrainConfig, {"teacher_layer": 0})
     with pytest.raises(ConfigError, match=r"prune.placement: value 'x' is not allowed; choose one of"):
         from_dict(TrainConfig, {"prune": {"placement": "x"}})
+
+
+@pytest.mark.parametrize("layers", [[2], [1, 3]])
+def test_length_sorted_sub_batches_equal_alone_and_execute_less(layers, monkeypatch):
+    from vitaccel.prune import patching
+
+    model = prune.patch(peaked_vit(), layers=layers, rule="mass", value=0.6, placement="attention")
+    x = torch.randn(patching.BUCKET_MIN, 3, 32, 32)
+    with torch.no_grad():
+        out = model(x)
+        executed = count_macs(model, x)
+        stats = model.pruning.stats
+        assert executed == int(stats["macs_padded"].sum())  # per-image widths of the sub-batches
+        alone = torch.cat([model(x[i:i + 1]) for i in range(len(x))])
+        assert (out - alone).abs().max().item() <= 1e-5
+        monkeypatch.setattr(patching, "BUCKET_MIN", 10 ** 9)  # one padded batch
+        assert (model(x) - out).abs().max().item() <= 1e-5
+        assert count_macs(model, x) > executed and torch.equal(model.pruning.stats["macs"], stats["macs"])

@@ -33,11 +33,13 @@ def _segment(stages: tuple[int, ...], block: int, after: bool) -> int:
 
 
 def image_macs(model: nn.Module, num_patches: int, stages: tuple[int, ...], placement: str,
-               lengths: list[torch.Tensor], packaged: bool, widths: list[int] | None = None) -> torch.Tensor:
+               lengths: list[torch.Tensor], packaged: bool,
+               widths: list[int | torch.Tensor] | None = None) -> torch.Tensor:
     """Per-image MACs of a patched forward (int64, shape of each ``lengths`` entry).
 
     ``stages``: the 1-based pruning layers; ``lengths[s]``: each image's real tokens (prefix and
-    package included) after stage ``s``; ``widths[s]``: the padded length after stage ``s``, for
+    package included) after stage ``s``; ``widths[s]``: the padded length after stage ``s`` (per image when
+    split into sub-batches), for
     the executed work (attention, CLS-row scores and package sums over the padded length; the
     per-token layers on real tokens only). With ``placement="block"`` block P runs before the
     cut; with ``"attention"`` its attention runs before and its MLP after. ``packaged``: each
@@ -46,7 +48,7 @@ def image_macs(model: nn.Module, num_patches: int, stages: tuple[int, ...], plac
     prefix, dim = model.num_prefix_tokens, model.embed_dim
     full = torch.full_like(lengths[0].to(torch.int64), prefix + num_patches)
     real = [full, *(n.to(torch.int64) for n in lengths)]
-    attended = real if widths is None else [full, *(torch.full_like(full, w) for w in widths)]
+    attended = real if widths is None else [full, *(torch.as_tensor(w).to(full).expand_as(full) for w in widths)]
     # per segment: MACs per real token (linear layers) and per attended token squared (QK^T, AV)
     per_token, per_pair = [0] * len(real), [0] * len(real)
     inside = placement == "attention"

@@ -28,7 +28,7 @@ from vitaccel.prune._timm import (
 from vitaccel.prune.config import PruneConfig
 from vitaccel.prune.macs import image_macs
 from vitaccel.prune.pack import pack
-from vitaccel.prune.rows import RealRows
+from vitaccel.prune.rows import RealRows, run_bucketed
 from vitaccel.prune.scores import cls_scores
 from vitaccel.prune.select import keep_mask, topk_count
 
@@ -103,6 +103,10 @@ class Pruning:
         return f"Pruning({self.config})"
 
 
+BUCKETS = 4       # sub-batches of a padded batch after the last stage
+BUCKET_MIN = 16   # the smallest batch that is split
+
+
 class PrunedViT:
     """Mixin placed before the model's own class by ``patch``."""
 
@@ -145,8 +149,7 @@ class PrunedViT:
             if part:
                 x = _run_block(self, scored, x, rows, "mlp")
             start = layer
-        for blk in self.blocks[start:]:
-            x = _run_block(self, blk, x, rows)
+        x = self._run_tail(x, start, valid, rows, widths)
         packaged = cfg.package and not cfg.dense
         kept = index.new_zeros(x.shape[0], num_patches + 1).scatter_(
             1, torch.where(index >= 0, index, num_patches), 1)[:, :num_patches].bool()
@@ -158,6 +161,20 @@ class PrunedViT:
                                       widths=widths),
         })
         return self.norm(x)
+
+    def _run_tail(self, x: torch.Tensor, start: int, valid: Optional[torch.Tensor], rows: Optional[RealRows],
+                  widths: list) -> torch.Tensor:
+        """Blocks ``start``.. after the last stage; a padded batch of ``BUCKET_MIN`` images or more runs
+        in ``BUCKETS`` length-sorted sub-batches (``widths[-1]`` becomes each image's width)."""
+        def run(h: torch.Tensor, part_rows: Optional[RealRows]) -> torch.Tensor:
+            for blk in self.blocks[start:]:
+                h = _run_block(self, blk, h, part_rows)
+            return h
+
+        if valid is None or x.shape[0] < BUCKET_MIN or start == len(self.blocks):
+            return run(x, rows)
+        x, widths[-1] = run_bucketed(run, x, valid, BUCKETS)
+        return x
 
     def pool(self, x: torch.Tensor, pool_type: Optional[str] = None) -> torch.Tensor:
         valid = self.pruning.valid
