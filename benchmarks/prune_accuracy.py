@@ -69,6 +69,16 @@ def recipe(name: str, overrides: list[str]) -> TrainConfig:
     return from_dict(TrainConfig, apply_overrides(load_yaml(resolve_config_path(name)), overrides))
 
 
+def trained(cfg: TrainConfig, data: DataBundle) -> Path:
+    """``out_dir/last.pt`` of a finished run of ``cfg``: trained now unless a finished one is there
+    (``out_dir/done`` is written only after the last epoch, so an interrupted run starts again)."""
+    out = Path(cfg.out_dir)
+    if not (out / "done").exists():
+        train(cfg, overwrite=True, data=data)
+        (out / "done").write_text("")
+    return out / "last.pt"
+
+
 # ----------------------------------------------------------------------------- baselines
 def _attention(blk: nn.Module, x: torch.Tensor, size: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
     """timm ``Attention`` written out: output, keys (B, N, C) and the CLS row (B, N) of the weights."""
@@ -253,17 +263,13 @@ def main() -> None:
         train_idx = torch.cat([s for j, s in enumerate(splits) if j != k]).sort().values
         train_idx = train_idx[:360] if args.quick else train_idx
         data = fold_data(images, labels, val, train_idx)
-        teacher = out / "teacher" / "last.pt"
-        if not teacher.exists():
-            train(recipe("digits-teacher", [f"out_dir={out / 'teacher'}", "progress=false", *extra["teacher"]]),
-                  overwrite=True, data=data)
+        teacher = trained(recipe("digits-teacher", [f"out_dir={out / 'teacher'}", "progress=false",
+                                                    *extra["teacher"]]), data)
         models = {"teacher": model_from_checkpoint(teacher)[0]}
         for placement in PLACEMENTS:
-            student = out / f"sait-{placement}" / "last.pt"
-            if not student.exists():
-                train(recipe("digits-sait", [f"out_dir={out / f'sait-{placement}'}", f"teacher={teacher}",
-                                             f"init={teacher}", f"prune.placement={placement}",
-                                             "progress=false", *extra["student"]]), overwrite=True, data=data)
+            student = trained(recipe("digits-sait", [f"out_dir={out / f'sait-{placement}'}", f"teacher={teacher}",
+                                                     f"init={teacher}", f"prune.placement={placement}",
+                                                     "progress=false", *extra["student"]]), data)
             models[f"SaiT ({placement})"] = model_from_checkpoint(student)[0]
         for model in models.values():
             model.eval()
