@@ -1,5 +1,6 @@
 """Selection rule semantics, CLS always kept, and the package token's definition."""
 
+import copy
 import math
 
 import pytest
@@ -62,14 +63,15 @@ def test_mass_keeps_the_fewest_reaching_the_mass(mass):
 def test_cls_kept_and_package_is_tis_weighted_mean():
     torch.manual_seed(0)
     model = VisionTransformer(img_size=32, patch_size=4, embed_dim=64, depth=4, num_heads=4).eval()
+    native = copy.deepcopy(model)  # block 2's output, unpatched (the patched model runs it in two parts)
     prune.patch(model, layer=2, rule="value", value=1.0, package=True)
     seen = {}
-    model.blocks[1].register_forward_hook(lambda m, i, o: seen.update(before=o))
     model.blocks[2].register_forward_pre_hook(lambda m, i: seen.update(after=i[0]))
     x = torch.randn(3, 3, 32, 32)
     with torch.no_grad():
         model(x)
-    before, after = seen["before"], seen["after"]
+        before = native.blocks[:2](native.norm_pre(native.patch_drop(native._pos_embed(native.patch_embed(x)))))
+    after = seen["after"]
     tis, keep, tokens = model.pruning.tis, model.pruning.keep, model.pruning.stats["tokens"]
     for i in range(3):
         kept = int(keep[i].sum())

@@ -6,10 +6,10 @@ blocks on fewer tokens; ``model.pruning.configure(...)`` switches rule, value or
 same weights. ``cls_attention`` gives a dense teacher's distillation target.
 """
 
-from vitaccel.prune.config import RULES, PruneConfig
-from vitaccel.prune.patching import Pruning, patch, unpatch
+from vitaccel.prune.config import PLACEMENTS, RULES, PruneConfig
+from vitaccel.prune.patching import Pruning, Stage, patch, unpatch
 from vitaccel.prune.scores import cls_attention
 from vitaccel.prune.select import keep_mask, topk_count
 
-__all__ = ["RULES", "PruneConfig", "Pruning", "patch", "unpatch", "cls_attention", "keep_mask",
+__all__ = ["PLACEMENTS", "RULES", "PruneConfig", "Pruning", "Stage", "patch", "unpatch", "cls_attention", "keep_mask",
            "topk_count"]

@@ -6,21 +6,24 @@ mask of variable-length pruned batches). Read: ``VisionTransformer.patch_embed``
 with a ``Conv2d`` ``proj``), ``_pos_embed``, ``patch_drop``, ``norm_pre``, ``blocks``, ``norm``,
 ``global_pool``/``pool``, ``num_prefix_tokens``, ``cls_token``, ``dist_token``, ``attn_pool``,
 ``pool_include_prefix``, ``embed_dim``, ``head``, ``grad_checkpointing``; ``Block.norm1``,
-``attn``, ``mlp``; ``Attention.qkv`` (fused ``3 x heads x head_dim`` output), ``q_norm``,
-``k_norm``, ``scale``, ``num_heads``, ``head_dim``, ``proj``.
+``attn``, ``ls1``, ``drop_path1``, ``norm2``, ``mlp``, ``ls2``, ``drop_path2`` (its forward, split in two
+for pruning between attention and MLP); ``Attention.qkv`` (fused ``3 x heads x head_dim`` output), ``q_norm``,
+``k_norm``, ``scale``, ``num_heads``, ``head_dim``, ``fused_attn``, ``attn_drop``, ``norm``, ``gate``
+(when present), ``proj``, ``proj_drop`` (block P's attention is written out, to return its qkv).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from timm.layers import Attention, PatchEmbed
 from timm.models.vision_transformer import Block, VisionTransformer
 
 POOLS = ("token", "avg")
 
 __all__ = ["POOLS", "VisionTransformer", "attention_dim", "check_prunable", "check_scorable", "cls_query_keys",
-           "embed", "patch_macs", "per_token_layers", "qkv_layer", "run_block"]
+           "embed", "patch_macs", "per_token_layers", "qkv_layer", "run_attention_part", "run_block", "run_block_part"]
 
 
 def check_scorable(model: nn.Module, block: int) -> int:
@@ -85,6 +88,37 @@ def embed(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def run_block(blk: nn.Module, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
     """One timm ``Block`` forward, with a boolean SDPA key mask (True = attend) or none."""
     return blk(x) if attn_mask is None else blk(x, attn_mask=attn_mask)
+
+
+def run_block_part(blk: nn.Module, x: torch.Tensor, attn_mask: torch.Tensor | None, part: str) -> torch.Tensor:
+    """Half of timm ``Block.forward``: ``part="attention"`` (residual attention branch) or ``"mlp"``."""
+    if part == "attention":
+        return x + blk.drop_path1(blk.ls1(blk.attn(blk.norm1(x), attn_mask=attn_mask)))
+    return x + blk.drop_path2(blk.ls2(blk.mlp(blk.norm2(x))))
+
+
+def run_attention_part(blk: nn.Module, x: torch.Tensor,
+                       attn_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``run_block_part(..., "attention")`` written out from timm ``Attention.forward``, also returning
+    its ``qkv`` output (the CLS scores need it; no hook, so ``torch.compile`` traces it)."""
+    attn = blk.attn
+    h = blk.norm1(x)
+    batch, n, _ = h.shape
+    gate = attn.gate(h).sigmoid() if getattr(attn, "gate", None) is not None else None
+    qkv = attn.qkv(h)
+    q, k, v = qkv.reshape(batch, n, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+    q, k = attn.q_norm(q), attn.k_norm(k)
+    if attn.fused_attn:
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
+                                             dropout_p=attn.attn_drop.p if attn.training else 0.0)
+    else:
+        logits = (q * attn.scale) @ k.transpose(-2, -1)
+        if attn_mask is not None:
+            logits = logits.masked_fill(~attn_mask, float("-inf"))
+        out = attn.attn_drop(logits.softmax(dim=-1)) @ v
+    out = attn.norm(out.transpose(1, 2).reshape(batch, n, attention_dim(blk)))
+    out = attn.proj_drop(attn.proj(out if gate is None else out * gate))
+    return x + blk.drop_path1(blk.ls1(out)), qkv
 
 
 def qkv_layer(blk: nn.Module) -> nn.Module:

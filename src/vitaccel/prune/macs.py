@@ -27,21 +27,42 @@ def block_macs(block: nn.Module, n: torch.Tensor | int,
     return n * linear_macs(block) + 2 * attended * attended * attention_dim(block)
 
 
-def image_macs(model: nn.Module, num_patches: int, layer: int, lengths: torch.Tensor,
-               packaged: bool, attended: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-image MACs of a patched forward (int64, shape of ``lengths``).
+def _segment(stages: tuple[int, ...], block: int, after: bool) -> int:
+    """Which token segment block ``block`` (0-based) sees: the stages before it (``after``: at it too)."""
+    return sum(layer - 1 < block or (after and layer - 1 == block) for layer in stages)
 
-    Blocks 1..``layer`` run on all ``num_prefix_tokens + num_patches`` tokens (plus the CLS-row
-    scores in block ``layer``); blocks after it on ``lengths`` tokens, with attention over
-    ``attended`` tokens (default ``lengths``; the padded length for executed work);
-    ``packaged``: the package token's weighted sum over the patches was computed.
+
+def image_macs(model: nn.Module, num_patches: int, stages: tuple[int, ...], placement: str,
+               lengths: list[torch.Tensor], packaged: bool,
+               widths: list[int | torch.Tensor] | None = None) -> torch.Tensor:
+    """Per-image MACs of a patched forward (int64, shape of each ``lengths`` entry).
+
+    ``stages``: the 1-based pruning layers; ``lengths[s]``: each image's real tokens (prefix and
+    package included) after stage ``s``; ``widths[s]``: the padded length after stage ``s`` (per image when
+    split into sub-batches), for
+    the executed work (attention, CLS-row scores and package sums over the padded length; the
+    per-token layers on real tokens only). With ``placement="block"`` block P runs before the
+    cut; with ``"attention"`` its attention runs before and its MLP after. ``packaged``: each
+    stage computed a package token's weighted sum over the tokens it scored.
     """
-    n = model.num_prefix_tokens + num_patches
-    fixed = (num_patches * patch_macs(model)
-             + sum(block_macs(blk, n) for blk in model.blocks[:layer])
-             + n * attention_dim(model.blocks[layer - 1])
-             + (num_patches * model.embed_dim if packaged else 0)
-             + linear_macs(model.head))
-    lengths = lengths.to(torch.int64)
-    return fixed + sum((block_macs(blk, lengths, attended) for blk in model.blocks[layer:]),
-                       torch.zeros_like(lengths))
+    prefix, dim = model.num_prefix_tokens, model.embed_dim
+    full = torch.full_like(lengths[0].to(torch.int64), prefix + num_patches)
+    real = [full, *(n.to(torch.int64) for n in lengths)]
+    attended = real if widths is None else [full, *(torch.as_tensor(w).to(full).expand_as(full) for w in widths)]
+    # per segment: MACs per real token (linear layers) and per attended token squared (QK^T, AV)
+    per_token, per_pair = [0] * len(real), [0] * len(real)
+    inside = placement == "attention"
+    for i, blk in enumerate(model.blocks):
+        a, m = _segment(stages, i, False), _segment(stages, i, inside)
+        per_token[a] += linear_macs(blk.attn)
+        per_pair[a] += 2 * attention_dim(blk)
+        per_token[m] += linear_macs(blk.mlp)
+    total = torch.full_like(full, num_patches * patch_macs(model) + linear_macs(model.head))
+    for s in range(len(real)):
+        total = total + per_token[s] * real[s] + per_pair[s] * attended[s] ** 2
+    for s, layer in enumerate(stages):
+        # the CLS-row scores over the stage's keys, and the package's weighted sum over its patches
+        total = total + attended[s] * (attention_dim(model.blocks[layer - 1]) + (dim if packaged else 0))
+        if packaged:
+            total = total - prefix * dim
+    return total

@@ -1,7 +1,8 @@
 """Packing kept tokens into a batch of variable-length sequences.
 
-Each image's sequence after pruning is ``[prefix (CLS, registers), kept patches in their original
-order, package token (if any token was pruned and packaging is on)]``. Sequences are padded with
+Each image's sequence after pruning is ``[prefix (CLS, registers), kept tokens in their order,
+package token (if any token was pruned and packaging is on)]``; at a later stage the previous
+package is scored and kept or fused like any other token (EViT's rule). Sequences are padded with
 zeros to the batch's longest one; a boolean key mask keeps the padding out of every attention
 row, so each image's real tokens see exactly what they would see alone, and the per-token layers
 skip the padding altogether (``rows.RealRows``). When every image has the same length (``topk``)
@@ -19,6 +20,7 @@ class Packed(NamedTuple):
     tokens: torch.Tensor                # (B, L_max, C)
     lengths: torch.Tensor               # (B,) real tokens per image, prefix and package included
     valid: Optional[torch.Tensor]       # (B, L_max) bool, True on real tokens; None: no padding
+    index: torch.Tensor                 # (B, L_max - prefix) original patch of each token, -1: package/padding
 
 
 def package_tokens(patches: torch.Tensor, tis: torch.Tensor, pruned: torch.Tensor) -> torch.Tensor:
@@ -32,27 +34,37 @@ def package_tokens(patches: torch.Tensor, tis: torch.Tensor, pruned: torch.Tenso
     return (weights / total).unsqueeze(1).to(patches.dtype).matmul(patches).squeeze(1)
 
 
-def pack(x: torch.Tensor, tis: torch.Tensor, keep: torch.Tensor, num_prefix: int,
-         package: bool) -> Packed:
-    """Keep the prefix and the ``keep`` patches of ``x`` (B, num_prefix + N, C), add packages, pad."""
+def pack(x: torch.Tensor, tis: torch.Tensor, keep: torch.Tensor, num_prefix: int, package: bool,
+         index: torch.Tensor, real: Optional[torch.Tensor] = None, count: Optional[int] = None) -> Packed:
+    """Keep the prefix and the ``keep`` tokens of ``x`` (B, num_prefix + N, C), add packages, pad.
+
+    ``index`` (B, N): the original patch of each token (-1: a package or padding), carried along;
+    ``real`` (B, N) bool: the real tokens when ``x`` is itself padded (None: all real);
+    ``count``: the patches every image keeps, when known (``topk``): no host sync, no padding.
+    """
     prefix, patches = x[:, :num_prefix], x[:, num_prefix:]
     batch, n, dim = patches.shape
     kept = keep.sum(dim=1)
-    has_package = (kept < n) & package
+    has_package = (kept < (n if real is None else real.sum(dim=1))) & package
     lengths = kept + has_package
     if batch == 0:  # an empty batch: nothing to pack, no padding
-        return Packed(x[:, :num_prefix], lengths + num_prefix, None)
-    shortest, width = torch.stack(torch.aminmax(lengths)).tolist()  # one host sync
+        return Packed(x[:, :num_prefix], lengths + num_prefix, None, index[:, :0])
+    if count is None:
+        shortest, width = torch.stack(torch.aminmax(lengths)).tolist()  # one host sync
+    else:
+        shortest = width = count + int(package and count < n)
     # kept indices first (original order), then pruned ones: the first `width` columns suffice
     order = torch.sort((~keep).to(torch.uint8), dim=1, stable=True).indices[:, :width]
     tokens = patches.gather(1, order.unsqueeze(-1).expand(-1, -1, dim))
     position = torch.arange(width, device=x.device)
+    index = index.gather(1, order).masked_fill(position >= kept[:, None], -1)
     if package:
+        pruned = ~keep if real is None else real & ~keep
         at_package = (position == kept[:, None]) & has_package[:, None]
-        tokens = torch.where(at_package[..., None], package_tokens(patches, tis, ~keep)[:, None], tokens)
+        tokens = torch.where(at_package[..., None], package_tokens(patches, tis, pruned)[:, None], tokens)
     if shortest == width:
-        return Packed(torch.cat([prefix, tokens], dim=1), lengths + num_prefix, None)
+        return Packed(torch.cat([prefix, tokens], dim=1), lengths + num_prefix, None, index)
     real = position < lengths[:, None]
     tokens = tokens.masked_fill(~real[..., None], 0)
     valid = torch.cat([real.new_ones(batch, num_prefix), real], dim=1)
-    return Packed(torch.cat([prefix, tokens], dim=1), lengths + num_prefix, valid)
+    return Packed(torch.cat([prefix, tokens], dim=1), lengths + num_prefix, valid, index)

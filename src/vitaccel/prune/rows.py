@@ -5,12 +5,14 @@ the per-token layers do not: the qkv and output projections and the MLP, most of
 process each token on its own. Forward hooks gather the real rows before those layers and scatter
 their outputs back (zeros on padding) after them, so timm's block code runs unchanged while the
 padding costs only attention work. Results equal the padded computation row for row.
+``buckets`` cuts that attention work too: images sorted by length run the later blocks in a few
+sub-batches, each padded only to its own longest image.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 import torch.nn as nn
@@ -40,8 +42,36 @@ class RealRows:
         try:
             for layer in per_token_layers(block):
                 handles.append(layer.register_forward_pre_hook(self._gather))
-                handles.append(layer.register_forward_hook(self._scatter))
+                # prepend: other hooks on the layer see the scattered, padded output
+                handles.append(layer.register_forward_hook(self._scatter, prepend=True))
             yield
         finally:
             for handle in handles:
                 handle.remove()
+
+
+def buckets(valid: torch.Tensor, count: int) -> list[tuple[torch.Tensor, int]]:
+    """Split a padded batch into ``count`` sub-batches of similar length: (image indices, width).
+
+    Images are sorted by their real length and cut into equal parts (one host sync); each part's
+    width is its longest image. Empty parts are left out.
+    """
+    lengths = valid.sum(dim=1)
+    order = lengths.argsort(stable=True)
+    parts = [part for part in order.tensor_split(count) if len(part)]
+    widths = torch.stack([lengths[part[-1]] for part in parts]).tolist()
+    return list(zip(parts, widths))
+
+
+def run_bucketed(run: Callable[[torch.Tensor, RealRows | None], torch.Tensor], x: torch.Tensor,
+                 valid: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``run(x_part, rows)`` on each bucket of ``x`` (B, L, C); returns the reassembled output (zeros
+    on padding) and each image's attended width (B,)."""
+    out = x.new_zeros(x.shape)
+    width = torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)
+    for part, w in buckets(valid, count):
+        part_valid = valid[part, :w]
+        rows = None if bool(part_valid.all()) else RealRows(part_valid)
+        out[part, :w] = run(x[part, :w], rows)
+        width[part] = w
+    return out, width

@@ -7,35 +7,25 @@ so the CLS row is recomputed explicitly from the block's own q and k: one query 
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator
-
 import torch
 import torch.nn as nn
 
 from vitaccel.prune._timm import check_scorable, cls_query_keys, embed, qkv_layer
 
 
-@contextmanager
-def capture_output(module: nn.Module) -> Iterator[list]:
-    """Collect ``module``'s forward outputs into the yielded list while the context is open."""
-    outputs: list = []
-    handle = module.register_forward_hook(lambda _mod, _inp, out: outputs.append(out))
-    try:
-        yield outputs
-    finally:
-        handle.remove()
-
-
-def cls_scores(attn: nn.Module, qkv: torch.Tensor, num_prefix: int) -> torch.Tensor:
+def cls_scores(attn: nn.Module, qkv: torch.Tensor, num_prefix: int,
+               valid: torch.Tensor | None = None) -> torch.Tensor:
     """CLS attention over patch tokens from the output of ``attn.qkv``, shape (B, N_patches).
 
     The CLS row of the softmax attention (over all keys, prefix tokens included) is averaged over
     heads; the prefix entries (CLS, registers) are then removed and the rest renormalised to sum
-    to 1. Differentiable, float32.
+    to 1. ``valid`` (B, N) bool: the real tokens of a padded batch (padding scores 0).
+    Differentiable, float32.
     """
     q, k = cls_query_keys(attn, qkv)                        # (B, H, 1, D), (B, H, N, D)
     logits = q @ k.transpose(-2, -1)                        # (B, H, 1, N)
+    if valid is not None:
+        logits = logits.masked_fill(~valid[:, None, None, :], float("-inf"))
     row = logits.float().softmax(dim=-1).mean(dim=1)[:, 0]  # (B, N)
     patches = row[:, num_prefix:]
     return patches / patches.sum(dim=-1, keepdim=True)

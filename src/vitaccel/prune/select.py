@@ -23,8 +23,11 @@ def topk_count(value: float, n: int) -> int:
     return max(1, math.ceil(round(value * n, 9)))
 
 
-def keep_mask(tis: torch.Tensor, rule: str, value: float) -> torch.Tensor:
+def keep_mask(tis: torch.Tensor, rule: str, value: float, real: torch.Tensor | None = None) -> torch.Tensor:
     """Boolean (B, N) mask of the patch tokens kept by ``rule`` with parameter ``value``.
+
+    ``real`` (B, N) bool marks each image's scored tokens when rows are padded (a later stage
+    after an adaptive one): padding is never kept and ``N`` below is the image's own count.
 
     - ``topk``: the ``topk_count(value, N)`` highest-TIS tokens (the same count for every image);
     - ``value``: exactly the tokens with ``TIS >= value / N`` (compared in TIS's dtype); may keep
@@ -39,14 +42,22 @@ def keep_mask(tis: torch.Tensor, rule: str, value: float) -> torch.Tensor:
     if tis.dim() != 2:
         raise ValueError(f"tis: expected shape (B, N_patches), got {tuple(tis.shape)}")
     tis = tis.detach()
-    n = tis.shape[1]
-    if rule == "value":
-        return tis >= value / n
-    order = torch.sort(tis, dim=1, descending=True, stable=True).indices
-    if rule == "topk":
-        count = torch.full((tis.shape[0], 1), topk_count(value, n), device=tis.device)
+    width = tis.shape[1]
+    if real is None:
+        n = torch.full((tis.shape[0], 1), width, device=tis.device)
     else:
-        mass = tis.gather(1, order).double().cumsum(dim=1)
-        count = ((mass < value).sum(dim=1, keepdim=True) + 1).clamp(max=n)
-    ranked = torch.arange(n, device=tis.device) < count
+        n = real.sum(dim=1, keepdim=True)
+        tis = tis.masked_fill(~real, -1.0)  # below every score: sorted last, never above a threshold
+    if rule == "value":
+        return tis >= (value / n.double()).to(tis.dtype)
+    order = torch.sort(tis, dim=1, descending=True, stable=True).indices
+    if rule == "topk" and real is None:
+        count = n.clamp(max=topk_count(value, width))
+    elif rule == "topk":
+        counts = torch.tensor([topk_count(value, k) for k in range(width + 1)], device=tis.device)
+        count = counts[n].minimum(n)
+    else:
+        mass = tis.gather(1, order).clamp_min(0).double().cumsum(dim=1)
+        count = ((mass < value).sum(dim=1, keepdim=True) + 1).minimum(n)
+    ranked = torch.arange(width, device=tis.device) < count
     return torch.zeros_like(ranked).scatter(1, order, ranked)

@@ -70,12 +70,15 @@ def patch_checked(model: nn.Module, prune: dict, refused: str) -> nn.Module:
 
 
 def build_student(cfg: TrainConfig, num_classes: int) -> nn.Module:
-    """The model to train, patched for pruning at ``cfg.prune.layer`` (dense until told otherwise)."""
+    """The model to train, patched for pruning at ``cfg.prune``'s layers (dense until told otherwise)."""
     model = build_model(model_args(cfg, num_classes))
     depth = len(getattr(model, "blocks", ()))
-    if depth and not cfg.prune.layer < depth:
-        raise ConfigError(f"prune.layer: value {cfg.prune.layer} is not allowed; this {depth}-block "
-                          f"model needs 1 <= prune.layer <= {depth - 1} (blocks after P are pruned)")
+    top = depth if cfg.prune.placement == "attention" else depth - 1  # something after the cut to prune
+    if depth and not cfg.prune.stages[-1] <= top:
+        key, shown = ("prune.layers", cfg.prune.layers) if cfg.prune.layers else ("prune.layer", cfg.prune.layer)
+        raise ConfigError(f"{key}: value {shown} is not allowed; this {depth}-block model needs "
+                          f"1 <= prune.layer <= {top} with placement {cfg.prune.placement!r} (what follows "
+                          "P's cut is pruned)")
     patch_checked(model, to_dict(cfg.prune), f"model: value {cfg.model!r} is not allowed")
     model.pruning.configure(dense=True)
     return model
@@ -176,6 +179,10 @@ def load_teacher(cfg: TrainConfig, student: nn.Module) -> nn.Module:
     if cfg.lambda_logits > 0 and teacher.num_classes != student.num_classes:
         raise ConfigError(f"lambda_logits: logit distillation needs the teacher's {teacher.num_classes} "
                           f"classes to equal the student's {student.num_classes}")
+    depth = len(getattr(teacher, "blocks", ()))
+    if cfg.teacher_layer is not None and not cfg.teacher_layer <= depth:
+        raise ConfigError(f"teacher_layer: value {cfg.teacher_layer} is not allowed; the teacher has {depth} "
+                          f"blocks: use 1 <= teacher_layer <= {depth}, or null for the last")
     teacher.eval().requires_grad_(False)
     return teacher
 

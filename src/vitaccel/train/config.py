@@ -40,10 +40,11 @@ class TrainConfig:
     """Everything a training run depends on; saved in every checkpoint.
 
     ``recipe: dense`` trains a plain ViT (a teacher). ``recipe: sait`` trains a student that
-    prunes tokens per ``prune`` (a ``PruneConfig``: layer P, rule, value, package): odd epochs
-    dense, even epochs pruned
+    prunes tokens per ``prune`` (a ``PruneConfig``: layer P or several ``layers``, rule, value,
+    placement, package): odd epochs dense, even epochs pruned
     (``schedule: alternate``; ``sparse`` prunes every epoch, for ablations), with the loss
-    ``CE + lambda_distill * KL(teacher CLS attention || student TIS) [+ lambda_logits * KD]``.
+    ``CE + lambda_distill * KL(teacher CLS attention || student TIS) [+ lambda_logits * KD]``, the
+    KL averaged over the pruning stages (each over the original patches it scored).
     """
 
     recipe: str = field("dense", choices=("dense", "sait"), help="dense teacher or SaiT student")
@@ -74,9 +75,11 @@ class TrainConfig:
     # SaiT recipe
     teacher: str | None = field(None, help="teacher: a vitaccel checkpoint path or a timm model name")
     teacher_pretrained: bool = field(False, help="timm teacher: download its pretrained weights")
+    teacher_layer: int | None = field(None, check=lambda v: None if v >= 1 else "a 1-based block, or null (the last)",
+                                      help="teacher block (1-based) whose CLS attention is the target; null: last")
     prune: PruneConfig = field(default_factory=lambda: PruneConfig(layer=2), check=_training_prune,
-                               help="token pruning (layer, rule, value, package); a partial section keeps "
-                                    "the other defaults")
+                               help="token pruning (layer or layers, rule, value, placement, package); a "
+                                    "partial section keeps the other defaults")
     schedule: str = field("alternate", choices=("alternate", "sparse"),
                           help="alternate: odd epochs dense, even pruned; sparse: every epoch pruned")
     lambda_distill: float = field(1.0, check=_at_least(0), help="weight of the token distillation KL")
@@ -94,6 +97,11 @@ class TrainConfig:
     @property
     def needs_teacher(self) -> bool:
         return self.recipe == "sait" and (self.lambda_distill > 0 or self.lambda_logits > 0)
+
+    @property
+    def teacher_block(self) -> int:
+        """The teacher's distillation block, 0-based (-1: the last)."""
+        return -1 if self.teacher_layer is None else self.teacher_layer - 1
 
     def pruned_epoch(self, epoch: int) -> bool:
         """Whether epoch ``epoch`` (numbered from 1) trains pruned: even epochs, or all with ``sparse``."""

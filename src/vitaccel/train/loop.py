@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from vitaccel.configtools import ConfigError, check_writable, to_dict
-from vitaccel.data import build_datasets
+from vitaccel.data import DataBundle, build_datasets
 from vitaccel.prune import cls_attention
 from vitaccel.train.amp import autocast, check_amp, grad_scaler
 from vitaccel.train.build import build_student, init_from, load_teacher, model_args
@@ -41,7 +41,7 @@ from vitaccel.train.checkpoint import (
 )
 from vitaccel.train.config import TrainConfig
 from vitaccel.train.distributed import Dist, setup, teardown
-from vitaccel.train.losses import logit_distillation, token_distillation
+from vitaccel.train.losses import logit_distillation, stage_distillation
 from vitaccel.train.metrics import MetricsLog
 from vitaccel.train.validation import val_loader, validate
 
@@ -58,15 +58,17 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
-def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> list[dict]:
+def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False,
+          data: DataBundle | None = None) -> list[dict]:
     """Train per ``cfg``; returns the per-epoch metrics (also in ``out_dir/metrics.jsonl``).
 
     ``resume``: continue ``out_dir/last.pt``. Without it, an ``out_dir`` that already holds a run
-    is an error unless ``overwrite``.
+    is an error unless ``overwrite``. ``data``: train and validate on these sets instead of
+    ``build_datasets(cfg.data)`` (e.g. one fold of a cross-validation).
     """
     dist = setup(cfg.device)
     try:
-        return Run(cfg, dist, resume, overwrite).fit()
+        return Run(cfg, dist, resume, overwrite, data).fit()
     finally:
         teardown(dist)
 
@@ -74,7 +76,8 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> li
 class Run:
     """One training run: its models, data, optimiser state and history."""
 
-    def __init__(self, cfg: TrainConfig, dist: Dist, resume: bool, overwrite: bool) -> None:
+    def __init__(self, cfg: TrainConfig, dist: Dist, resume: bool, overwrite: bool,
+                 data: DataBundle | None = None) -> None:
         self.cfg, self.dist = cfg, dist
         self.out = Path(cfg.out_dir)
         ckpt = self._check_out_dir(resume, overwrite)
@@ -87,7 +90,7 @@ class Run:
             torch.use_deterministic_algorithms(True)
         seed_everything(cfg.seed)  # same initial weights on every rank
 
-        self.data = build_datasets(cfg.data)
+        self.data = build_datasets(cfg.data) if data is None else data
         self.student = build_student(cfg, self.data.num_classes)
         self.teacher = load_teacher(cfg, self.student).to(dist.device) if cfg.needs_teacher else None
         if cfg.init:
@@ -219,10 +222,10 @@ class Run:
             distill = logits_kd = torch.zeros((), device=x.device)
             if self.teacher is not None:
                 with torch.no_grad():
-                    target = cls_attention(self.teacher, x) if cfg.lambda_distill > 0 else None
+                    target = cls_attention(self.teacher, x, cfg.teacher_block) if cfg.lambda_distill > 0 else None
                     teacher_logits = self.teacher(x) if cfg.lambda_logits > 0 else None
                 if target is not None:
-                    distill = token_distillation(target, self.student.pruning.tis)
+                    distill = stage_distillation(target, self.student.pruning.stages)
                 if teacher_logits is not None:
                     logits_kd = logit_distillation(logits, teacher_logits, cfg.distill_temperature)
             loss = label + cfg.lambda_distill * distill + cfg.lambda_logits * logits_kd

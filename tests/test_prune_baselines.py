@@ -1,0 +1,64 @@
+"""The accuracy harness's baselines (benchmarks/prune_accuracy.py): ToMe-style merging and EViT-style
+pruning are exact where they must be (no merge / keep all = the dense model; EViT-style = vitaccel
+topk inside the block), fold splits cover every image once, and the harness runs end to end."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from timm.models.vision_transformer import VisionTransformer
+
+import vitaccel.prune as prune
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+import prune_accuracy as harness  # noqa: E402
+
+
+def vit() -> VisionTransformer:
+    torch.manual_seed(0)
+    return VisionTransformer(img_size=32, patch_size=4, embed_dim=64, depth=4, num_heads=4, num_classes=10).eval()
+
+
+def test_no_merge_and_keep_all_equal_dense():
+    model, x = vit(), torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        dense = model(x)
+        assert torch.allclose(harness.tome_forward(model, x, 0), dense, atol=1e-5)
+        assert torch.allclose(harness.evit_forward(model, x, 1.0), dense, atol=1e-5)
+
+
+def test_tome_merges_r_per_block_and_keeps_size():
+    model, x = vit(), torch.randn(2, 3, 32, 32)
+    seen = []
+    model.blocks[-1].mlp.register_forward_hook(lambda _m, inp, _o: seen.append(inp[0].shape[1]))
+    with torch.no_grad():
+        harness.tome_forward(model, x, 8)
+    assert seen == [65 - 4 * 8]
+    tokens = torch.randn(1, 5, 4)
+    merged, size = harness._merge(tokens, torch.ones(1, 5, 1), tokens, 2)
+    assert merged.shape == (1, 3, 4) and size.sum() == 5 and torch.equal(merged[:, 0], tokens[:, 0])
+
+
+def test_evit_style_equals_vitaccel_topk_inside_the_block():
+    model, x = vit(), torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        evit = harness.evit_forward(model, x, 0.5)
+        ours = prune.patch(model, layer=1, rule="topk", value=0.5, placement="attention")(x)
+    assert torch.allclose(evit, ours, atol=1e-5)
+
+
+def test_folds_cover_every_image_once():
+    parts = harness.folds(1797, 5)
+    assert sorted(torch.cat(parts).tolist()) == list(range(1797)) and {len(p) for p in parts} == {359, 360}
+
+
+@pytest.mark.slow
+def test_quick_run(tmp_path):
+    out = subprocess.run([sys.executable, str(BENCH / "prune_accuracy.py"), "--quick", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=3000)
+    assert out.returncode == 0, out.stderr[-2000:]
+    table = (tmp_path / "table.md").read_text()
+    assert "ToMe-style" in table and "vitaccel mass (attention)" in table and "SaiT (attention)" in table
