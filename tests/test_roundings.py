@@ -204,3 +204,17 @@ def test_stochastic_bits_equal_gfloat_stochastic_fastest(n):
         expected = gf.round_ndarray(fi, x.double().numpy(), gf.RoundMode.StochasticFastest, fmt.specials != "ieee",
                                     draws.numpy(), n)
         assert same_bits(got, torch.from_numpy(np.asarray(expected)).float()), fmt
+
+
+@pytest.mark.parametrize("rounding", ROUNDINGS)
+def test_encoder_chunks_give_the_codes_of_one_pass(rounding, monkeypatch):
+    """The integer encoder runs in cache-sized pieces; the draws of stochastic rounding are made
+    for the whole tensor first, so pieces of any size give the same codes."""
+    from vitaccel.arith import formats
+    x = random_float32(29942, seed=13).reshape(100, -1)  # 29942 + 58 specials
+    kwargs = {"stochastic_bits": 5} if rounding == "stochastic" else {}
+    gen = (lambda: torch.Generator().manual_seed(1)) if rounding == "stochastic" else (lambda: None)
+    monkeypatch.setattr(formats, "_CHUNK", 10 ** 9)
+    whole = FP13.encode(x, rounding, gen(), **kwargs)
+    monkeypatch.setattr(formats, "_CHUNK", 997)
+    assert torch.equal(FP13.encode(x, rounding, gen(), **kwargs), whole) and whole.shape == x.shape

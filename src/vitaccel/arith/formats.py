@@ -63,6 +63,8 @@ Rounding = Literal["nearest_even", "ties_away", "toward_zero", "up", "down", "st
 ROUNDINGS: tuple[str, ...] = ("nearest_even", "ties_away", "toward_zero", "up", "down", "stochastic")
 SPECIALS: tuple[str, ...] = ("ieee", "fn", "finite", "fnuz", "p3109")
 
+_CHUNK = 2 ** 14  # elements per piece of the integer encoder: its int64 temporaries stay in cache
+
 # Source formats we encode from: (exponent bits, mantissa bits, bit-view dtype).
 _SOURCES = {
     torch.float32: (8, 23, torch.int32),
@@ -219,6 +221,20 @@ class FloatFormat:
             return self.encode(_from_numpy(x), rounding, generator, stochastic_bits=stochastic_bits).numpy()
         x = _check_float_input(x)
         _check_rounding(rounding, generator, stochastic_bits)
+        draws = None  # drawn for the whole tensor at once, so chunking leaves the results alone
+        if rounding == "stochastic":
+            top = 2 ** (62 if stochastic_bits is None else stochastic_bits)
+            draws = torch.randint(0, top, x.shape, generator=generator, dtype=torch.int64, device=x.device).reshape(-1)
+        flat, out = x.reshape(-1), torch.empty(x.numel(), dtype=torch.int16, device=x.device)
+        for start in range(0, flat.numel(), _CHUNK):  # cache-sized pieces: same codes, less memory traffic
+            stop = start + _CHUNK
+            out[start:stop] = self._encode(flat[start:stop], rounding, stochastic_bits,
+                                           None if draws is None else draws[start:stop])
+        return out.view(x.shape)
+
+    def _encode(self, x: torch.Tensor, rounding: str, stochastic_bits: int | None,
+                draws: torch.Tensor | None) -> torch.Tensor:
+        """``encode`` of a 1-D piece of ``x``, with its stochastic ``draws``."""
         ebits, mbits, idt = _SOURCES[x.dtype]
         src_bias = 2 ** (ebits - 1) - 1
         m = self.man_bits
@@ -259,14 +275,12 @@ class FloatFormat:
             n = stochastic_bits
             t = torch.where(full_shift >= n, rem >> torch.clamp(full_shift - n, min=0, max=62),
                             rem << torch.clamp(n - full_shift, min=0))
-            rand = torch.randint(0, 2 ** n, sig.shape, generator=generator, dtype=torch.int64, device=sig.device)
-            kept = kept + ((t + rand) >> n)
+            kept = kept + ((t + draws) >> n)
         elif rounding == "stochastic":
             # one 62-bit draw u per value, the low `shift` bits of it where shift <= 62: round up iff
             # rem / 2^full_shift + u >= 1. Further below the quantum only rem's bits above
             # 2^(full_shift - 62) can reach the draw's resolution: floor(rem / 2^(full_shift - 62)).
-            rand = torch.randint(0, 2 ** 62, sig.shape, generator=generator, dtype=torch.int64, device=sig.device)
-            rand = rand & ((torch.ones_like(shift) << shift) - 1)
+            rand = draws & ((torch.ones_like(shift) << shift) - 1)
             kept = kept + (((rem >> torch.clamp(full_shift - shift, max=62)) + rand) >> shift)
         if not self.subnormals:
             kept = torch.where(tiny, kept << m, kept)
