@@ -1,6 +1,6 @@
 """Float-format and FP13 datapath speed, as ratios against native PyTorch in the same run.
 
-    python benchmarks/bench_float.py [--quick] [--threads N] [--chunk-mib MIB]
+    python benchmarks/bench_float.py [--quick] [--threads N] [--chunk-mib MIB] [--formats]
 
 Each figure is median(time of ours) / median(time of the native op on the same tensors),
 measured interleaved so machine noise hits both alike. DeiT-S shapes: 197 tokens x batch 8 =
@@ -10,6 +10,9 @@ FP13 ``quantize`` is timed as bfloat16 storage (``dtype=torch.bfloat16``, the sa
 ``x.to(bfloat16)`` it is compared with) and as float32, on activations (randn; also at batch
 64), on half zeros (a ReLU's output) and on weight-like data (small values in most 256-element
 blocks: the slowest case of the cast route).
+
+``--formats`` prints instead the table of every named format x every rounding: float32
+``quantize`` of the activations over ``x.to(bfloat16)``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from typing import Callable
 import torch
 
 from timing import interleaved
-from vitaccel.arith import FP13, AcceleratorConfig, emulated_matmul
+from vitaccel.arith import FP13, AcceleratorConfig, FloatFormat, emulated_matmul
+from vitaccel.arith.formats import NAMED, ROUNDINGS
 from vitaccel.arith.matmul import CHUNK_BYTES
 
 
@@ -32,6 +36,20 @@ def ratio(ours: Callable, native: Callable, repeats: int) -> tuple[float, float,
     return mo / mn, mo, mn
 
 
+def format_table(reps: int) -> None:
+    """Ratio of ``FloatFormat.quantize`` (float32 result) to ``x.to(bfloat16)`` on 1576x384 randn."""
+    a = torch.randn(1576, 384, generator=torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(1)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, 1576x384 randn, "
+          "quantize (float32) / x.to(bfloat16), median of repeats")
+    print(f"{'format':11s}" + "".join(f"{r:>14s}" for r in ROUNDINGS))
+    for name in NAMED:
+        fmt = FloatFormat.named(name)
+        cells = [ratio(lambda fmt=fmt, r=r: fmt.quantize(a, r, gen if r == "stochastic" else None),
+                       lambda: a.to(torch.bfloat16), reps)[0] for r in ROUNDINGS]
+        print(f"{name:11s}" + "".join(f"{c:14.1f}" for c in cells))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats, smaller faithful shape")
@@ -39,8 +57,12 @@ def main() -> None:
     parser.add_argument("--chunk-mib", type=int, default=None,
                         help="working-set bound of the exact tiers' row chunks (emulated_matmul's chunk_bytes); "
                              "default as shipped")
+    parser.add_argument("--formats", action="store_true", help="the format x rounding table of quantize ratios")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.formats:
+        format_table(5 if args.quick else 11)
+        return
     chunk = CHUNK_BYTES if args.chunk_mib is None else args.chunk_mib * 2 ** 20
     reps = 5 if args.quick else 21
     g = torch.Generator().manual_seed(0)

@@ -4,7 +4,7 @@ Knows nothing of models: tensors in, tensors out.
 """
 
 from vitaccel.arith.config import AcceleratorConfig, CodecSpec, FloatDatapath, IntDatapath, PsumStorage
-from vitaccel.arith.formats import FP13, FloatFormat
+from vitaccel.arith.formats import FP13, FloatFormat, p3109, quantize
 from vitaccel.arith.intpath import dequantize_int, leading_one_truncate, quantize_int
 from vitaccel.arith.matmul import Tier, emulated_matmul, fast_error_bound, matmul_tier
 from vitaccel.arith.psum import FloatCodec, TruncCodec
@@ -12,4 +12,5 @@ from vitaccel.arith.stats import MultiplierErrorStats, error_stats
 
 __all__ = ["FP13", "AcceleratorConfig", "CodecSpec", "FloatCodec", "FloatDatapath", "FloatFormat",
            "IntDatapath", "PsumStorage", "Tier", "TruncCodec", "dequantize_int", "emulated_matmul", "error_stats",
-           "fast_error_bound", "leading_one_truncate", "MultiplierErrorStats", "matmul_tier", "quantize_int"]
+           "fast_error_bound", "leading_one_truncate", "MultiplierErrorStats", "matmul_tier", "p3109", "quantize",
+           "quantize_int"]

@@ -35,6 +35,10 @@ class FloatFormat(Protocol):
     def max(self) -> float: ...
     @property
     def min_normal(self) -> float: ...
+    @property
+    def inf_code(self) -> int | None: ...
+    @property
+    def negative_zero(self) -> bool: ...
     def encode(self, x: torch.Tensor) -> torch.Tensor: ...
     def decode(self, codes: torch.Tensor) -> torch.Tensor: ...
 
@@ -127,10 +131,12 @@ class _CastRoute(NamedTuple):
 def _wider_peer(fmt: FloatFormat) -> _CastRoute | None:
     """The route through the PyTorch dtype with fmt's mantissa width and an exponent range that
     covers fmt's, or None. A format with infinities needs a dtype with them (float8_e4m3fn has
-    none: its cast would saturate what fmt rounds to infinity)."""
+    none: its cast would saturate what fmt rounds to infinity); one without -0 needs the encoder."""
+    if not fmt.negative_zero:
+        return None
     for peer in _PEERS:
         dtype = peer.dtype
-        holds_inf = fmt.specials != "ieee" or peer.specials == "ieee"
+        holds_inf = fmt.inf_code is None or peer.specials == "ieee"
         if holds_inf and peer.man_bits == fmt.man_bits and peer.emin <= fmt.emin and fmt.emax <= peer.emax \
                 and fmt.max <= peer.max:
             bits_dtype = torch.int16 if peer.bits == 16 else torch.int8
@@ -263,7 +269,8 @@ def _add_round(fmt: FloatFormat, x: torch.Tensor) -> torch.Tensor | None:
     C = 1.5 * 2^(max(e, emin) + 23 - m), e the exponent of x, rounds |x| exactly once, to nearest
     even, at fmt's quantum 2^(max(e, emin) - m) — normal and subnormal alike — because |x| + C
     stays in C's binade, whose float32 ulp is that quantum; the subtraction is exact. The sign bit
-    is put back afterwards, so -0 and tiny negatives give -0. None where that does not apply.
+    is put back afterwards, so -0 and tiny negatives give -0 (then +0, by adding +0, in formats
+    without -0). None where that does not apply.
     """
     if not fmt.subnormals or fmt.man_bits == 0 or fmt.emax + 24 - fmt.man_bits > 127:
         return None  # (with man_bits = 0 a tie goes to the even code, not to the even multiple)
@@ -276,4 +283,5 @@ def _add_round(fmt: FloatFormat, x: torch.Tensor) -> torch.Tensor | None:
     c.clamp_(min=(fmt.emin + 127) << 23).add_(((23 - fmt.man_bits) << 23) | 0x400000)
     cf = c.view(torch.float32)
     q = mag.view(torch.float32).add_(cf).sub_(cf)
-    return torch.copysign(q, x, out=q)                               # sign back, -0 included
+    torch.copysign(q, x, out=q)                                      # sign back, -0 included
+    return q if fmt.negative_zero else q.add_(0.0)                   # -0 + 0 = +0

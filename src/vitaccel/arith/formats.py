@@ -10,13 +10,36 @@ field M, m = man_bits):
 * specials="fn":     (OCP E4M3) no infinities; only the all-ones code (per sign) is NaN;
                      overflow and infinities saturate to max (as ``torch.float8_e4m3fn``).
 * specials="finite": no reserved codes; NaN input raises or maps to zero (``nan=``).
+* specials="fnuz":   (``torch.float8_e4m3fnuz``/``e5m2fnuz``, bias 2^(exp_bits-1)) no infinities,
+                     no -0: the code with only the sign bit set is the one NaN; a zero result is +0;
+                     overflow, infinities and NaN give NaN (max with ``saturate=True``).
+* specials="p3109":  (IEEE P3109 binary8pP: exp_bits = 8 - P, bias 2^(exp_bits-1), ``p3109(P)``)
+                     the sign-bit-only code is the one NaN, no -0, the all-ones magnitude is
+                     +-infinity; overflow as "ieee".
 
-Rounding rules: ``nearest_even`` sends a tie to the even code (the even significand; with
-``man_bits=0``, one value per binade, the even exponent field, as P3109 and gfloat do: e2m0 rounds
-3 to 2). With ``subnormals=False`` the format's values are 0 and the normals, and every rounding
-works on that set: below min_normal the neighbours are 0 and min_normal (nearest_even: the nearer
-one, a tie to 0; toward_zero: 0; stochastic: min_normal with probability |x| / min_normal), never
-a rounding to the subnormal grid followed by a flush.
+Rounding rules (x exact, q the format's quantum at |x|, the result one of the two neighbours of x):
+
+* ``nearest_even``: the nearer; a tie to the even code (the even significand; with ``man_bits=0``,
+  one value per binade, the even exponent field, as P3109 and gfloat do: e2m0 rounds 3 to 2).
+* ``ties_away``: the nearer; a tie to the larger magnitude (C ``round``, QPyTorch's "nearest").
+* ``toward_zero``: the smaller magnitude (what hardware does when it drops low bits).
+* ``up`` / ``down``: toward +infinity / -infinity (IEEE roundTowardPositive / Negative).
+* ``stochastic``: the larger magnitude iff (dropped fraction of q) + u >= 1, u a uniform draw from
+  the caller's ``torch.Generator``. By default u has 62 bits (u = d / 2^62 below 62 dropped bits,
+  the low bits of d otherwise); with ``stochastic_bits=n``, as hardware does it, only the top n
+  bits of the dropped fraction are kept, t = floor(fraction * 2^n), and a draw r in [0, 2^n) is
+  added: up iff t + r >= 2^n.
+
+Overflow (a rounded magnitude above max): ``specials="ieee"`` without ``saturate`` gives infinity
+when the rounding moved the magnitude up or to the nearer (nearest, ties_away, stochastic, ``up``
+for x > 0, ``down`` for x < 0) and max when it truncated (toward_zero, ``up`` for x < 0, ``down``
+for x > 0), as IEEE 754 says; ``fn``/``finite`` formats and ``saturate=True`` give max.
+
+With ``subnormals=False`` the format's values are 0 and the normals, and every rounding works on
+that set: below min_normal the neighbours are 0 and min_normal (nearest_even: the nearer one, a
+tie to 0; ties_away: a tie to min_normal; toward_zero: 0; up/down by the sign; stochastic:
+min_normal with probability |x| / min_normal), never a rounding to the subnormal grid followed by
+a flush.
 
 Encoding works on the integer bit pattern of the input (``view(torch.int32)`` for float32,
 ``torch.int64`` for float64) and is correctly rounded for every input: no ``log2``/``pow``/
@@ -30,14 +53,17 @@ import functools
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 
 from vitaccel.arith import _fastcast
 from vitaccel.errors import UserError
 
-Rounding = Literal["nearest_even", "toward_zero", "stochastic"]
-ROUNDINGS: tuple[str, ...] = ("nearest_even", "toward_zero", "stochastic")
-SPECIALS: tuple[str, ...] = ("ieee", "fn", "finite")
+Rounding = Literal["nearest_even", "ties_away", "toward_zero", "up", "down", "stochastic"]
+ROUNDINGS: tuple[str, ...] = ("nearest_even", "ties_away", "toward_zero", "up", "down", "stochastic")
+SPECIALS: tuple[str, ...] = ("ieee", "fn", "finite", "fnuz", "p3109")
+
+_CHUNK = 2 ** 14  # elements per piece of the integer encoder: its int64 temporaries stay in cache
 
 # Source formats we encode from: (exponent bits, mantissa bits, bit-view dtype).
 _SOURCES = {
@@ -63,8 +89,9 @@ class FloatFormat:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool):
                 raise TypeError(f"{name} must be an int, got {type(v).__name__}")
-        if self.exp_bits < 2:
-            raise UserError(f"exp_bits={self.exp_bits} is not allowed: at least 2 exponent bits are required")
+        if self.exp_bits < (1 if self.specials == "p3109" else 2):
+            raise UserError(f"exp_bits={self.exp_bits} is not allowed: at least 2 exponent bits are required "
+                             "(1 with specials='p3109')")
         if self.man_bits < 0:
             raise UserError(f"man_bits={self.man_bits} is not allowed: it must be >= 0")
         for name in ("subnormals", "saturate"):
@@ -75,7 +102,7 @@ class FloatFormat:
             raise UserError(f"1 + exp_bits + man_bits = {self.bits} bits is not allowed: at most 16 bits in all")
         if self.specials not in SPECIALS:
             raise UserError(f"specials={self.specials!r} is not allowed; choose one of {list(SPECIALS)}")
-        if self.specials != "finite" and self.man_bits < 1:
+        if self.specials in ("ieee", "fn") and self.man_bits < 1:
             raise UserError(f"man_bits={self.man_bits} is not allowed with specials={self.specials!r}: "
                              "NaN needs a mantissa bit; use man_bits >= 1 or specials='finite'")
         if self.nan not in ("raise", "zero"):
@@ -93,7 +120,8 @@ class FloatFormat:
     # -- the spec, as numbers ------------------------------------------------------------
     @staticmethod
     def named(name: str) -> "FloatFormat":
-        """A named format: e5m7 (FP13), e5m10 (IEEE half), e8m7 (bfloat16), e5m2, e4m3 (OCP, fn)."""
+        """A named format: e5m7 (FP13), e5m10 (IEEE half), e8m7 (bfloat16), e5m2, e4m3 (OCP, fn),
+        e4m3fnuz, e5m2fnuz, binary8p1 .. binary8p7 (P3109)."""
         if name not in NAMED:
             raise UserError(f"format name {name!r} is unknown; choose one of {sorted(NAMED)}")
         return NAMED[name]
@@ -115,6 +143,11 @@ class FloatFormat:
         return 1 - self.bias
 
     @property
+    def negative_zero(self) -> bool:
+        """Whether -0 is a value (not in fnuz and p3109, whose sign-bit-only code is NaN)."""
+        return self.specials not in ("fnuz", "p3109")
+
+    @property
     def _top_field(self) -> int:
         """Largest exponent field that holds finite values."""
         all_ones = 2 ** self.exp_bits - 1
@@ -128,20 +161,25 @@ class FloatFormat:
     def max_code(self) -> int:
         """Code (magnitude bits) of the largest finite value."""
         top_man = 2 ** self.man_bits - 1
-        if self.specials == "fn":
-            top_man -= 1  # the all-ones code is NaN
-        return (self._top_field << self.man_bits) | top_man
+        if self.specials in ("fn", "p3109"):
+            top_man -= 1  # the all-ones code is NaN (fn) or infinity (p3109)
+        return (self._top_field << self.man_bits) + top_man  # (binary8p1: the code below infinity)
 
     @property
     def inf_code(self) -> int | None:
+        if self.specials == "p3109":
+            return 2 ** (self.exp_bits + self.man_bits) - 1
         return (2 ** self.exp_bits - 1) << self.man_bits if self.specials == "ieee" else None
 
     @property
     def nan_code(self) -> int | None:
+        """The NaN code (fnuz and p3109: the whole code, sign bit included; else the magnitude)."""
         if self.specials == "ieee":
             return self.inf_code | (1 << (self.man_bits - 1))
         if self.specials == "fn":
             return 2 ** (self.exp_bits + self.man_bits) - 1
+        if self.specials in ("fnuz", "p3109"):
+            return 1 << (self.exp_bits + self.man_bits)
         return None
 
     @functools.cached_property
@@ -162,8 +200,11 @@ class FloatFormat:
         return 2.0 ** (-self.man_bits - 1)
 
     # -- decode ---------------------------------------------------------------------------
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """Float32 values of ``codes`` (an integer tensor of bit patterns)."""
+    def decode(self, codes: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+        """Float32 values of ``codes`` (an integer tensor or NumPy array of bit patterns; a NumPy
+        array in gives one out)."""
+        if isinstance(codes, np.ndarray):
+            return self.decode(torch.from_numpy(np.ascontiguousarray(codes))).numpy()
         if not isinstance(codes, torch.Tensor) or codes.dtype.is_floating_point or codes.dtype == torch.bool \
                 or codes.is_complex():
             raise TypeError(f"codes must be an integer tensor, got {getattr(codes, 'dtype', type(codes))}")
@@ -171,11 +212,29 @@ class FloatFormat:
         return table[codes.long() & (2 ** self.bits - 1)]
 
     # -- encode ---------------------------------------------------------------------------
-    def encode(self, x: torch.Tensor, rounding: str = "nearest_even",
-               generator: torch.Generator | None = None) -> torch.Tensor:
-        """Int16 codes of ``x`` rounded to this format (correctly rounded; see module doc)."""
+    def encode(self, x: torch.Tensor | np.ndarray, rounding: str = "nearest_even",
+               generator: torch.Generator | None = None, *,
+               stochastic_bits: int | None = None) -> torch.Tensor | np.ndarray:
+        """Int16 codes of ``x`` rounded to this format (correctly rounded; see module doc). A NumPy
+        array in gives a NumPy array out."""
+        if isinstance(x, np.ndarray):
+            return self.encode(_from_numpy(x), rounding, generator, stochastic_bits=stochastic_bits).numpy()
         x = _check_float_input(x)
-        _check_rounding(rounding, generator)
+        _check_rounding(rounding, generator, stochastic_bits)
+        draws = None  # drawn for the whole tensor at once, so chunking leaves the results alone
+        if rounding == "stochastic":
+            top = 2 ** (62 if stochastic_bits is None else stochastic_bits)
+            draws = torch.randint(0, top, x.shape, generator=generator, dtype=torch.int64, device=x.device).reshape(-1)
+        flat, out = x.reshape(-1), torch.empty(x.numel(), dtype=torch.int16, device=x.device)
+        for start in range(0, flat.numel(), _CHUNK):  # cache-sized pieces: same codes, less memory traffic
+            stop = start + _CHUNK
+            out[start:stop] = self._encode(flat[start:stop], rounding, stochastic_bits,
+                                           None if draws is None else draws[start:stop])
+        return out.view(x.shape)
+
+    def _encode(self, x: torch.Tensor, rounding: str, stochastic_bits: int | None,
+                draws: torch.Tensor | None) -> torch.Tensor:
+        """``encode`` of a 1-D piece of ``x``, with its stochastic ``draws``."""
         ebits, mbits, idt = _SOURCES[x.dtype]
         src_bias = 2 ** (ebits - 1) - 1
         m = self.man_bits
@@ -207,24 +266,45 @@ class FloatFormat:
             half = torch.ones_like(shift) << (shift - 1)
             odd = ((base + kept) & 1) == 1
             kept = kept + ((rem > half) | ((rem == half) & odd)).to(torch.int64)
+        elif rounding == "ties_away":
+            kept = kept + (rem >= (torch.ones_like(shift) << (shift - 1))).to(torch.int64)
+        elif rounding in ("up", "down"):  # the magnitude goes up where x lies on that side of zero
+            kept = kept + ((rem != 0) & (sign == (0 if rounding == "up" else 1))).to(torch.int64)
+        elif rounding == "stochastic" and stochastic_bits is not None:
+            # t = floor(rem * 2^n / 2^full_shift), the top n bits of the dropped fraction
+            n = stochastic_bits
+            t = torch.where(full_shift >= n, rem >> torch.clamp(full_shift - n, min=0, max=62),
+                            rem << torch.clamp(n - full_shift, min=0))
+            kept = kept + ((t + draws) >> n)
         elif rounding == "stochastic":
             # one 62-bit draw u per value, the low `shift` bits of it where shift <= 62: round up iff
             # rem / 2^full_shift + u >= 1. Further below the quantum only rem's bits above
             # 2^(full_shift - 62) can reach the draw's resolution: floor(rem / 2^(full_shift - 62)).
-            rand = torch.randint(0, 2 ** 62, sig.shape, generator=generator, dtype=torch.int64, device=sig.device)
-            rand = rand & ((torch.ones_like(shift) << shift) - 1)
+            rand = draws & ((torch.ones_like(shift) << shift) - 1)
             kept = kept + (((rem >> torch.clamp(full_shift - shift, max=62)) + rand) >> shift)
         if not self.subnormals:
             kept = torch.where(tiny, kept << m, kept)
         code = base + kept  # a carry out of the mantissa lands in the exponent
 
         over = code > self.max_code
-        if self.specials == "ieee" and not self.saturate and rounding != "toward_zero":
-            code = torch.where(over, self.inf_code, code)
-        else:  # no infinity to round to (fn, finite), or saturation asked for
-            code = torch.where(over, self.max_code, code)
+        if rounding in ("up", "down"):  # overflow past max unless the rounding truncated
+            past = over & (sign == (0 if rounding == "up" else 1))
+        else:
+            past = over if rounding != "toward_zero" else torch.zeros_like(over)
+        code = torch.where(over, self.max_code, code)
+        if not self.saturate and self.inf_code is not None:
+            code = torch.where(past, self.inf_code, code)
 
-        if self.specials == "ieee":
+        if self.specials in ("fnuz", "p3109"):  # no -0; one NaN code (fnuz: also overflow and inf)
+            if self.specials == "fnuz":
+                if not self.saturate:
+                    is_nan = is_nan | is_inf | past
+                code = torch.where(is_inf, self.max_code, code)
+            else:
+                code = torch.where(is_inf, self.inf_code, code)
+            sign = torch.where((code == 0) | is_nan, 0, sign)
+            code = torch.where(is_nan, self.nan_code, code)
+        elif self.specials == "ieee":
             code = torch.where(is_inf, self.inf_code, code)
             code = torch.where(is_nan, self.nan_code, code)
         else:  # fn and finite have no infinity: it saturates (as torch.float8_e4m3fn does)
@@ -240,28 +320,49 @@ class FloatFormat:
         code = code | (sign << (self.exp_bits + m))
         return code.to(torch.int16)
 
-    def quantize(self, x: torch.Tensor, rounding: str = "nearest_even",
-                 generator: torch.Generator | None = None, *,
-                 dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """``decode(encode(x))``: ``x`` rounded to this format, as ``dtype``.
+    def quantize(self, x: torch.Tensor | np.ndarray, rounding: str = "nearest_even",
+                 generator: torch.Generator | None = None, *, stochastic_bits: int | None = None,
+                 dtype: torch.dtype = torch.float32) -> torch.Tensor | np.ndarray:
+        """``decode(encode(x))``: ``x`` rounded to this format, as ``dtype`` (a NumPy array in gives
+        a float32 NumPy array out).
 
         ``dtype`` (float32 by default) may be any float dtype that holds every value of the format
         exactly, e.g. ``torch.bfloat16`` for FP13: half the memory of float32, the same values.
         For nearest_even, native float arithmetic runs where it is provably exact (the CPU speed
         route, ``_fastcast.quantize``); otherwise the integer encoder runs.
         """
+        if isinstance(x, np.ndarray):
+            return self.quantize(_from_numpy(x), rounding, generator, stochastic_bits=stochastic_bits).numpy()
         x = _check_float_input(x)
         _check_holds(self, dtype)
         q = None
         if rounding == "nearest_even" and x.dtype == torch.float32:
             q = _fastcast.quantize(self, x)
         if q is None:
-            q = self.decode(self.encode(x, rounding, generator))
+            q = self.decode(self.encode(x, rounding, generator, stochastic_bits=stochastic_bits))
         return q if q.dtype == dtype else q.to(dtype)
 
     def __repr__(self) -> str:
         return (f"FloatFormat(exp_bits={self.exp_bits}, man_bits={self.man_bits}, bias={self.bias}, "
                 f"specials={self.specials!r}, subnormals={self.subnormals}, saturate={self.saturate})")
+
+
+def quantize(x: torch.Tensor | np.ndarray, fmt: str | FloatFormat, rounding: str = "nearest_even",
+             generator: torch.Generator | None = None, *, stochastic_bits: int | None = None,
+             dtype: torch.dtype = torch.float32) -> torch.Tensor | np.ndarray:
+    """One call: ``x`` (tensor or NumPy array) rounded to ``fmt`` (a name such as ``"e4m3"`` or a
+    ``FloatFormat``); ``FloatFormat.quantize`` says the rest."""
+    if isinstance(fmt, str):
+        fmt = FloatFormat.named(fmt)
+    elif not isinstance(fmt, FloatFormat):
+        raise TypeError(f"fmt must be a format name or a FloatFormat, got {type(fmt).__name__}")
+    return fmt.quantize(x, rounding, generator, stochastic_bits=stochastic_bits, dtype=dtype)
+
+
+def _from_numpy(x: np.ndarray) -> torch.Tensor:
+    if x.dtype.kind != "f":
+        raise TypeError(f"x must be a real floating-point array (float16, float32 or float64), got dtype {x.dtype}")
+    return torch.from_numpy(np.ascontiguousarray(x))
 
 
 def _check_float_input(x: torch.Tensor) -> torch.Tensor:
@@ -277,11 +378,18 @@ def _check_float_input(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous()
 
 
-def _check_rounding(rounding: str, generator: torch.Generator | None) -> None:
+def _check_rounding(rounding: str, generator: torch.Generator | None, stochastic_bits: int | None) -> None:
     if rounding not in ROUNDINGS:
         raise UserError(f"rounding={rounding!r} is not allowed; choose one of {list(ROUNDINGS)}")
     if rounding == "stochastic" and generator is None:
         raise UserError("rounding='stochastic' needs generator=torch.Generator() (seeded) for reproducible results")
+    if stochastic_bits is not None:
+        if rounding != "stochastic":
+            raise UserError(f"stochastic_bits={stochastic_bits!r} is only allowed with rounding='stochastic', "
+                             f"not rounding={rounding!r}")
+        if not isinstance(stochastic_bits, int) or isinstance(stochastic_bits, bool) \
+                or not 1 <= stochastic_bits <= 62:
+            raise UserError(f"stochastic_bits={stochastic_bits!r} is not allowed; choose an int from 1 to 62")
 
 
 _RESULT_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16, torch.float8_e5m2, torch.float8_e4m3fn)
@@ -322,7 +430,11 @@ def _decode_table_cpu(fmt: FloatFormat) -> torch.Tensor:
         value = torch.where(top & (man != 0), torch.nan, value)
     elif fmt.specials == "fn":
         value = torch.where((codes & (2 ** (fmt.bits - 1) - 1)) == fmt.nan_code, torch.nan, value)
+    elif fmt.specials == "p3109":
+        value = torch.where((codes & (2 ** (fmt.bits - 1) - 1)) == fmt.inf_code, torch.inf, value)
     value = torch.where(sign == 1, -value, value)
+    if not fmt.negative_zero:
+        value = torch.where(codes == fmt.nan_code, torch.nan, value)
     return value.float()
 
 
@@ -342,7 +454,20 @@ NAMED: dict[str, FloatFormat] = {
     "e8m7": FloatFormat(8, 7),
     "e5m2": FloatFormat(5, 2),
     "e4m3": FloatFormat(4, 3, specials="fn"),
+    "e4m3fnuz": FloatFormat(4, 3, bias=8, specials="fnuz"),
+    "e5m2fnuz": FloatFormat(5, 2, bias=16, specials="fnuz"),
 }
+
+
+def p3109(precision: int) -> FloatFormat:
+    """IEEE P3109 binary8p{precision} (precision 1..7): 8 bits, ``8 - precision`` exponent bits,
+    bias 2^(7 - precision), subnormals, one NaN (0x80), +-infinity (0x7F, 0xFF), no -0."""
+    if not isinstance(precision, int) or isinstance(precision, bool) or not 1 <= precision <= 7:
+        raise UserError(f"precision={precision!r} is not allowed; choose an int from 1 to 7")
+    return FloatFormat(8 - precision, precision - 1, bias=2 ** (7 - precision), specials="p3109")
+
+
+NAMED.update({f"binary8p{p}": p3109(p) for p in range(1, 8)})
 
 FP13: FloatFormat = NAMED["e5m7"]
 """The 13-bit 1-5-7 float: FP16 with its three low mantissa bits removed; max 65280."""

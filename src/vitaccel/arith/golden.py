@@ -35,14 +35,18 @@ def exponent(v: Fraction) -> int:
 
 
 def round_real(v: Fraction, man_bits: int, emin: int, max_value: Fraction, rounding: str = "nearest_even",
-               u: Fraction | None = None, overflow: str = "inf") -> Number:
+               u: Fraction | None = None, overflow: str = "inf", stochastic_bits: int | None = None) -> Number:
     """Round the real ``v`` to a binary float with ``man_bits`` fraction bits and min normal 2^emin.
 
-    ``nearest_even`` breaks ties toward the even code: the even significand, or with
-    ``man_bits=0`` (one value per binade) the even exponent field, as P3109 and gfloat do.
-    ``u`` in [0, 1) is the stochastic rounding draw: round up iff (fraction lost) + u >= 1.
-    Overflow beyond ``max_value`` gives +-inf (``overflow="inf"``), +-max (``"saturate"``) or
-    NaN (``"nan"``). A zero result keeps the sign of ``v`` (returned as -0.0 for negative v).
+    The result is ``kept`` or ``kept + 1`` quanta, ``frac`` the fraction of a quantum between them:
+    ``nearest_even`` goes up iff frac > 1/2, or frac = 1/2 and the code is odd (the even
+    significand, or with ``man_bits=0`` (one value per binade) the even exponent field, as P3109
+    and gfloat do); ``ties_away`` iff frac >= 1/2; ``toward_zero`` never; ``up`` / ``down`` iff
+    frac > 0 and v > 0 / v < 0; ``stochastic`` iff frac + u >= 1 (``u`` in [0, 1) the draw), with
+    ``stochastic_bits=n`` iff floor(frac * 2^n) / 2^n + u >= 1 (u = r / 2^n).
+    Overflow beyond ``max_value`` gives +-inf (``overflow="inf"``), +-max (``"saturate"``, and
+    whenever the rounding truncated the magnitude) or NaN (``"nan"``). A zero result keeps the
+    sign of ``v`` (returned as -0.0 for negative v).
     """
     if v == 0:
         return Fraction(0)
@@ -55,15 +59,22 @@ def round_real(v: Fraction, man_bits: int, emin: int, max_value: Fraction, round
     if rounding == "nearest_even":
         code = q - emin + 1 if man_bits == 0 and kept else kept  # the code's parity is kept's for man_bits > 0
         up = frac > Fraction(1, 2) or (frac == Fraction(1, 2) and code % 2 == 1)
+    elif rounding == "ties_away":
+        up = frac >= Fraction(1, 2)
     elif rounding == "toward_zero":
         up = False
+    elif rounding in ("up", "down"):
+        up = frac > 0 and sign == (1 if rounding == "up" else -1)
     elif rounding == "stochastic":
+        if stochastic_bits is not None:
+            frac = Fraction(math.floor(frac * 2 ** stochastic_bits), 2 ** stochastic_bits)
         up = frac + u >= 1
     else:
         raise ValueError(f"rounding={rounding!r} is unknown")
+    truncated = rounding == "toward_zero" or (rounding == "up" and sign < 0) or (rounding == "down" and sign > 0)
     r = (kept + up) * Fraction(2) ** q
     if r > max_value:
-        if overflow == "saturate" or rounding == "toward_zero":
+        if overflow == "saturate" or truncated:
             r = max_value
         elif overflow == "nan":
             return math.nan
@@ -87,6 +98,10 @@ def decode(fmt: FloatFormat, code: int) -> Number:
         return math.nan if man else sign * math.inf
     if fmt.specials == "fn" and e_field == 2 ** e_bits - 1 and man == 2 ** m - 1:
         return math.nan
+    if fmt.specials in ("fnuz", "p3109") and code == 2 ** (fmt.bits - 1):
+        return math.nan  # the sign-bit-only code: no -0 in these formats
+    if fmt.specials == "p3109" and code & (2 ** (fmt.bits - 1) - 1) == 2 ** (fmt.bits - 1) - 1:
+        return sign * math.inf
     if e_field == 0:
         value = Fraction(man, 2 ** m) * Fraction(2) ** (1 - fmt.bias) if fmt.subnormals else Fraction(0)
     else:
@@ -102,7 +117,8 @@ def format_max(fmt: FloatFormat) -> Fraction:
     return max(v for c in range(2 ** (fmt.bits - 1)) if isinstance(v := decode(fmt, c), Fraction))
 
 
-def quantize(fmt: FloatFormat, x: float, rounding: str = "nearest_even", u: Fraction | None = None) -> Number:
+def quantize(fmt: FloatFormat, x: float, rounding: str = "nearest_even", u: Fraction | None = None,
+             stochastic_bits: int | None = None) -> Number:
     """One float (exact value of a float32/float64) rounded to ``fmt``, semantics of DESIGN.md 2."""
     if math.isnan(x):
         if fmt.specials == "finite":
@@ -112,16 +128,23 @@ def quantize(fmt: FloatFormat, x: float, rounding: str = "nearest_even", u: Frac
         return math.nan
     top = format_max(fmt)
     if math.isinf(x):
-        if fmt.specials == "ieee":
+        if fmt.specials in ("ieee", "p3109"):
             return x
+        if fmt.specials == "fnuz" and not fmt.saturate:
+            return math.nan
         return top if x > 0 else -top
+    if fmt.saturate or fmt.specials in ("fn", "finite"):
+        overflow = "saturate"
+    else:
+        overflow = "nan" if fmt.specials == "fnuz" else "inf"
+    # without subnormals the neighbours below min_normal are 0 and min_normal: round between them
+    tiny = not fmt.subnormals and abs(Fraction(x)) < Fraction(2) ** fmt.emin
+    r = round_real(Fraction(x), 0 if tiny else fmt.man_bits, fmt.emin, top, rounding, u, overflow, stochastic_bits)
     if x == 0:
-        return -0.0 if math.copysign(1.0, x) < 0 else Fraction(0)
-    overflow = "saturate" if (fmt.saturate or fmt.specials != "ieee") else "inf"
-    if not fmt.subnormals and abs(Fraction(x)) < Fraction(2) ** fmt.emin:
-        # without subnormals the neighbours below min_normal are 0 and min_normal: round between them
-        return round_real(Fraction(x), 0, fmt.emin, top, rounding, u, overflow)
-    return round_real(Fraction(x), fmt.man_bits, fmt.emin, top, rounding, u, overflow)
+        r = -0.0 if math.copysign(1.0, x) < 0 else Fraction(0)
+    if not fmt.negative_zero and r == 0:
+        return Fraction(0)  # the code that would be -0 is NaN: a zero is +0
+    return r
 
 
 def to_float(v: Number) -> float:
