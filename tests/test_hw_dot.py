@@ -99,6 +99,10 @@ def test_build_elements_and_registered_wrapper():
         AcceleratorConfig.preset("int8").int_datapath, group_size=512)), "int_datapath.group_size: value 512"),
     (AcceleratorConfig.preset("fp13").replace(float_datapath=dataclasses.replace(
         AcceleratorConfig.preset("fp13").float_datapath, group_size=1024)), "float_datapath.group_size: value 1024"),
+    (AcceleratorConfig.from_dict({"datapath": "float", "float_datapath": {"a_format": "e4m3fnuz"}}),
+     "float_datapath.a_format: value 'e4m3fnuz'"),
+    (AcceleratorConfig.from_dict({"datapath": "float", "float_datapath": {"b_format": "binary8p3"}}),
+     "float_datapath.b_format: value 'binary8p3'"),
 ])
 def test_build_refuses_what_it_cannot_build(config, key):
     with pytest.raises(HardwareError, match="is not allowed for the circuits; .+") as err:

@@ -9,6 +9,7 @@ from typing import Callable
 from amaranth.lib import wiring
 
 from vitaccel.arith.config import AcceleratorConfig
+from vitaccel.arith.formats import FloatFormat
 from vitaccel.hw.accumulator import IntAccumulator
 from vitaccel.hw.codecs import CodecRoundTrip, check_codec, decoder, encoder
 from vitaccel.hw.common import MAX_LANES, refuse
@@ -40,6 +41,9 @@ class Circuits:
         return self.dot()
 
 
+LANE_SPECIALS = ("ieee", "fn", "finite")   # what hw.float_lane.Decoded decodes (not fnuz or p3109 yet)
+
+
 def check(config: AcceleratorConfig) -> None:
     """Refuse configs the circuits cannot build (HardwareError names key, value and what is allowed)."""
     if config.datapath == "native":
@@ -51,6 +55,13 @@ def check(config: AcceleratorConfig) -> None:
         raise refuse(f"{key}.group_size", section.group_size, f"the generators build at most {MAX_LANES} lanes")
     if config.datapath == "int" and section.psum_codec() is not None:
         check_codec(section.psum_codec(), section.acc_bits)
+    if config.datapath == "float":
+        for side in ("a_format", "b_format"):
+            fmt = FloatFormat.named(getattr(section, side))
+            if fmt.specials not in LANE_SPECIALS:
+                raise refuse(f"float_datapath.{side}", getattr(section, side),
+                             f"the float lane decodes formats with specials {list(LANE_SPECIALS)}; this one has "
+                             f"{fmt.specials!r}")
 
 
 def build(config: AcceleratorConfig | str) -> Circuits:
