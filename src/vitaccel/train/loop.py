@@ -26,7 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from vitaccel.configtools import ConfigError, check_writable, to_dict
+from vitaccel.configtools import ConfigError, check_writable, from_dict, to_dict
 from vitaccel.data import DataBundle, build_datasets
 from vitaccel.prune import cls_attention
 from vitaccel.train.amp import autocast, check_amp, grad_scaler
@@ -135,7 +135,8 @@ class Run:
         if not last.exists():
             raise ConfigError(f"--resume: no checkpoint to resume at {str(last)!r}; train without --resume first")
         ckpt = load_checkpoint(last)
-        saved, now = ckpt["config"], to_dict(self.cfg)
+        # through the schema, so keys added since the checkpoint was written read as their defaults
+        saved, now = to_dict(from_dict(TrainConfig, ckpt["config"])), to_dict(self.cfg)
         changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k])
         if changed:
             raise ConfigError(f"--resume: the config differs from the one {str(last)!r} was trained with in "
