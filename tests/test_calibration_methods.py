@@ -156,3 +156,16 @@ def test_bad_alpha_nan_data_and_unseen_ops_are_named():
             model(data(2))
     with pytest.raises(EmulateError, match="per_tensor activation scales, which need calibrating"):
         convert(nn.Linear(2, 2), "int8")
+
+
+def test_evaluate_holds_calibration_batches_apart():
+    from vitaccel.emulate import evaluate
+
+    model = Outliers()
+    xs = [data(i) for i in range(4)]
+    report = evaluate(model, "int8", xs, calib_batches=1, calib_method="mse", smooth=0.5)
+    assert report.forwards == 3                                    # the first batch only calibrated
+    with pytest.raises(EmulateError, match=r"batches: none left to evaluate after the 4 calibration batch"):
+        evaluate(model, "int8", xs, calib_batches=4)
+    report = evaluate(model, "int8-dyn", xs, calib_batches=2, calib_data=[data(9)])
+    assert report.forwards == 4 and report.ops[0].scales == "a per-token dynamic, w per-channel"

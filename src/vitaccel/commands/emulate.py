@@ -32,8 +32,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--img-size", type=int, help="image size (default: the model's)")
     p.add_argument("--fast", action="store_true", help="exact=False: native accumulation order, much faster")
-    p.add_argument("--calib-batches", type=int, default=4, help="calibration batches (integer datapaths)")
-    p.add_argument("--calib-method", choices=("max", "percentile"), default="max")
+    p.add_argument("--calib-batches", type=int, default=4,
+                   help="calibration batches (integer datapaths), taken before and held apart from the evaluated ones")
+    p.add_argument("--calib-method", choices=("max", "percentile", "mse"), default="max",
+                   help="activation range per product (per_tensor integer datapaths)")
+    p.add_argument("--smooth", type=float, metavar="ALPHA",
+                   help="SmoothQuant migration strength in [0, 1] for products with weights (integer datapaths)")
+    p.add_argument("--ops", metavar="KINDS", help="comma-separated op kinds that run emulated (default: all of "
+                                                  "linear,conv2d,matmul,attention; e.g. linear: linear layers only)")
     p.add_argument("--skip", action="append", default=[], metavar="PATTERN",
                    help="run ops whose name matches this fnmatch pattern native (repeatable)")
     p.add_argument("--json", dest="json_path", help="also write the report as JSON here")
@@ -48,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
                        data=args.data, batches=args.batches, batch_size=args.batch_size,
                        img_size=args.img_size, exact=not args.fast, calib_batches=args.calib_batches,
                        calib_method=args.calib_method, skip=args.skip, json_path=args.json_path,
-                       pretrained=args.pretrained, seed=args.seed)
+                       pretrained=args.pretrained, seed=args.seed, smooth=args.smooth,
+                       ops=None if args.ops is None else tuple(k for k in args.ops.split(",") if k))
 
 
 def _timm_model(name: str, num_classes: int | None, img_size: int | None, pretrained: bool) -> nn.Module:
@@ -122,7 +129,8 @@ class _RandomImages:
 def run_emulate(*, model: str | None, checkpoint: str | None, accelerator: str, data: str | None,
                 batches: int, batch_size: int, img_size: int | None, exact: bool, calib_batches: int,
                 calib_method: str, skip: list[str], json_path: str | None, pretrained: bool,
-                seed: int, progress: bool = True) -> int:
+                seed: int, progress: bool = True, smooth: float | None = None,
+                ops: tuple[str, ...] | None = None) -> int:
     """The ``vitaccel emulate`` command; returns the exit status."""
     from vitaccel.configtools import check_writable
     from vitaccel.emulate.backend import resolve_config
@@ -154,7 +162,8 @@ def run_emulate(*, model: str | None, checkpoint: str | None, accelerator: str, 
         net = _timm_model(model, num_classes, img_size, pretrained)
     net.eval()
     report = evaluate(net, config, loader, max_batches=batches, calib_batches=calib_batches,
-                      calib_method=calib_method, progress=progress, exact=exact, skip=tuple(skip))
+                      calib_method=calib_method, smooth=smooth, progress=progress, exact=exact, skip=tuple(skip),
+                      **({} if ops is None else {"ops": ops}))
     print(report.table())
     if json_path:
         report.to_json(json_path)
