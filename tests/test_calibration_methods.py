@@ -169,3 +169,12 @@ def test_evaluate_holds_calibration_batches_apart():
         evaluate(model, "int8", xs, calib_batches=4)
     report = evaluate(model, "int8-dyn", xs, calib_batches=2, calib_data=[data(9)])
     assert report.forwards == 4 and report.ops[0].scales == "a per-token dynamic, w per-channel"
+
+
+def test_evaluate_replaces_an_earlier_smoothed_calibration():
+    from vitaccel.emulate import evaluate
+
+    model, xs = Outliers(), [data(i) for i in range(3)]
+    calibrate(model, "int8", xs, smooth=0.5)
+    report = evaluate(model, "int8-dyn", xs, calib_batches=1)
+    assert report.ops[0].scales == "a per-token dynamic, w per-channel"

@@ -53,7 +53,7 @@ def evaluate(model: nn.Module, config: Any, batches: Iterable[Any], *, max_batch
     held_out = calib_data is not None
     batches = iter(batches)
     calib = list(islice(calib_data if held_out else batches, calib_batches))
-    if backend.datapath == "int" and (backend.activation_scale == "per_tensor" or smooth is not None):
+    if backend.datapath == "int":   # also per_token: replaces an earlier calibration (its smoothing) of model
         calibrate(model, backend, (_split(b)[0] for b in calib), method=calib_method, smooth=smooth,
                   progress=progress, **{k: v for k, v in options.items() if k in ("ops", "skip")})
     if total is not None and not held_out:
