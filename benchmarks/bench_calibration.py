@@ -230,6 +230,7 @@ def main() -> None:
     p.add_argument("--calib-images", type=int, default=256, help="ViT calibration images (training split)")
     p.add_argument("--quick", action="store_true", help="16 + 16 sentences, int8 and int8-lot4 only")
     p.add_argument("--full", action="store_true", help="every preset x method x granularity x smoothing")
+    p.add_argument("--only", choices=("minilm", "vit"), help="run one of the two models only")
     p.add_argument("--json", help="also write every row here")
     args = p.parse_args()
     args.presets = PRESETS[:2] if args.quick else PRESETS
@@ -237,13 +238,14 @@ def main() -> None:
         args.calib, args.eval = 16, 16
     torch.manual_seed(0)
     rows: list[dict] = []
-    bench_minilm(args, rows)
-    print("\nMiniLM-L6, min cosine of the embeddings vs float32 (held-out sentences):")
-    print(table(rows, "min cosine"))
-    print("\n".join(targets(rows)))
+    if args.only != "vit":
+        bench_minilm(args, rows)
+        print("\nMiniLM-L6, min cosine of the embeddings vs float32 (held-out sentences):")
+        print(table(rows, "min cosine"))
+        print("\n".join(targets(rows)))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
-    if args.vit:
+    if args.vit and args.only != "minilm":
         vit: list[dict] = []
         bench_vit(args, vit)
         print("\ndemo ViT on digits, top-1 agreement with float32 (validation split, calibrated on training images):")
