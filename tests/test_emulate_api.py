@@ -126,7 +126,8 @@ def test_report_table_json_and_accuracy():
     assert "blocks.1.attn.sdpa0.qk" in text and "SQNR" in text and "top-1 accuracy" in text
     data = json.loads(report.to_json())
     assert data["accelerator"] == "fp13" and data["tier"] == "fast" and len(data["ops"]) == 2 * 6 + 2
-    assert set(data["ops"][0]) == {"name", "kind", "shape", "calls", "tier", "exact", "sqnr_db", "max_rel_err"}
+    assert set(data["ops"][0]) == {"name", "kind", "shape", "calls", "tier", "exact", "sqnr_db", "max_rel_err",
+                                     "scales"}
     with pytest.raises(EmulateError, match="labels: shape"):
         run.report(labels=torch.zeros(3, dtype=torch.long))
 

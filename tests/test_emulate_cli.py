@@ -73,3 +73,16 @@ def test_progress_bar_goes_to_stderr_on_a_terminal_only(capsys, monkeypatch):
     main(argv)
     assert "emulate fp32" in capsys.readouterr().err
     assert torch.is_grad_enabled()  # the command does not leave global state changed
+
+
+def test_calibration_options_and_linear_only(capsys):
+    rc = main(["emulate", "--model", "vit_pico_patch4_32", "--accelerator", "int8", "--fast", "--data", "digits",
+               "--batches", "1", "--batch-size", "4", "--calib-batches", "1", "--calib-method", "mse",
+               "--smooth", "0.5", "--ops", "linear"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "a per-tensor mse, w per-channel, smooth 0.5" in out
+    assert "op kind 'attention' not in ops" in out
+    assert main(["emulate", "--model", "vit_pico_patch4_32", "--accelerator", "int8", "--data", "digits",
+                 "--batches", "1", "--smooth", "1.5"]) == 2
+    assert "smooth: alpha 1.5 is not allowed; a number in [0, 1]" in capsys.readouterr().err

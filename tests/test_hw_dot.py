@@ -113,3 +113,15 @@ def test_build_refuses_what_it_cannot_build(config, key):
 def test_simulate_refuses_bad_shapes():
     with pytest.raises(HardwareError, match="a, b: shapes"):
         hw.simulate("int8", torch.ones(2, 3), torch.ones(4, 2))
+
+
+def test_simulate_per_token_scales_equal_golden():
+    # int8-dyn: every activation row gets its own scale (DESIGN.md section 8); the circuit sees the
+    # same integers as golden, and dequantisation by row and column scale follows golden's
+    g = torch.Generator().manual_seed(11)
+    a = torch.randn(3, 21, generator=g) * torch.tensor([[0.01], [1.0], [30.0]])
+    b = torch.randn(21, 2, generator=g)
+    got = hw.simulate("int8-dyn", a, b)
+    assert torch.equal(got, golden.matmul(a, b, "int8-dyn"))
+    with pytest.raises(HardwareError, match="a_scale: not allowed with activation_scale per_token"):
+        hw.simulate("int8-dyn", a, b, a_scale=torch.tensor(0.1))

@@ -22,6 +22,9 @@ from vitaccel.configtools import ConfigError, field, from_dict, load_yaml, shipp
 _FORMATS = tuple(sorted(NAMED))
 
 
+ACTIVATION_SCALES = ("per_tensor", "per_token")
+
+
 def _power_of_two(v: int) -> str | None:
     return None if v >= 1 and v & (v - 1) == 0 else "a power of two >= 1 is required"
 
@@ -139,6 +142,10 @@ class IntDatapath:
     psum_storage: PsumStorage | None = field(None, help="partial sums stored every tile_k elements; "
                                                          "null = kept in registers")
     scale_codec: CodecSpec | None = field(None, help="codec for per-channel weight scales (float32); null = exact")
+    activation_scale: str = field("per_tensor", choices=ACTIVATION_SCALES,
+                                  help="per_tensor: one static (calibrated) scale for the activation; per_token: "
+                                       "each row of the activation gets its own scale max|row| / qmax, computed "
+                                       "on the fly (and each column of an activation second operand)")
 
     def __post_init__(self) -> None:
         validate(self, "int_datapath.")

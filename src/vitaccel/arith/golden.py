@@ -342,14 +342,23 @@ def int_dequantize(acc: int, a_scale: float, b_scale: float) -> float:
     return to_float(round_real(r64, *F32[:2], F32_MAX)) + 0.0
 
 
-def _int_matrix(a: list, b: list, a_scale: float, b_scales: list[float], dp: IntDatapath) -> list:
-    """One (M, K) @ (K, N) product of float32 values on the integer datapath."""
-    qa = [[int_quantize(x, a_scale, dp.a_bits) for x in row] for row in a]
+def _int_matrix(a: list, b: list, a_scale: float | None, b_scales: list[float], dp: IntDatapath) -> list:
+    """One (M, K) @ (K, N) product of float32 values on the integer datapath; ``a_scale`` None
+    gives each row its own scale ``int_scale(max|row|)`` (per_token)."""
+    row_scales = activation_scales(a, dp, a_scale)
+    qa = [[int_quantize(x, s, dp.a_bits) for x in row] for row, s in zip(a, row_scales)]
     cols = [[int_quantize(row[n], s, dp.b_bits) for row in b] for n, s in enumerate(b_scales)]
-    return [[int_dequantize(dot_int(row, col, dp), a_scale, b_scales[n]) for n, col in enumerate(cols)] for row in qa]
+    return [[int_dequantize(dot_int(row, col, dp), s, b_scales[n]) for n, col in enumerate(cols)]
+            for row, s in zip(qa, row_scales)]
 
 
-def _column_scales(b: list, dp: IntDatapath, b_scale: torch.Tensor | None) -> list[float]:
+def activation_scales(a: list, dp: IntDatapath, a_scale: float | None) -> list[float]:
+    """The scale of every row of one (M, K) activation: ``a_scale`` for all (per_tensor), or, when
+    None, each row's own ``int_scale(max|row|)`` (per_token)."""
+    return [int_scale(max(abs(x) for x in row), dp.a_bits) if a_scale is None else a_scale for row in a]
+
+
+def column_scales(b: list, dp: IntDatapath, b_scale: torch.Tensor | None) -> list[float]:
     """Weight scales of one (K, N) matrix: given (0-d or (N,)) or one per column; then the scale codec."""
     n = len(b[0])
     if b_scale is None:
@@ -374,13 +383,18 @@ def matmul(a: torch.Tensor, b: torch.Tensor, config: "AcceleratorConfig | str | 
     if config.datapath == "int":
         a, b = a.float(), b.float()
         dp = config.int_datapath
-        a_s = int_scale(float(a.abs().max()), dp.a_bits) if a_scale is None else float(a_scale.float())
+        if dp.activation_scale == "per_token":
+            if a_scale is not None:
+                raise ValueError("golden.matmul: a per_token datapath takes no a_scale (each row is scaled)")
+            a_s = None
+        else:
+            a_s = int_scale(float(a.abs().max()), dp.a_bits) if a_scale is None else float(a_scale.float())
     mats_a = a.expand(*batch, *a.shape[-2:]).reshape(-1, m, a.shape[-1]).double().tolist()
     mats_b = b.expand(*batch, *b.shape[-2:]).reshape(-1, b.shape[-2], n).double().tolist()
     out = []
     for ma, mb in zip(mats_a, mats_b):
         if config.datapath == "int":
-            out.append(_int_matrix(ma, mb, a_s, _column_scales(mb, dp, b_scale), dp))
+            out.append(_int_matrix(ma, mb, a_s, column_scales(mb, dp, b_scale), dp))
         else:
             cols = [list(c) for c in zip(*mb)]
             out.append([[dot_float(row, col, config) for col in cols] for row in ma])

@@ -17,6 +17,9 @@ leading-one truncated (a table lookup), and the integer dot products run as
 * ``faithful`` the products of every group materialised in bounded chunks and summed, then the
                same elementwise steps: an independent check of ``tiled``, and its speed reference.
 
+The activation scale is one per tensor or, with ``activation_scale: per_token``, one per row of a
+(``max|row| / qmax``; 1 for a zero row), shape (..., M, 1).
+
 Dequantisation: ``float32(float64(acc) * (float64(a_scale) * float64(b_scale)))``: the scale
 product is exact (two float32 significands), then one float64 rounding, then one float32 rounding
 (nearest even both); a zero result is +0.
@@ -172,8 +175,12 @@ def _float32_matmul_is_ieee(device: torch.device) -> bool:
 def _int_scales(a: torch.Tensor, b: torch.Tensor, dp: IntDatapath, a_scale: torch.Tensor | None,
                 b_scale: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """float32 operand scales as ``emulated_matmul`` uses them (after the weight-scale codec)."""
-    a_max = intpath.finite_abs_max(a, "a")
+    per_token = dp.activation_scale == "per_token"
+    a_max = intpath.finite_abs_max(a, "a", dim=-1 if per_token else None)
     b_max = intpath.finite_abs_max(b, "b", dim=-2)
+    if per_token and a_scale is not None:
+        raise UserError("a_scale: a per_token datapath (int_datapath.activation_scale) scales each row of a by "
+                         "max|row| / qmax on the fly; pass a_scale=None")
     if a_scale is None:
         sa = intpath.scale_from_max(a_max, dp.a_bits)
     else:

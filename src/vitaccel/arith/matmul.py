@@ -71,8 +71,10 @@ def emulated_matmul(a: torch.Tensor, b: torch.Tensor, config: AcceleratorConfig 
     exact); None picks ``matmul_tier(config, exact, k=K)``.
 
     Integer datapaths: ``a_scale`` is the per-tensor activation scale (0-d, e.g. from
-    calibration) or None for ``max|a| / qmax``; ``b_scale`` is per output column (shape (N,)) or
-    per tensor (0-d), or None for one scale per column of b (of each matrix of a batched b).
+    calibration) or None for ``max|a| / qmax``; with ``int_datapath.activation_scale:
+    per_token`` it must be None and each row of a gets ``max|row| / qmax``; ``b_scale`` is per
+    output column (shape (N,)) or per tensor (0-d), or None for one scale per column of b (of
+    each matrix of a batched b).
     Scales are used as float32. Float datapaths take no scales.
 
     ``chunk_bytes`` bounds the working set of one row chunk of the exact tiers (at least one row

@@ -42,8 +42,14 @@ class EmulateConfig:
     batch_size: int = field(32, check=_at_least_one, help="images per batch")
     img_size: int | None = field(None, help="image size (default: the model's)")
     fast: bool = field(False, help="exact=False: native accumulation order, much faster")
-    calib_batches: int = field(4, check=_at_least_one, help="calibration batches (integer datapaths)")
-    calib_method: str = field("max", choices=("max", "percentile"), help="calibration of activation scales")
+    calib_batches: int = field(4, check=_at_least_one, help="calibration batches (integer datapaths), taken before "
+                                                            "and held apart from the evaluated ones")
+    calib_method: str = field("max", choices=("max", "percentile", "mse"),
+                              help="activation range per product (per_tensor integer datapaths)")
+    smooth: float | None = field(None, help="SmoothQuant migration strength in [0, 1] for products with weights "
+                                            "(integer datapaths)")
+    ops: list[str] = field(default_factory=list, help="op kinds that run emulated (default: all of linear,conv2d,"
+                                                      "matmul,attention; e.g. linear: linear layers only)")
     skip: list[str] = field(default_factory=list, help="fnmatch patterns of ops to run native, e.g. head,blocks.0.*")
     pretrained: bool = field(False, help="timm pretrained weights (needs them cached)")
     seed: int = field(0, help="seed of the data split and of random inputs")
@@ -55,7 +61,8 @@ FLAGS = (Flag("--model", "model"), Flag("--checkpoint", "checkpoint"), Flag("--a
          Flag("--data", "data"), Flag("--dense", "dense", switch=True), Flag("--rule", "rule"),
          Flag("--value", "value"), Flag("--batches", "batches"), Flag("--batch-size", "batch_size"),
          Flag("--img-size", "img_size"), Flag("--fast", "fast", switch=True), Flag("--calib-batches", "calib_batches"),
-         Flag("--calib-method", "calib_method"), Flag("--skip", "skip"),
+         Flag("--calib-method", "calib_method"), Flag("--smooth", "smooth"), Flag("--ops", "ops"),
+         Flag("--skip", "skip"),
          Flag("--pretrained", "pretrained", switch=True), Flag("--seed", "seed"), Flag("--device", "device"),
          Flag("--json", "json"))
 
@@ -78,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
                        img_size=cfg.img_size, exact=not cfg.fast, calib_batches=cfg.calib_batches,
                        calib_method=cfg.calib_method, skip=cfg.skip, json_path=cfg.json,
                        pretrained=cfg.pretrained, seed=cfg.seed, progress=progress(), device=cfg.device,
-                       density=(cfg.rule, cfg.value), dense=cfg.dense)
+                       density=(cfg.rule, cfg.value), dense=cfg.dense, smooth=cfg.smooth,
+                       ops=tuple(cfg.ops) if cfg.ops else None)
 
 
 def _timm_model(name: str, num_classes: int | None, img_size: int | None, pretrained: bool) -> nn.Module:
@@ -153,7 +161,8 @@ def run_emulate(*, model: str | None, checkpoint: str | None, accelerator: str, 
                 batches: int, batch_size: int, img_size: int | None, exact: bool, calib_batches: int,
                 calib_method: str, skip: list[str], json_path: str | None, pretrained: bool,
                 seed: int, progress: bool = True, device: str = "auto",
-                density: tuple[str | None, float | None] = (None, None), dense: bool = False) -> int:
+                density: tuple[str | None, float | None] = (None, None), dense: bool = False,
+                smooth: float | None = None, ops: tuple[str, ...] | None = None) -> int:
     """The ``vitaccel emulate`` command; returns the exit status.
 
     A checkpoint runs at ``density`` (rule, value; a None part comes from the checkpoint, so the
@@ -203,7 +212,8 @@ def run_emulate(*, model: str | None, checkpoint: str | None, accelerator: str, 
         net = _timm_model(model, bundle.num_classes if bundle is not None else None, img_size, pretrained)
     net.eval()
     report = evaluate(net, config, loader, max_batches=batches, calib_batches=calib_batches,
-                      calib_method=calib_method, progress=progress, exact=exact, skip=tuple(skip))
+                      calib_method=calib_method, smooth=smooth, progress=progress, exact=exact, skip=tuple(skip),
+                      **({} if ops is None else {"ops": ops}))
     print(report.table())
     if json_path:
         report.to_json(json_path)

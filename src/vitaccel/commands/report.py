@@ -11,6 +11,7 @@ dict; the report's sections are rendered from it by ``vitaccel.viz.sections.SECT
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import sys
@@ -60,7 +61,8 @@ class ReportConfig:
                              "(adds a Circuits section; first run compiles Yosys and synthesizes, minutes)")
     out: str = field("vitaccel-report", help="report folder")
     force: bool = field(False, help="write into a folder that holds another command's output")
-    batch_size: int = field(128, check=_at_least_one, help="images per batch (the first batch calibrates int presets)")
+    batch_size: int = field(128, check=_at_least_one,
+                            help="images per batch (one batch of training images calibrates int presets)")
     device: str = device_field(auto="the CPU (emulation on CUDA is not supported yet)")
     json: str | None = json_field()
 
@@ -97,6 +99,7 @@ class Student:
     data: Any              # its validated DataConfig
     images: Any            # the validation subset (a Dataset)
     loader: Any            # batches of it
+    calib: Any             # one batch of training images (no augmentation): calibrates integer presets
     mean: tuple
     std: tuple
 
@@ -115,8 +118,10 @@ def load_student(checkpoint: Path, data_overrides: dict, max_images: int, batch_
     val = bundle.val
     if len(val) > max_images:
         val = Subset(val, list(range(max_images)))
+    train = build_datasets(dataclasses.replace(data, augment=False)).train   # calibration, apart from val
+    calib = DataLoader(Subset(train, list(range(min(batch_size, len(train))))), batch_size=batch_size)
     return Student(checkpoint, model, ckpt, data, val, DataLoader(val, batch_size=batch_size, shuffle=False),
-                   bundle.mean, bundle.std)
+                   calib, bundle.mean, bundle.std)
 
 
 def provenance(student: Student, energy_source: str) -> dict[str, str]:
@@ -200,7 +205,8 @@ def accelerator_runs(student: Student, accelerators: list[str], settings: list[t
         mult, tree = _widths(config)
         for label, setting in settings:
             set_density(student.model, setting)
-            report = emulate.evaluate(student.model, config, student.loader, exact=exact, calib_batches=1)
+            report = emulate.evaluate(student.model, config, student.loader, exact=exact, calib_batches=1,
+                                      calib_data=student.calib)
             c = cost(shapes[label], config, table,
                      **(circuits.cost_options(name) if circuits else {})).scaled(1 / n_images)
             tier = "reference (float32)" if report.tier == "native" else \
@@ -275,8 +281,6 @@ def compute_results(student: Student, out_dir: Path, accelerators: list[str], de
     shapes = executed_shapes(student, settings)
     circuits = None
     if source == "synthesized":
-        import dataclasses
-
         from vitaccel.viz import circuits as hw_view
 
         print("circuits: synthesis and switching energy of every preset ...")

@@ -42,7 +42,8 @@ class Backend:
     (``a`` the activation, ``b`` (K, N) or batched); ``tier(K)`` says which implementation runs a
     product of length K and whether it is bit-identical to the golden model, as ``(name, exact)``;
     ``qmax`` is the largest activation integer of an integer datapath (a calibrated scale is
-    ``range / qmax``).
+    ``range / qmax``); ``activation_scale`` says whether it takes calibrated per-tensor
+    activation scales ("per_tensor") or scales each row itself ("per_token").
     """
 
     name: str
@@ -50,12 +51,18 @@ class Backend:
     matmul: Callable[..., Tensor]
     tier: Callable[[int], tuple[str, bool]] = _custom_tier
     qmax: int | None = None
+    activation_scale: str = "per_tensor"
 
     def __post_init__(self) -> None:
         if self.datapath not in DATAPATHS:
             raise EmulateError(f"datapath: {self.datapath!r} is not allowed; choose one of {list(DATAPATHS)}")
         if self.datapath == "int" and not (isinstance(self.qmax, int) and self.qmax > 0):
             raise EmulateError(f"qmax: {self.qmax!r} is not allowed; an int datapath needs a positive int")
+        from vitaccel.arith.config import ACTIVATION_SCALES
+
+        if self.activation_scale not in ACTIVATION_SCALES:
+            raise EmulateError(f"activation_scale: {self.activation_scale!r} is not allowed; choose one of "
+                               f"{list(ACTIVATION_SCALES)}")
 
     @classmethod
     def from_config(cls, config: Any, exact: bool = True) -> "Backend":
@@ -72,5 +79,7 @@ class Backend:
         def tier(k: int) -> tuple[str, bool]:
             return tuple(matmul_tier(config, exact, k=k))
 
-        a_qmax = qmax(config.int_datapath.a_bits) if config.datapath == "int" else None
-        return cls(config.name, config.datapath, matmul, tier, a_qmax)
+        dp = config.int_datapath
+        a_qmax = qmax(dp.a_bits) if dp is not None else None
+        return cls(config.name, config.datapath, matmul, tier, a_qmax,
+                   dp.activation_scale if dp is not None else "per_tensor")

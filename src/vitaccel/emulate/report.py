@@ -26,6 +26,7 @@ class OpRow:
     exact: bool
     sqnr_db: float | None = None       # None: not measured (stats=False)
     max_rel_err: float | None = None
+    scales: str = ""                   # integer datapaths: how each operand was scaled
 
 
 @dataclass
@@ -71,8 +72,9 @@ class Report:
             lines = [f"accelerator {self.accelerator}: tier {self.tier or '-'}, "
                      f"{'bit-exact' if self.exact else 'not bit-exact'} vs the golden model"]
         rows = [(r.name, r.kind, r.shape, str(r.calls), r.tier, "yes" if r.exact else "no",
-                 fmt(r.sqnr_db, ".1f"), fmt(r.max_rel_err, ".2e")) for r in self.ops]
-        lines += columns(("op", "kind", "shape", "calls", "tier", "exact", "SQNR dB", "max rel err"), rows)
+                 fmt(r.sqnr_db, ".1f"), fmt(r.max_rel_err, ".2e"), r.scales or "-") for r in self.ops]
+        lines += columns(("op", "kind", "shape", "calls", "tier", "exact", "SQNR dB", "max rel err", "scales"),
+                         rows)
         if self.native:
             lines += ["", f"ran native float32 ({len(self.native)} ops):"]
             lines += columns(("op", "kind", "shape", "calls", "reason"),

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from vitaccel.emulate._registry import RUNS, converted
 from vitaccel.emulate.backend import Backend
-from vitaccel.emulate.calibration import Calibration, calibration_of
+from vitaccel.emulate.calibration import Calibration, alpha_of, calibration_of
 from vitaccel.emulate.capture import Capture, OpCall, no_capturable_op
 from vitaccel.emulate.grad import no_gradient, straight_through
 from vitaccel.emulate.options import EmulateOptions
@@ -38,6 +38,7 @@ class _OpRecord:
     errors: TensorError = field(default_factory=TensorError)
     tier: tuple[str, bool] = ("native", False)  # (tier name, bit-exact) of an emulated product
     reason: str = ""                            # why it ran native (native records only)
+    scales: str | None = None                   # how the operands were scaled (emulated records)
 
 
 def _shape(*tensors: Tensor, sep: str = " @ ") -> str:
@@ -138,8 +139,12 @@ class EmulationRun:
         name = f"{op}.{role}" if role else op
         rec = self._record(name, kind, _shape(a, b), a.shape[-1])
         a_scale, b_scale = self._operand_scales(name, b_is_weight)
+        factors = self._smooth_factors(name, b, b_is_weight)
+        qa, qb = (a, b) if factors is None else (a / factors, b * factors[:, None])
+        if rec.scales is None:
+            rec.scales = self._describe_scales(name, b_is_weight, factors is not None)
         with torch.no_grad():
-            out = self.backend.matmul(a.detach(), b.detach(), a_scale=a_scale, b_scale=b_scale)
+            out = self.backend.matmul(qa.detach(), qb.detach(), a_scale=a_scale, b_scale=b_scale)
         wants_grad = torch.is_grad_enabled() and (a.requires_grad or b.requires_grad)
         ste = wants_grad and self.options.grad == "ste"
         if self.options.stats or ste:
@@ -151,8 +156,25 @@ class EmulationRun:
                 return straight_through(out, ref)
         return no_gradient(out, a, b) if wants_grad else out
 
-    def _operand_scales(self, name: str, b_is_weight: bool) -> tuple[Tensor | None, Tensor | None]:
+    def _smooth_factors(self, name: str, b: Tensor, b_is_weight: bool) -> Tensor | None:
+        """SmoothQuant factors of a product with a 2-D weight, when the calibration has them."""
+        if self.calibration is None or not b_is_weight or b.dim() != 2:
+            return None
+        return self.calibration.smooth_factors(name)
+
+    def _describe_scales(self, name: str, b_is_weight: bool, smoothed: bool) -> str:
+        """How the product's operands are scaled, for the report."""
         if self.backend.datapath != "int":
+            return ""
+        if self.backend.activation_scale == "per_token":
+            a, b = "a per-token dynamic", "b per-column dynamic"
+        else:
+            a, b = f"a per-tensor {self.calibration.method}", f"b per-tensor {self.calibration.method}"
+        text = f"{a}, {'w per-channel' if b_is_weight else b}"
+        return text + (f", smooth {alpha_of(self.calibration.smooth, name)}" if smoothed else "")
+
+    def _operand_scales(self, name: str, b_is_weight: bool) -> tuple[Tensor | None, Tensor | None]:
+        if self.backend.datapath != "int" or self.backend.activation_scale == "per_token":
             return None, None
         a_scale = self._scale(name, "a")
         return a_scale, None if b_is_weight else self._scale(name, "b")
@@ -179,7 +201,8 @@ class EmulationRun:
         """The report so far; ``labels`` (all forwards' labels, in order) add top-1 accuracy."""
         measured = self.options.stats or self.backend.datapath == "native"  # native ops: no error
         rows = [OpRow(name, r.kind, r.shape, r.calls, *r.tier,
-                      (r.errors.sqnr_db if measured else None), (r.errors.max_rel_err if measured else None))
+                      (r.errors.sqnr_db if measured else None), (r.errors.max_rel_err if measured else None),
+                      r.scales or "")
                 for name, r in self._ops.items()]
         native = [NativeRow(name, r.kind, r.shape, r.calls, r.reason) for name, r in self._native.items()]
         report = Report(self.backend.name, ", ".join(sorted({r.tier for r in rows})),
@@ -210,7 +233,8 @@ def convert(model: nn.Module, config: Any, *, calibration: Calibration | None = 
 
     ``config``: an ``AcceleratorConfig``, a preset name, a YAML path or a ``Backend``.
     ``options``: ``EmulateOptions`` (``exact``, ``ops``, ``skip``, ``grad``, ``stats``). Integer
-    configs need ``calibration`` (default: the one ``calibrate`` last computed for ``model``).
+    configs with per_tensor activation scales need ``calibration`` (default: the one ``calibrate``
+    last computed for ``model``); per_token ones use it only for SmoothQuant factors.
     Every check happens before the model is touched, so an error leaves it unchanged. With
     ``stats=True`` (default) each eval-mode forward also runs the float32 model once on the same
     inputs, for the output comparison: your own forward hooks see that pass too.
@@ -222,9 +246,10 @@ def convert(model: nn.Module, config: Any, *, calibration: Calibration | None = 
     opts = EmulateOptions.build(**options)
     backend = config if isinstance(config, Backend) else Backend.from_config(config, opts.exact)
     calibration = calibration if calibration is not None else calibration_of(model)
-    if backend.datapath == "int" and calibration is None:
-        raise EmulateError(f"config: {backend.name!r} has an integer datapath, which needs calibrated "
-                           f"activation scales: run vitaccel.emulate.calibrate(model, config, batches) first")
+    if backend.datapath == "int" and backend.activation_scale == "per_tensor" and calibration is None:
+        raise EmulateError(f"config: {backend.name!r} has an integer datapath with per_tensor activation scales, "
+                           f"which need calibrating: run vitaccel.emulate.calibrate(model, config, batches) "
+                           f"first (or use per_token scales, e.g. the int8-dyn preset)")
     run = EmulationRun(model, backend, opts, calibration)
     run.attach()
     RUNS[model] = run

@@ -6,13 +6,12 @@ from __future__ import annotations
 import functools
 import math
 import struct
-from fractions import Fraction
 from typing import Sequence
 
 import torch
 
 from vitaccel.arith import golden
-from vitaccel.arith.config import AcceleratorConfig, IntDatapath
+from vitaccel.arith.config import AcceleratorConfig
 from vitaccel.arith.formats import FloatFormat
 from vitaccel.errors import HardwareError
 from vitaccel.hw.circuits import build
@@ -39,17 +38,6 @@ def _key(v) -> tuple:
 def float_code(fmt: FloatFormat, x: float, rounding: str = "nearest_even") -> int:
     """The code of ``golden.quantize(fmt, x)``."""
     return _code_table(fmt)[_key(golden.quantize(fmt, x, rounding))]
-
-
-def column_scales(b: list[list[float]], dp: IntDatapath, b_scale: torch.Tensor | None) -> list[float]:
-    """Weight scales as ``golden.matmul`` derives them (golden's private ``_column_scales``)."""
-    n = len(b[0])
-    if b_scale is None:
-        scales = [golden.int_scale(max(abs(row[c]) for row in b), dp.b_bits) for c in range(n)]
-    else:
-        scales = [float(b_scale.float())] * n if b_scale.dim() == 0 else b_scale.float().tolist()
-    codec = dp.weight_scale_codec()
-    return scales if codec is None else [float(golden.float_codec(codec, Fraction(s))) for s in scales]
 
 
 def f32_value(bits: int) -> float:
@@ -91,12 +79,15 @@ def simulate(config: AcceleratorConfig | str, a: torch.Tensor, b: torch.Tensor, 
     if config.datapath == "int":
         dp = config.int_datapath
         ma, mb = a.float().double().tolist(), b.float().double().tolist()
-        s_a = golden.int_scale(float(a.float().abs().max()), dp.a_bits) if a_scale is None else float(a_scale.float())
-        s_b = column_scales(mb, dp, b_scale)
-        rows = [[golden.int_quantize(x, s_a, dp.a_bits) for x in row] for row in ma]
+        if dp.activation_scale == "per_token" and a_scale is not None:
+            raise HardwareError("a_scale: not allowed with activation_scale per_token; each row is scaled")
+        s_a = None if dp.activation_scale == "per_token" else \
+            golden.int_scale(float(a.float().abs().max()), dp.a_bits) if a_scale is None else float(a_scale.float())
+        s_rows, s_b = golden.activation_scales(ma, dp, s_a), golden.column_scales(mb, dp, b_scale)
+        rows = [[golden.int_quantize(x, s, dp.a_bits) for x in row] for row, s in zip(ma, s_rows)]
         cols = [[golden.int_quantize(row[n], s, dp.b_bits) for row in mb] for n, s in enumerate(s_b)]
         accs = simulate_accumulators(config, rows, cols, progress)
-        out = [[golden.int_dequantize(acc, s_a, s_b[n]) for n, acc in enumerate(r)] for r in accs]
+        out = [[golden.int_dequantize(acc, s, s_b[n]) for n, acc in enumerate(r)] for r, s in zip(accs, s_rows)]
     else:
         fp = config.float_datapath
         fa, fb = FloatFormat.named(fp.a_format), FloatFormat.named(fp.b_format)

@@ -95,7 +95,8 @@ def accelerator_section(results: dict) -> Section:
         "The student on every accelerator",
         ["Each preset runs every matrix product of the student through vitaccel.arith.emulated_matmul "
          f"({'exact=True: bit-identical to the golden model' if results['exact'] else 'exact=False where allowed'})"
-         "; integer presets are calibrated (max) on the first batch. fp32 is the reference: agreement is the "
+         "; integer presets are calibrated (max) on one batch of training images, "
+         "held apart from the evaluated ones. fp32 is the reference: agreement is the "
          "fraction of top-1 predictions equal to its, SQNR compares the logits with its."],
         [(["accelerator", "density", "top-1 %", "agree %", "logit SQNR dB", "tier"], rows)],
         [(figs[k], cap) for k, cap in
