@@ -119,9 +119,10 @@ def run_eval(checkpoint: str, rule: str | None = None, value: float | None = Non
     from vitaccel.configtools import check_writable
     from vitaccel.data import build_datasets
     from vitaccel.train.build import checkpoint_data, model_from_checkpoint, patch_checked
-    from vitaccel.train.densities import DEFAULT_VALUES, plot_sweep, sweep, write_csv
+    from vitaccel.train.densities import DEFAULT_VALUES, sweep, write_csv
     from vitaccel.train.distributed import Dist, use_cuda
     from vitaccel.train.validation import val_loader, validate_at
+    from vitaccel.viz.figures import accuracy_vs_macs
 
     _check_arguments(rule, value, dense, do_sweep, values, batch_size)
     cuda = use_cuda(device, "--device")
@@ -158,8 +159,10 @@ def run_eval(checkpoint: str, rule: str | None = None, value: float | None = Non
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
         write_csv(rows, folder / "sweep.csv")
-        plot_sweep(rows, folder / "sweep.png", f"{Path(checkpoint).name}: {ckpt['config']['model']} on "
-                   f"{data_cfg.name}, pruning at layer {trained['layer']}")
+        accuracy_vs_macs([{"density": r["setting"], "macs": r["macs"], "top1": r["acc"], "macs_ratio": r["macs_ratio"]}
+                          for r in rows], folder / "sweep.png",
+                         f"{Path(checkpoint).name}: {ckpt['config']['model']} on {data_cfg.name}, "
+                         f"pruning at layer {trained['layer']}")
         print(f"wrote {folder / 'sweep.csv'} and {folder / 'sweep.png'}")
     if json_path:
         print(f"wrote {write_json(json_path, rows)}")

@@ -1,4 +1,5 @@
-"""One model at many densities: accuracy vs MACs per image, as a CSV table and a PNG plot."""
+"""One model at many densities: accuracy vs MACs per image, as rows and a CSV table (the plot is
+``vitaccel.viz.figures.accuracy_vs_macs``)."""
 
 from __future__ import annotations
 
@@ -36,31 +37,3 @@ def write_csv(rows: list[dict], path: str | Path) -> None:
         writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-
-
-def plot_sweep(rows: list[dict], path: str | Path, title: str) -> None:
-    """Top-1 vs mean MACs per image: the rule's curve labelled with its values, dense as a star."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    dense, pruned = rows[0], rows[1:]
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    ax.plot([r["macs"] / 1e6 for r in pruned], [r["acc"] for r in pruned], "o-", color="tab:blue",
-            label=f"pruned ({pruned[0]['rule']})" if pruned else "pruned")
-    for r in pruned:
-        ax.annotate(f"{r['value']:g}", (r["macs"] / 1e6, r["acc"]), textcoords="offset points",
-                    xytext=(4, -10), fontsize=8, color="tab:blue")
-    ax.plot([dense["macs"] / 1e6], [dense["acc"]], "*", ms=14, color="tab:red", label="dense")
-    ax.axhline(dense["acc"] - 1.0, color="grey", ls=":", lw=1, label="dense - 1 pt")
-    ax.set_xlabel("MACs per image (millions, mean over the val set)")
-    ax.set_ylabel("top-1 accuracy (%)")
-    secondary = ax.secondary_xaxis("top", functions=(lambda m: 100 * m * 1e6 / dense["macs"],
-                                                     lambda p: p * dense["macs"] / 1e8))
-    secondary.set_xlabel("% of dense MACs")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -23,7 +23,8 @@ def _plain_log_ticks(axis: object, low: float, high: float) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
-def accuracy_vs_macs(rows: list[dict], path: str | Path) -> None:
+def accuracy_vs_macs(rows: list[dict], path: str | Path,
+                     title: str = "Accuracy vs MACs: one student, many densities") -> None:
     """Top-1 against MACs per image at each density (the report's density rows); dense is a star.
 
     ``rows``: dicts with ``density`` (label), ``macs``, ``top1`` and ``macs_ratio``; the first is dense.
@@ -41,7 +42,7 @@ def accuracy_vs_macs(rows: list[dict], path: str | Path) -> None:
     top = ax.secondary_xaxis("top", functions=(lambda m: 100 * m * 1e6 / dense["macs"],
                                                lambda p: p * dense["macs"] / 1e8))
     top.set_xlabel("% of dense MACs")
-    ax.set_title("Accuracy vs MACs: one student, many densities", fontsize=10)
+    ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
