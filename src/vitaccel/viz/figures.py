@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -75,7 +76,7 @@ def accuracy_vs_energy(runs: list[dict], path: str | Path, xlabel: str = ENERGY_
     low, high = min(energies) / 1.3, max(energies) * 1.6
     ax.set_xlim(low, high)
     _plain_log_ticks(ax.xaxis, low, high)
-    ax.set_xlabel(xlabel)
+    ax.set_xlabel("\n".join(textwrap.wrap(xlabel, 95)))
     ax.set_title("Energy per image of every accelerator x density (labels: top-1)", fontsize=10)
     ax.grid(alpha=0.3, axis="x", which="major")
     handles = [plt.Line2D([], [], ls="", marker=markers[j % len(markers)], color=colors(j % 10), label=d)
