@@ -1,5 +1,5 @@
-"""cost(..., source="synthesized"): per-MAC multiply and tree energies from the synthesized units,
-every figure labelled with its source; SRAM and the accumulator stay table-based."""
+"""cost(..., source="synthesized"): per-MAC multiply, tree and accumulator energies from the
+synthesized units, every figure labelled with its source; SRAM stays table-based."""
 
 import dataclasses
 
@@ -52,4 +52,14 @@ def test_lane_only_energies_keep_the_table_tree():
     lane_only = dataclasses.replace(energies("fp13"), tree_pj_per_group=None)
     s = cost(SHAPES, "fp13", table, source="synthesized", energies=lane_only)
     assert s.energy_pj["add"] == t.energy_pj["add"] and s.energy_pj["multiply"] == pytest.approx(s.macs * 0.05)
-    assert s.sources["add"].startswith("adder tree and accumulator: table")
+    assert s.sources["add"].startswith("adder tree: table") and "accumulator: table" in s.sources["add"]
+    assert "synthesized" not in s.sources["add"]
+
+
+def test_synthesized_accumulator_replaces_the_table_add():
+    table = EnergyTable.load()
+    s = cost(SHAPES, "fp13", table, source="synthesized",
+             energies=dataclasses.replace(energies("fp13"), accumulate_pj=0.4))
+    outputs, groups = 10 * 7 * 3, 9
+    assert s.energy_pj["add"] == pytest.approx(outputs * groups * (0.3 + 0.4))
+    assert s.sources["add"].startswith("adder tree: synthesized; accumulator: synthesized -- synthesized (Yosys 0.0")

@@ -37,14 +37,15 @@ def test_units_energies_and_sweep(measured):
     _, _, cc, tiny = measured
     assert set(cc.model) == set(cc.random) == {"tiny-int", "tiny-exact"}          # fp32: no circuit
     assert [(r["config"], r["element"]) for r in cc.units] == [
-        ("tiny-int", "int_lane"), ("tiny-int", "int_tree"), ("tiny-exact", "int_lane"), ("tiny-exact", "int_tree")]
+        (c, e) for c in ("tiny-int", "tiny-exact") for e in ("int_lane", "int_tree", "accumulator_unit")]
     assert all(r["cells"] > 0 and r["energy_random_pj"] > 0 and r["energy_model_pj"] is not None for r in cc.units)
     assert {r["unit"] for r in cc.sweep} == {"mul8x8_exact", "lane_k4_truncate", "lane_k4_nearest",
                                              "lane_k4_unbiased", "drum_k4"}
     assert cc.cost_options(tiny)["energies"] is cc.model["tiny-int"]
     assert cc.cost_options("fp32") == {"source": "synthesized", "energies": None}
     header, rows = unit_table(cc)
-    assert len(rows) == 4 and rows[0][header.index("transistors / fp16")] == "-"   # no fp16 reference here
+    assert len(rows) == 6 and rows[0][header.index("transistors / fp16")] == "-"   # no fp16 reference here
+    assert rows[2][header.index("transistors")].endswith("+")                    # flip-flops: a lower bound
 
 
 def test_section(measured, tmp_path):

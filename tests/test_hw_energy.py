@@ -83,7 +83,10 @@ def test_group_energies_of_a_config(cal, cache):
     small = rng.integers(-2, 3, (600, 16))                                 # small activations: quieter
     quiet = group_energies("int8-lot4", small, rng.integers(-127, 128, (600, 16)), calibration=cal, cache=cache)
     assert quiet["lane"].energy_pj < 0.8 * lane.energy_pj and quiet["tree"].energy_pj < tree.energy_pj
-    lane_only = group_energies("int8-lot4", calibration=cal, n=600, tree=False, cache=cache)
+    acc = e["accumulator"]
+    assert acc.n_ops == 600 and "one dot product every 16 groups" in acc.operands
+    assert 0 < acc.flop_toggles_per_op < acc.toggles_per_op and acc.energy_pj < tree.energy_pj
+    lane_only = group_energies("int8-lot4", calibration=cal, n=600, tree=False, accumulator=False, cache=cache)
     assert set(lane_only) == {"lane"} and lane_only["lane"].energy_pj == lane.energy_pj
     zeros = np.zeros((50, 16), dtype=np.int64)
     assert group_energies("int8-lot4", zeros, zeros, calibration=cal, cache=cache)["tree"].energy_pj == 0

@@ -231,7 +231,8 @@ def test_netlist_refuses_bad_input(mul8, tmp_path):
 
 def test_synth_table_of_a_config(tmp_path):
     rows = synth_table("int8-lot4", cache=tmp_path, dot_unit=False)
-    assert [r["element"] for r in rows] == ["int_lane", "int_tree", "accumulator"]
+    assert [r["element"] for r in rows] == ["int_lane", "int_tree", "accumulator", "accumulator_unit"]
+    assert all(r["flow"] == "flat" for r in rows) and not rows[-1]["transistors_complete"]
     assert all(r["config"] == "int8-lot4" and r["cells"] > 0 and r["transistors"] > 0 and r["depth"] > 0
                and r["area_um2"] is None and not r["cached"] for r in rows)
     again = synth_table("int8-lot4", cache=tmp_path, dot_unit=False)

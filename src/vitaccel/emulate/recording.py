@@ -35,6 +35,7 @@ class Recorder:
     seed: int = 0
     a: dict[str, np.ndarray] = field(default_factory=dict)    # product name -> (rows, G) codes
     b: dict[str, np.ndarray] = field(default_factory=dict)
+    first: dict[str, np.ndarray] = field(default_factory=dict)   # product name -> (rows,) starts a dot product
     skipped: list[str] = field(default_factory=list)           # ops with no emulation (run native, not recorded)
 
     def __post_init__(self) -> None:
@@ -68,6 +69,13 @@ class Recorder:
             raise EmulateError("recording: no matrix product was recorded (run a forward inside record())")
         return np.concatenate(list(self.a.values())), np.concatenate(list(self.b.values()))
 
+    def firsts(self) -> np.ndarray:
+        """Per row of ``operands``: whether it is the first group of its output's dot product (the
+        accumulator starts from 0 there), as the accumulator takes them."""
+        if not self.first:
+            raise EmulateError("recording: no matrix product was recorded (run a forward inside record())")
+        return np.concatenate(list(self.first.values()))
+
     def _record(self, name: str, a: Tensor, b: Tensor, b_is_weight: bool) -> Tensor:
         qa, qb = self._codes(a, "a", False), self._codes(b, "b", b_is_weight)
         k, g = a.shape[-1], self.group
@@ -82,6 +90,7 @@ class Recorder:
         rows_a = np.pad(qa[batch, i, :].numpy(), ((0, 0), (0, pad))).reshape(-1, g)[:self.rows]
         rows_b = np.pad(qb[batch, :, j].numpy(), ((0, 0), (0, pad))).reshape(-1, g)[:self.rows]
         self.a[name], self.b[name] = rows_a.astype(np.int64), rows_b.astype(np.int64)
+        self.first[name] = (np.arange(len(rows_a)) % groups) == 0
         return a @ b
 
     def _codes(self, x: Tensor, which: str, per_channel: bool) -> Tensor:

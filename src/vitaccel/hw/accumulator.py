@@ -1,5 +1,7 @@
-"""Integer accumulator step (DESIGN.md sections 4 and 5): ``acc_bits`` wide, group sums in K order,
-and the partial-sum storage round trip through the codec every ``tile_k`` elements."""
+"""Accumulators (DESIGN.md sections 3-5). The integer step: ``acc_bits`` wide, group sums in K
+order, and the partial-sum storage round trip through the codec every ``tile_k`` elements. The
+registered units (``IntAccumulatorUnit``, ``FloatAccumulatorUnit``): the step with its register
+(and tile counter), one group sum per clock, the accumulator half of a dot-product unit."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from amaranth.lib.wiring import In, Out
 from vitaccel.arith.config import IntDatapath
 from vitaccel.hw.codecs import CodecRoundTrip
 from vitaccel.hw.common import overflow
+from vitaccel.hw.fp32 import F32Add
 from vitaccel.hw.tree import psum_bits
 
 
@@ -38,4 +41,50 @@ class IntAccumulator(wiring.Component):
         total = Signal(signed(max(dp.acc_bits, len(self.psum) + dp.psum_drop_lsbs) + 1), name="total")
         m.d.comb += total.eq(acc_in + (self.psum << dp.psum_drop_lsbs))
         m.d.comb += self.acc_next.eq(overflow(total, dp.acc_bits, dp.overflow))
+        return m
+
+
+class IntAccumulatorUnit(wiring.Component):
+    """Registered integer accumulator: ``psum`` (one group sum), ``first``, ``en`` -> ``acc``.
+
+    On a clock with ``en`` the register takes ``IntAccumulator``'s ``acc_next``; with a codec, the
+    running sum is stored and read back (``store``) on the first group of every tile of
+    ``tile_k // G`` groups after the first tile, counted by a tile counter (``golden.dot_int``)."""
+
+    def __init__(self, dp: IntDatapath) -> None:
+        self.dp = dp
+        storage = dp.psum_storage
+        self.groups_per_tile = storage.tile_k // dp.group_size if storage is not None else 1
+        super().__init__({"psum": In(signed(psum_bits(dp))), "first": In(1), "en": In(1),
+                          "acc": Out(signed(dp.acc_bits))})
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        m.submodules.step = acc = IntAccumulator(self.dp)
+        m.d.comb += [acc.acc.eq(self.acc), acc.psum.eq(self.psum), acc.first.eq(self.first)]
+        with m.If(self.en):
+            m.d.sync += self.acc.eq(acc.acc_next)
+        if acc.codec is not None:                   # groups taken since the running sum was last stored
+            tiles = self.groups_per_tile
+            count = Signal(range(tiles + 1), name="tile_count")
+            nxt = Signal(range(tiles + 1), name="tile_count_next")
+            m.d.comb += [acc.store.eq(~self.first & (count == 0)), nxt.eq(Mux(self.first, 0, count) + 1)]
+            with m.If(self.en):
+                m.d.sync += count.eq(Mux(nxt == tiles, 0, nxt))
+        return m
+
+
+class FloatAccumulatorUnit(wiring.Component):
+    """Registered float32 accumulator: ``sum`` (float32 bits of one group sum), ``first``, ``en`` ->
+    ``acc`` (float32 bits): on a clock with ``en``, ``acc = F32Add(0 if first else acc, sum)``."""
+
+    def __init__(self) -> None:
+        super().__init__({"sum": In(32), "first": In(1), "en": In(1), "acc": Out(32)})
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        m.submodules.add = add = F32Add()
+        m.d.comb += [add.a.eq(Mux(self.first, 0, self.acc)), add.b.eq(self.sum)]
+        with m.If(self.en):
+            m.d.sync += self.acc.eq(add.y)
         return m

@@ -10,7 +10,7 @@ from amaranth.lib import wiring
 
 from vitaccel.arith.config import AcceleratorConfig
 from vitaccel.arith.formats import FloatFormat
-from vitaccel.hw.accumulator import IntAccumulator
+from vitaccel.hw.accumulator import FloatAccumulatorUnit, IntAccumulator, IntAccumulatorUnit
 from vitaccel.hw.codecs import CodecRoundTrip, check_codec, decoder, encoder
 from vitaccel.hw.common import MAX_LANES, refuse
 from vitaccel.hw.dot import FloatDotUnit, IntDotUnit, Registered
@@ -23,11 +23,13 @@ from vitaccel.hw.tree import IntTree
 
 @dataclass
 class Circuits:
-    """The elements of one config (name -> factory of a fresh component) and its dot-product unit."""
+    """The combinational elements of one config (name -> factory of a fresh component), its
+    registered accumulator and its dot-product unit."""
 
     config: AcceleratorConfig
     makers: dict[str, Callable[[], wiring.Component]] = field(default_factory=dict)
     dot: Callable[[], wiring.Component] | None = None
+    accumulator_unit: Callable[[], wiring.Component] | None = None   # the registered accumulator (clocked)
 
     def elements(self) -> dict[str, wiring.Component]:
         """Fresh instances of every combinational element."""
@@ -39,6 +41,27 @@ class Circuits:
 
     def dot_unit(self) -> wiring.Component:
         return self.dot()
+
+    def hierarchical(self, element: str) -> bool:
+        """Whether ``element`` is synthesized block by block (``synthesize(hierarchical=True)``): the
+        exact float tree (as wide as the products' exponent span: flat Yosys takes minutes) and the
+        float dot unit around it; every other element is synthesized flat."""
+        exact_float = self.config.datapath == "float" and self.config.float_datapath.align_bits is None
+        return exact_float and element in ("float_tree", "dot_unit")
+
+    def shared_name(self, element: str) -> str | None:
+        """The top-module name of an element that every config of its datapath shares (the float32
+        accumulator and adder do not depend on the formats), so one synthesis serves them all."""
+        if self.config.datapath != "float":
+            return None
+        return {"accumulator_unit": "u_f32_accumulator_unit", "f32_add": "u_f32_add"}.get(element)
+
+    def maker(self, element: str) -> Callable[[], wiring.Component]:
+        """The factory of ``element``: a combinational element, ``accumulator_unit`` or ``dot_unit``."""
+        extra = {"accumulator_unit": self.accumulator_unit, "dot_unit": self.dot}
+        if element not in self.makers and element not in extra:
+            raise refuse("element", element, f"one of {sorted([*self.makers, *extra])}")
+        return self.makers.get(element) or extra[element]
 
 
 LANE_SPECIALS = ("ieee", "fn", "finite")   # what hw.float_lane.Decoded decodes (not fnuz or p3109 yet)
@@ -78,6 +101,7 @@ def build(config: AcceleratorConfig | str) -> Circuits:
             out.makers.update(codec_encoder=lambda: encoder(codec), codec_decoder=lambda: decoder(codec),
                               codec_round_trip=lambda: CodecRoundTrip(codec, dp.acc_bits, dp.overflow))
         out.dot = lambda: IntDotUnit(dp)
+        out.accumulator_unit = lambda: IntAccumulatorUnit(dp)
     else:
         fp = config.float_datapath
         fa, fb = formats(fp)
@@ -85,4 +109,5 @@ def build(config: AcceleratorConfig | str) -> Circuits:
         out.makers.update(float_lane=lambda: FloatLane(fa, fb, fp.multiplier), float_tree=lambda: FloatTree(fp),
                           f32_add=F32Add)
         out.dot = lambda: FloatDotUnit(fp)
+        out.accumulator_unit = FloatAccumulatorUnit
     return out

@@ -1,11 +1,11 @@
 """What one MAC of a config costs in its synthesized circuits, for the cost model and the report
 (DESIGN.md sections 11-12).
 
-A config is costed as its lane (one multiply) and its adder tree (one group of G products):
-``mac_energies`` gives the lane's energy per multiply and the tree's energy per group from
+A config is costed as its lane (one multiply), its adder tree (one group of G products) and its
+registered accumulator (one group sum added): ``mac_energies`` gives their energies from
 ``group_energies``; ``unit_rows`` gives cells, transistors, depth and energy per op of each unit.
-Float dot units are costed as lane + tree, never flattened as one (an FP13 dot unit takes about
-16 minutes of Yosys). The accumulator and SRAM traffic stay table-based (no memory compiler here).
+Exact float trees are synthesized block by block (``synthesize(hierarchical=True)``; flat, an FP13
+dot unit took 16 minutes of Yosys). SRAM traffic stays table-based (no memory compiler here).
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from vitaccel.hw.energy import Calibration, calibrate, group_energies
-from vitaccel.hw.synth import synthesize, unit_name
 
-TABLE_BASED = "Accumulator and SRAM traffic: energy table (no synthesized accumulator energy, no memory compiler)"
+TABLE_BASED = "SRAM traffic (operands and partial sums): energy table (no memory compiler)"
 
 
 @dataclass(frozen=True)
@@ -32,6 +31,7 @@ class MacEnergies:
     operands: str
     yosys_version: str
     calibration: Calibration
+    accumulate_pj: float | None = None   # per group sum added; None: not measured (table-based)
 
     @property
     def source(self) -> str:
@@ -41,41 +41,47 @@ class MacEnergies:
                 f"table int8_mult)")
 
 
-def mac_energies(config: object, a: np.ndarray | None = None, b: np.ndarray | None = None, *,
-                 calibration: Calibration | None = None, n: int = 4096, seed: int = 0, label: str | None = None,
-                 tree: bool = True, cache: Path | str | bool | None = None) -> MacEnergies:
-    """``group_energies`` of ``config`` on codes ``a``, ``b`` (n, G) or uniform random ones, as the
-    per-MAC figures the cost model takes; ``label`` says what the given codes are; without
-    ``tree`` only the lane is synthesized and measured."""
+def mac_energies(config: object, a: np.ndarray | None = None, b: np.ndarray | None = None,
+                 first: np.ndarray | None = None, *, calibration: Calibration | None = None, n: int = 4096,
+                 seed: int = 0, label: str | None = None, tree: bool = True, accumulator: bool = True,
+                 cache: Path | str | bool | None = None) -> MacEnergies:
+    """``group_energies`` of ``config`` on codes ``a``, ``b`` (n, G) with dot products starting at
+    ``first`` (or uniform random ones), as the per-MAC figures the cost model takes; ``label`` says
+    what the given codes are; ``tree`` and ``accumulator`` False leave those parts unmeasured
+    (table-based in the cost model)."""
     from vitaccel.hw import build
 
     cfg = build(config).config
     cal = calibration or calibrate(cache=cache)
-    e = group_energies(cfg, a, b, calibration=cal, n=n, seed=seed, tree=tree, cache=cache)
+    e = group_energies(cfg, a, b, first, calibration=cal, n=n, seed=seed, tree=tree, accumulator=accumulator,
+                       cache=cache)
     return MacEnergies(cfg.name, group_size(cfg), e["lane"].energy_pj, e["tree"].energy_pj if tree else None,
-                       label or e["lane"].operands,
-                       cal.yosys_version, cal)
+                       label or e["lane"].operands, cal.yosys_version, cal,
+                       e["accumulator"].energy_pj if accumulator else None)
 
 
 def unit_rows(config: object, random: MacEnergies, model: MacEnergies | None = None, *,
               cache: Path | str | bool | None = None) -> list[dict]:
-    """Lane and tree (when ``random`` measured it) of ``config``: cells, transistors, depth
-    (synthesis, cached) and the energy per op of ``random`` and ``model`` (``mac_energies`` on
-    uniform random and on a model's operands)."""
+    """Lane, tree and accumulator (those ``random`` measured) of ``config``: cells, transistors,
+    depth, flow (synthesis, cached) and the energy per op of ``random`` and ``model``
+    (``mac_energies`` on uniform random and on a model's operands)."""
     from vitaccel.hw import build
+    from vitaccel.hw.synth import synth_element
 
     circuits = build(config)
     cfg = circuits.config
     kind = "int" if cfg.datapath == "int" else "float"
+    parts = [(f"{kind}_lane", "multiply", lambda e: e.multiply_pj)]
+    if random.tree_pj_per_group is not None:
+        parts.append((f"{kind}_tree", f"group of {group_size(cfg)}", lambda e: e.tree_pj_per_group))
+    if random.accumulate_pj is not None:
+        parts.append(("accumulator_unit", "group sum added", lambda e: e.accumulate_pj))
     rows = []
-    parts = [("lane", "multiply")] + ([("tree", f"group of {group_size(cfg)}")]
-                                      if random.tree_pj_per_group is not None else [])
-    for part, per in parts:
-        element = f"{kind}_{part}"
-        unit = synthesize(circuits.makers[element](), unit_name(cfg.name, element), cache=cache)
-        pick = (lambda e: e.multiply_pj) if part == "lane" else (lambda e: e.tree_pj_per_group)
+    for element, per, pick in parts:
+        unit = synth_element(circuits, element, cache=cache)
         rows.append({"config": cfg.name, "element": element, "per": per, "cells": unit.n_cells,
-                     "transistors": unit.transistors, "depth": unit.depth, "energy_random_pj": pick(random),
+                     "transistors": unit.transistors, "transistors_complete": unit.transistors_complete,
+                     "depth": unit.depth, "flow": unit.flow, "energy_random_pj": pick(random),
                      "energy_model_pj": pick(model) if model else None, "yosys": unit.yosys_version,
                      "synth_s": unit.seconds, "cached": unit.cached})
     return rows

@@ -9,15 +9,14 @@ bits (``golden.dot_float``).
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, signed
+from amaranth import Module, Mux, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from vitaccel.arith.config import FloatDatapath, IntDatapath
-from vitaccel.hw.accumulator import IntAccumulator
+from vitaccel.hw.accumulator import FloatAccumulatorUnit, IntAccumulatorUnit
 from vitaccel.hw.float_lane import FloatLane
 from vitaccel.hw.float_tree import FloatTree, formats
-from vitaccel.hw.fp32 import F32Add
 from vitaccel.hw.int_lane import IntLane
 from vitaccel.hw.tree import IntTree
 
@@ -28,8 +27,6 @@ class IntDotUnit(wiring.Component):
     def __init__(self, dp: IntDatapath) -> None:
         self.dp = dp
         g = dp.group_size
-        storage = dp.psum_storage
-        self.groups_per_tile = storage.tile_k // g if storage is not None else 1
         super().__init__({"a": In(signed(dp.a_bits)).array(g), "b": In(signed(dp.b_bits)).array(g), "mask": In(g),
                           "first": In(1), "en": In(1), "acc": Out(signed(dp.acc_bits))})
 
@@ -40,17 +37,8 @@ class IntDotUnit(wiring.Component):
         for i in range(dp.group_size):
             m.submodules[f"lane{i}"] = lane = IntLane(dp)
             m.d.comb += [lane.a.eq(self.a[i]), lane.w.eq(self.b[i]), tree.p[i].eq(Mux(self.mask[i], lane.p, 0))]
-        m.submodules.accumulator = acc = IntAccumulator(dp)
-        m.d.comb += [acc.acc.eq(self.acc), acc.psum.eq(tree.psum), acc.first.eq(self.first)]
-        with m.If(self.en):
-            m.d.sync += self.acc.eq(acc.acc_next)
-        if acc.codec is not None:                   # groups taken since the running sum was last stored
-            tiles = self.groups_per_tile
-            count = Signal(range(tiles + 1), name="tile_count")
-            nxt = Signal(range(tiles + 1), name="tile_count_next")
-            m.d.comb += [acc.store.eq(~self.first & (count == 0)), nxt.eq(Mux(self.first, 0, count) + 1)]
-            with m.If(self.en):
-                m.d.sync += count.eq(Mux(nxt == tiles, 0, nxt))
+        m.submodules.accumulator = acc = IntAccumulatorUnit(dp)
+        m.d.comb += [acc.psum.eq(tree.psum), acc.first.eq(self.first), acc.en.eq(self.en), self.acc.eq(acc.acc)]
         return m
 
 
@@ -74,10 +62,8 @@ class FloatDotUnit(wiring.Component):
             m.d.comb += [lane.a.eq(self.a[i]), lane.b.eq(self.b[i])]
             with m.If(self.mask[i]):
                 m.d.comb += tree.p[i].eq(lane.p)
-        m.submodules.accumulator = add = F32Add()
-        m.d.comb += [add.a.eq(Mux(self.first, 0, self.acc)), add.b.eq(tree.sum)]
-        with m.If(self.en):
-            m.d.sync += self.acc.eq(add.y)
+        m.submodules.accumulator = acc = FloatAccumulatorUnit()
+        m.d.comb += [acc.sum.eq(tree.sum), acc.first.eq(self.first), acc.en.eq(self.en), self.acc.eq(acc.acc)]
         return m
 
 

@@ -20,7 +20,7 @@ from amaranth.lib.wiring import In, Out
 
 from vitaccel.errors import HardwareError
 from vitaccel.hw.netlist import Netlist
-from vitaccel.hw.synth import SynthResult, synthesize, unit_name
+from vitaccel.hw.synth import SynthResult, synthesize
 
 REFERENCE_UNIT = "mul8x8_exact"
 DEFAULT_OPS = 1 << 16
@@ -30,6 +30,8 @@ ASSUMPTIONS = (
     "every gate-output toggle costs the same energy (no fanout, wire or gate-type weighting); the "
     "unit's input ports are driven from outside and their toggles are not counted",
     "consecutive operations of the stream run back to back on the same unit",
+    "registered units (accumulators) are simulated clock by clock; a flip-flop output toggle costs the "
+    "same as a gate-output toggle; the clock net and the flip-flops' internal clock load are not counted",
     "scale pinned: the exact int8 x int8 multiplier on uniform random operands costs the energy "
     "table's int8_mult",
 )
@@ -73,10 +75,11 @@ class EnergyEstimate:
     operands: str
     calibration: Calibration
     assumptions: tuple[str, ...] = ASSUMPTIONS
+    flop_toggles_per_op: float = 0.0     # of toggles_per_op: flip-flop outputs (registered units)
 
     def row(self) -> dict:
         return {"unit": self.unit, "toggles_per_op": self.toggles_per_op, "energy_pj": self.energy_pj,
-                "n_ops": self.n_ops, "operands": self.operands,
+                "flop_toggles_per_op": self.flop_toggles_per_op, "n_ops": self.n_ops, "operands": self.operands,
                 "pj_per_toggle": self.calibration.pj_per_toggle, "source": "synthesized"}
 
 
@@ -125,26 +128,35 @@ def energy_per_op(unit: SynthResult, stream: Mapping[str, np.ndarray] | None = N
                           calibration)
 
 
-def group_energies(config: object, a: np.ndarray | None = None, b: np.ndarray | None = None, *,
-                   calibration: Calibration, n: int = 4096, seed: int = 0, tree: bool = True,
+RANDOM_DOT_GROUPS = 16      # uniform random operands: one dot product every 16 groups (K = 16 G)
+SEQUENCE_LANES = 256       # independent accumulators simulated side by side (whole dot products each)
+
+
+def group_energies(config: object, a: np.ndarray | None = None, b: np.ndarray | None = None,
+                   first: np.ndarray | None = None, *, calibration: Calibration, n: int = 4096, seed: int = 0,
+                   tree: bool = True, accumulator: bool = True,
                    cache: Path | str | bool | None = None) -> dict[str, EnergyEstimate]:
-    """Energy of a config's lane (per multiply) and, with ``tree``, adder tree (per group of G
-    products) on operand codes ``a``, ``b`` of shape (n, G): row t is the group the unit takes at
-    step t, column i feeds lane i (integer codes, or float bit patterns); uniform random over the
-    lane's port ranges when None. The tree is driven by the lanes' own simulated products."""
+    """Energy of a config's lane (per multiply), with ``tree`` its adder tree (per group of G
+    products) and with ``accumulator`` its registered accumulator (per group sum added) on operand
+    codes ``a``, ``b`` of shape (n, G): row t is the group the unit takes at step t, column i feeds
+    lane i (integer codes, or float bit patterns); uniform random over the lane's port ranges when
+    None. ``first`` (n,) marks the rows that start a dot product (every ``RANDOM_DOT_GROUPS``-th
+    row when None). The tree is driven by the lanes' own simulated products and the accumulator,
+    cycle by cycle, by the tree's simulated sums (``Netlist.run``)."""
     from vitaccel.hw.circuits import build
+    from vitaccel.hw.synth import synth_element
 
     circuits = build(config)
     cfg = circuits.config
     kind = "int" if cfg.datapath == "int" else "float"
     g = (cfg.int_datapath if kind == "int" else cfg.float_datapath).group_size
-    lane = synthesize(circuits.makers[f"{kind}_lane"](), unit_name(cfg.name, f"{kind}_lane"), cache=cache)
+    lane = synth_element(circuits, f"{kind}_lane", cache=cache)
     lane_nl = lane.netlist()
-    first, second = "a", next(p for p in lane_nl.inputs if p != "a")
+    first_port, second = "a", next(p for p in lane_nl.inputs if p != "a")
     operands = "given operands"
     if a is None or b is None:
         rng = np.random.default_rng(seed)
-        pa, pb = lane_nl.inputs[first], lane_nl.inputs[second]
+        pa, pb = lane_nl.inputs[first_port], lane_nl.inputs[second]
         a = rng.integers(pa.lo, pa.hi, size=(n, g), endpoint=True)
         b = rng.integers(pb.lo, pb.hi, size=(n, g), endpoint=True)
         operands = f"uniform random over each lane port's range (seed {seed})"
@@ -152,18 +164,81 @@ def group_energies(config: object, a: np.ndarray | None = None, b: np.ndarray | 
     if a.ndim != 2 or a.shape != b.shape or a.shape[1] != g or a.shape[0] < 2:
         raise HardwareError(f"operands: shapes {a.shape} and {b.shape} are not allowed; both (n, {g}) with n >= 2 "
                             f"(G = group_size of {cfg.name!r})")
+    if first is None:
+        first = np.arange(a.shape[0]) % RANDOM_DOT_GROUPS == 0
+        dots = f"one dot product every {RANDOM_DOT_GROUPS} groups"
+    else:
+        first = np.asarray(first, dtype=bool).copy()
+        if first.shape != (a.shape[0],):
+            raise HardwareError(f"first: shape {first.shape} is not allowed; ({a.shape[0]},), one flag per row")
+        dots = "the recorded dot products"
+    first[0] = True
     lane_toggles, products = 0, {}
     for i in range(g):
-        stream = {first: a[:, i], second: b[:, i]}
+        stream = {first_port: a[:, i], second: b[:, i]}
         lane_toggles += int(lane_nl.toggle_counts(stream).sum())
-        if tree:
+        if tree or accumulator:
             products[f"p__{i}"] = lane_nl.simulate(stream)["p"]
     per_lane = lane_toggles / (g * (a.shape[0] - 1))
     out = {"lane": EnergyEstimate(lane.name, per_lane, per_lane * calibration.pj_per_toggle, g * a.shape[0],
                                   operands, calibration)}
-    if tree:
-        unit = synthesize(circuits.makers[f"{kind}_tree"](), unit_name(cfg.name, f"{kind}_tree"), cache=cache)
-        per_tree = toggles_per_op(unit.netlist(), products)
-        out["tree"] = EnergyEstimate(unit.name, per_tree, per_tree * calibration.pj_per_toggle, a.shape[0],
-                                     f"{operands}, through the lanes", calibration)
+    if tree or accumulator:
+        unit = synth_element(circuits, f"{kind}_tree", cache=cache)
+        tree_nl = unit.netlist()
+        if tree:
+            per_tree = toggles_per_op(tree_nl, products)
+            out["tree"] = EnergyEstimate(unit.name, per_tree, per_tree * calibration.pj_per_toggle, a.shape[0],
+                                         f"{operands}, through the lanes", calibration)
+    if accumulator:
+        sums = tree_nl.simulate(products)["psum" if kind == "int" else "sum"]
+        out["accumulator"] = accumulator_energy(circuits, sums, first, calibration=calibration, cache=cache,
+                                                operands=f"{operands}, through the lanes and tree ({dots})")
     return out
+
+
+def accumulator_energy(circuits: object, sums: np.ndarray, first: np.ndarray, *, calibration: Calibration,
+                       operands: str, cache: Path | str | bool | None = None) -> EnergyEstimate:
+    """Energy per group sum added of the registered accumulator of ``circuits`` fed ``sums`` (the
+    tree's outputs, one per clock) with ``first`` starting each dot product: whole dot products are
+    dealt to ``SEQUENCE_LANES`` accumulators simulated side by side (each takes its dot products back
+    to back; idle cycles at the end hold their inputs, so they toggle nothing). Gate-output and
+    flip-flop-output toggles count alike."""
+    from vitaccel.hw.synth import synth_element
+
+    unit = synth_element(circuits, "accumulator_unit", cache=cache)
+    netlist = unit.netlist()
+    data = "psum" if "psum" in netlist.inputs else "sum"
+    port = netlist.inputs[data]
+    sums = np.asarray(sums, dtype=np.int64)
+    if not port.signed:
+        sums = sums & ((1 << len(port.rows)) - 1)
+    index, used = dot_lanes(first, SEQUENCE_LANES)
+    valid = index >= 0
+    held = np.maximum.accumulate(np.where(valid, index, 0), axis=0)     # idle cycles repeat the last group
+    inputs = {data: sums[held], "first": first[held].astype(np.int64), "en": valid.astype(np.int64)}
+    inputs.update({k: np.zeros_like(held) for k in netlist.inputs if k not in inputs and k != netlist.clock()})
+    run = netlist.run(inputs)
+    transitions = max(len(sums) - used, 1)
+    per_add = run.toggles / transitions
+    return EnergyEstimate(unit.name, per_add, per_add * calibration.pj_per_toggle, len(sums), operands, calibration,
+                          flop_toggles_per_op=float(run.flop_toggles.sum()) / transitions)
+
+
+def dot_lanes(first: np.ndarray, lanes: int) -> tuple[np.ndarray, int]:
+    """Row indices (cycles, lanes) dealing the dot products that ``first`` delimits to at most
+    ``lanes`` sequences, each dot product whole and in order, to the least loaded lane; -1 pads. Also
+    the number of lanes used."""
+    starts = np.flatnonzero(first)
+    if len(starts) == 0 or starts[0] != 0:
+        starts = np.concatenate([[0], starts])
+    ends = np.append(starts[1:], len(first))
+    load = [0] * min(lanes, len(starts))
+    rows: list[list[int]] = [[] for _ in load]
+    for s, e in zip(starts, ends):
+        k = min(range(len(load)), key=load.__getitem__)
+        rows[k].extend(range(s, e))
+        load[k] += e - s
+    index = np.full((max(load), len(load)), -1, dtype=np.int64)
+    for k, r in enumerate(rows):
+        index[:len(r), k] = r
+    return index, len(load)

@@ -12,7 +12,7 @@ from vitaccel.arith.config import FloatDatapath
 from vitaccel.arith.formats import FloatFormat
 from vitaccel.hw.common import check_width, clog2, leading_one, shift_right_sticky
 from vitaccel.hw.float_lane import exp_range, product_layout
-from vitaccel.hw.fp32 import INF, NAN, F32Round
+from vitaccel.hw.fp32 import INF, NAN, round_to_f32
 from vitaccel.hw.tree import balanced_sum
 
 
@@ -73,6 +73,41 @@ class Aligner(wiring.Component):
         return m
 
 
+class ExactAligner(wiring.Component):
+    """One product placed in the exact tree's fixed point (LSB = 2^lo, the smallest product
+    exponent): ``term = ±(sig << (exp - lo))``, signed."""
+
+    def __init__(self, sig_bits: int, exp_bits: int, lo: int, hi: int, width: int) -> None:
+        self.lo, self.hi = lo, hi
+        super().__init__({"sig": In(sig_bits), "exp": In(signed(exp_bits)), "sign": In(1),
+                          "term": Out(signed(width + 1))})
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        mag = Signal(len(self.term) - 1, name="fixed")
+        m.d.comb += mag.eq(self.sig << (self.exp - self.lo).as_unsigned()[:clog2(self.hi - self.lo)])
+        m.d.comb += self.term.eq(Mux(self.sign, -mag, mag))
+        return m
+
+
+class Normaliser(wiring.Component):
+    """``y`` = float32 bits of ``x * 2^exp`` (nearest even), ``exp`` a port or, given ``fixed_exp``,
+    a constant inside the block (the exact tree's quantum), so that no constant crosses its boundary."""
+
+    def __init__(self, bits: int, exp_bits: int, fixed_exp: int | None = None) -> None:
+        self.exp_bits, self.fixed_exp = exp_bits, fixed_exp
+        ports = {"x": In(signed(bits)), "y": Out(32)}
+        if fixed_exp is None:
+            ports["exp"] = In(signed(exp_bits))
+        super().__init__(ports)
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        exp = self.exp if self.fixed_exp is None else Const(self.fixed_exp, signed(self.exp_bits))
+        m.d.comb += self.y.eq(round_to_f32(m, self.x, exp, "round"))
+        return m
+
+
 class FloatTree(wiring.Component):
     """Ports: ``p`` (G products, ``product_layout``) -> ``sum`` (float32 bits of the group sum)."""
 
@@ -94,12 +129,10 @@ class FloatTree(wiring.Component):
         terms = []
         if fp.align_bits is None:
             for i, p in enumerate(self.p):
-                mag = Signal(width, name=f"fixed{i}")
-                m.d.comb += mag.eq(p.sig << (p.exp - lo).as_unsigned()[:clog2(hi - lo)])
-                term = Signal(signed(width + 1), name=f"term{i}")
-                m.d.comb += term.eq(Mux(p.sign, -mag, mag))
-                terms.append(term)
-            exp: object = Const(lo, signed(ew + 1))
+                m.submodules[f"fixed{i}"] = al = ExactAligner(sig_w, pe, lo, hi, width)
+                m.d.comb += [al.sig.eq(p.sig), al.exp.eq(p.exp), al.sign.eq(p.sign)]
+                terms.append(al.term)
+            exp = None
         else:
             a = fp.align_bits
             tops = []
@@ -126,9 +159,11 @@ class FloatTree(wiring.Component):
                 terms.append(al.term)
             exp = Signal(signed(ew + 1), name="quantum")
             m.d.comb += exp.eq(top - a)
-        total = balanced_sum(m, terms, "sum")
-        m.submodules.normalise = norm = F32Round(len(total), ew + 1)
-        m.d.comb += [norm.x.eq(total), norm.exp.eq(exp)]
+        total = balanced_sum(m, terms, "sum", blocks=True)
+        m.submodules.normalise = norm = Normaliser(len(total), ew + 1, lo if exp is None else None)
+        m.d.comb += norm.x.eq(total)
+        if exp is not None:
+            m.d.comb += norm.exp.eq(exp)
         nan = Signal(name="any_nan")
         pos_inf, neg_inf = Signal(name="pos_inf"), Signal(name="neg_inf")
         m.d.comb += [nan.eq(Cat(p.nan for p in self.p).any()),

@@ -55,6 +55,8 @@ class SynthResult:
     seconds: float                       # wall time of the synthesis run that produced the record
     cached: bool = False                 # True when this result was read from the cache
     netlist_json: dict = field(default_factory=dict, repr=False)   # the generic-gate module
+    flow: str = "flat"                   # "flat" or "hierarchical" (see ``hierarchical_script``)
+    blocks: dict[str, dict] = field(default_factory=dict)  # hierarchical: module -> instances, cells
 
     def netlist(self) -> Netlist:
         """The generic-gate netlist, ready to simulate."""
@@ -64,7 +66,8 @@ class SynthResult:
         """The figures as a flat dict (for tables and JSON)."""
         return {"name": self.name, "cells": self.n_cells, "transistors": self.transistors,
                 "transistors_complete": self.transistors_complete, "depth": self.depth,
-                "area_um2": self.area_um2, "cells_by_type": dict(self.cells), "yosys": self.yosys_version}
+                "area_um2": self.area_um2, "cells_by_type": dict(self.cells), "yosys": self.yosys_version,
+                "flow": self.flow}
 
 
 def default_cache_dir() -> Path:
@@ -78,6 +81,88 @@ def generic_script(name: str) -> str:
     return (f"read_rtlil design.il\nhierarchy -check -top {name}\nsynth -flatten -top {name}\n"
             f"abc -g {GATE_SET}\nopt_clean\ndelete t:$scopeinfo\ntee -q -o stat.json stat -json -tech cmos\n"
             "write_json netlist.json\n")
+
+
+def hierarchical_script(name: str) -> str:
+    """The same flow block by block: ``synth`` and ``abc`` on every distinct module once (the RTLIL
+    is deduplicated first, ``dedupe_modules``), then the gate-level modules are flattened into one
+    netlist (only ``opt_clean`` after: no optimisation across block boundaries)."""
+    return (f"read_rtlil design.il\nhierarchy -check -top {name}\nsynth -top {name}\n"
+            f"abc -g {GATE_SET}\nopt_clean\ntee -q -o blocks.json stat -json\nflatten\nopt_clean\n"
+            "delete t:$scopeinfo\ntee -q -o stat.json stat -json -tech cmos\nwrite_json netlist.json\n")
+
+
+def dedupe_modules(rtlil_text: str) -> tuple[str, dict[str, int]]:
+    """RTLIL with every set of identical modules (same body once their own submodules are
+    deduplicated) kept once under its first name, and how many instances of each module the top
+    holds in all (the top counts 1). Port wires that Amaranth names per instance (``port$0$28``)
+    are renamed by their port index first, in the module and in its parents' connections."""
+    blocks: dict[str, tuple[list[str], list[str]]] = {}   # module -> (header lines, body lines)
+    order: list[str] = []
+    pending: list[str] = []
+    current: str | None = None
+    for line in rtlil_text.splitlines():
+        if current is None:
+            if line.startswith("module "):
+                current = line.split()[1]
+                blocks[current], pending = (pending + [line], []), []
+                order.append(current)
+            elif line.strip():
+                pending.append(line)
+        elif line == "end":
+            current = None
+        else:
+            blocks[current][1].append(line)
+    cell = re.compile(r"^\s*cell (\S+) ")
+    children = {name: [m.group(1) for m in map(cell.match, body) if m and m.group(1) in blocks]
+                for name, (_, body) in blocks.items()}
+    tops = [n for n in order if not any(n in c for c in children.values())]
+    port = re.compile(r"^\s*wire .*\b(?:input|output|inout) (\d+) .*?(\\\S+)$")
+    renamed: dict[str, dict[str, str]] = {}
+    for name, (_, body) in blocks.items():
+        ports = [m for m in map(port.match, body) if m]
+        renamed[name] = {} if name in tops else {m.group(2): f"\\port${m.group(1)}" for m in ports
+                                                 if "$" in m.group(2)}
+    canonical: dict[str, str] = {}
+    by_body: dict[str, str] = {}
+
+    def visit(name: str) -> None:
+        for child in children[name]:
+            if child not in canonical:
+                visit(child)
+        own, inner, lines = renamed[name], None, []
+        for ln in blocks[name][1]:
+            tokens = ln.split(" ")
+            stripped = [t for t in tokens if t]
+            if stripped[:1] == ["cell"] and stripped[1] in blocks:
+                inner = stripped[1]
+                tokens[tokens.index(inner)] = canonical[inner]
+            elif stripped[:1] == ["end"]:
+                inner = None
+            elif stripped[:1] == ["connect"] and inner is not None:
+                k = tokens.index("connect") + 1
+                tokens[k] = renamed[inner].get(tokens[k], tokens[k])
+                tokens[k + 1:] = [own.get(t, t) for t in tokens[k + 1:]]
+                lines.append(" ".join(tokens))
+                continue
+            lines.append(" ".join(own.get(t, t) for t in tokens))
+        blocks[name] = (blocks[name][0], lines)
+        canonical[name] = by_body.setdefault("\n".join(lines), name)
+
+    for top in tops:
+        visit(top)
+    counts: dict[str, int] = {}
+
+    def count(name: str, times: int) -> None:
+        counts[canonical[name]] = counts.get(canonical[name], 0) + times
+        for child in children[name]:
+            count(child, times)
+
+    for top in tops:
+        count(top, 1)
+    kept = [n for n in order if canonical.get(n) == n]
+    text = "\n".join("\n".join(blocks[n][0] + blocks[n][1] + ["end"]) for n in kept) + "\n"
+    return text, {n.lstrip("\\"): counts[n] for n in kept}
 
 
 def liberty_script(name: str) -> str:
@@ -111,19 +196,29 @@ def to_rtlil(component: object, name: str) -> str:
 
 
 def synthesize(component: object, name: str, *, liberty: Path | str | None = None,
-               cache: Path | str | bool | None = None) -> SynthResult:
+               cache: Path | str | bool | None = None, hierarchical: bool = False) -> SynthResult:
     """Synthesize ``component`` (an Amaranth component, or RTLIL text) as top module ``name``.
 
     ``cache``: a directory, None for ``default_cache_dir()``, or False to run Yosys every time.
+    ``hierarchical``: synthesize each distinct submodule once and compose the gate-level blocks
+    (``hierarchical_script``; no optimisation across block boundaries, so a little larger than flat,
+    and minutes faster on wide float trees); no Liberty area then.
     Raises HardwareError for a bad name, a component that does not synthesize, or a Liberty file
     that Yosys cannot read or map to.
     """
     if not isinstance(name, str) or not _NAME.match(name):
         raise HardwareError(f"unit name {name!r} is not allowed; a Verilog identifier ([A-Za-z_][A-Za-z0-9_]*)")
+    if hierarchical and liberty is not None:
+        raise HardwareError(f"unit {name!r}: liberty: value {str(liberty)!r} is not allowed with hierarchical "
+                            "synthesis; Liberty area is measured on the flat flow only (hierarchical=False)")
     rtlil_text = to_rtlil(component, name)
+    instances: dict[str, int] = {}
+    if hierarchical:
+        rtlil_text, instances = dedupe_modules(rtlil_text)
     lib_text = _read_liberty(liberty) if liberty is not None else None
     version = yosys_version()
-    scripts = generic_script(name) + (liberty_script(name) if lib_text is not None else "")
+    main_script = hierarchical_script(name) if hierarchical else generic_script(name)
+    scripts = main_script + (liberty_script(name) if lib_text is not None else "")
     key = hashlib.sha256("\0".join([rtlil_text, scripts, lib_text or "", version]).encode()).hexdigest()
     cache_dir = None if cache is False else (default_cache_dir() if cache in (None, True) else Path(cache))
     record = _load(cache_dir, key, version)
@@ -131,9 +226,14 @@ def synthesize(component: object, name: str, *, liberty: Path | str | None = Non
         record["liberty"] = str(liberty) if liberty is not None else None
         return SynthResult(**record, cached=True)
     start = time.perf_counter()
-    files = _run(generic_script(name), {"design.il": rtlil_text}, ("stat.json", "netlist.json"),
-                 f"unit {name!r}")
+    files = _run(main_script, {"design.il": rtlil_text},
+                 ("stat.json", "netlist.json") + (("blocks.json",) if hierarchical else ()), f"unit {name!r}")
     stat = json.loads(files["stat.json"])
+    blocks = {}
+    if hierarchical:
+        per_module = json.loads(files["blocks.json"])["modules"]
+        blocks = {mod: {"instances": n, "cells": int(per_module["\\" + mod]["num_cells"])}
+                  for mod, n in instances.items()}
     module = json.loads(files["netlist.json"])["modules"][name]
     top = stat["modules"]["\\" + name]
     area = None
@@ -147,7 +247,8 @@ def synthesize(component: object, name: str, *, liberty: Path | str | None = Non
               "transistors": int(transistors.rstrip("+")),
               "transistors_complete": not transistors.endswith("+"), "depth": netlist.depth(), "area_um2": area,
               "liberty": str(liberty) if liberty is not None else None, "yosys_version": version,
-              "seconds": round(time.perf_counter() - start, 3), "netlist_json": module}
+              "seconds": round(time.perf_counter() - start, 3), "netlist_json": module,
+              "flow": "hierarchical" if hierarchical else "flat", "blocks": blocks}
     _store(cache_dir, key, record)
     return SynthResult(**record)
 
@@ -157,19 +258,27 @@ def unit_name(config_name: str, element: str) -> str:
     return re.sub(r"\W", "_", f"u_{config_name}_{element}")
 
 
+def synth_element(circuits: object, element: str, *, liberty: Path | str | None = None,
+                  cache: Path | str | bool | None = None) -> SynthResult:
+    """``element`` of ``circuits`` (``hw.circuits.build``) synthesized by its flow: block by block
+    where ``circuits.hierarchical(element)`` (flat when a Liberty file asks for area), flat otherwise."""
+    hierarchical = circuits.hierarchical(element) and liberty is None
+    name = circuits.shared_name(element) or unit_name(circuits.config.name, element)
+    return synthesize(circuits.maker(element)(), name, liberty=liberty, cache=cache, hierarchical=hierarchical)
+
+
 def synth_table(config: object, *, liberty: Path | str | None = None, cache: Path | str | bool | None = None,
                 dot_unit: bool = True) -> list[dict]:
-    """One row per element of a config (``vitaccel.hw.circuits``) and, with ``dot_unit``, its
-    dot-product unit: cells, transistors, depth, area (None without ``liberty``), tool version."""
+    """One row per element of a config (``vitaccel.hw.circuits``), its registered accumulator and,
+    with ``dot_unit``, its dot-product unit: cells, transistors, depth, area (None without
+    ``liberty``), flow, tool version."""
     from vitaccel.hw.circuits import build
 
     circuits = build(config)
-    makers = dict(circuits.makers)          # made one at a time: a failure leaves no unelaborated component
-    if dot_unit:
-        makers["dot_unit"] = circuits.dot
+    elements = [*circuits.makers, "accumulator_unit"] + (["dot_unit"] if dot_unit else [])
     rows = []
-    for element, make in makers.items():
-        result = synthesize(make(), unit_name(circuits.config.name, element), liberty=liberty, cache=cache)
+    for element in elements:              # made one at a time: a failure leaves no unelaborated component
+        result = synth_element(circuits, element, liberty=liberty, cache=cache)
         rows.append({"config": circuits.config.name, "element": element, **result.row(),
                      "seconds": result.seconds, "cached": result.cached})
     return rows
@@ -228,5 +337,5 @@ def _store(cache_dir: Path | None, key: str, record: dict) -> None:
     os.replace(tmp, cache_dir / f"{key}.json")
 
 
-__all__ = ["GATE_SET", "SynthResult", "default_cache_dir", "synth_table", "synthesize", "to_rtlil", "unit_name",
-           "yosys_version"]
+__all__ = ["GATE_SET", "SynthResult", "dedupe_modules", "default_cache_dir", "hierarchical_script", "synth_element",
+           "synth_table", "synthesize", "to_rtlil", "unit_name", "yosys_version"]

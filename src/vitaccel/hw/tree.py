@@ -24,8 +24,23 @@ def psum_bits(dp: IntDatapath) -> int:
     return tree_sum_bits(dp) - dp.psum_drop_lsbs + (1 if dp.psum_drop_lsbs and dp.psum_rounding == "nearest" else 0)
 
 
-def balanced_sum(m: Module, terms: list[Value], name: str) -> Value:
-    """Pairwise sums level by level; every level one bit wider than the one below (exact)."""
+class Adder(wiring.Component):
+    """``y = a + b`` on signed operands, one bit wider than the wider (exact): one node of a tree,
+    as a block of its own (so hierarchical synthesis makes each distinct width once)."""
+
+    def __init__(self, a_bits: int, b_bits: int) -> None:
+        super().__init__({"a": In(signed(a_bits)), "b": In(signed(b_bits)),
+                          "y": Out(signed(max(a_bits, b_bits) + 1))})
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        m.d.comb += self.y.eq(self.a + self.b)
+        return m
+
+
+def balanced_sum(m: Module, terms: list[Value], name: str, blocks: bool = False) -> Value:
+    """Pairwise sums level by level; every level one bit wider than the one below (exact).
+    ``blocks``: every add is an ``Adder`` submodule (the same logic, in blocks)."""
     level = 0
     while len(terms) > 1:
         nxt = []
@@ -34,7 +49,11 @@ def balanced_sum(m: Module, terms: list[Value], name: str) -> Value:
                 nxt.append(terms[i])
                 continue
             s = Signal(signed(max(len(terms[i]), len(terms[i + 1])) + 1), name=f"{name}_l{level}_{i // 2}")
-            m.d.comb += s.eq(terms[i] + terms[i + 1])
+            if blocks:
+                m.submodules[f"{name}_add_l{level}_{i // 2}"] = add = Adder(len(terms[i]), len(terms[i + 1]))
+                m.d.comb += [add.a.eq(terms[i]), add.b.eq(terms[i + 1]), s.eq(add.y)]
+            else:
+                m.d.comb += s.eq(terms[i] + terms[i + 1])
             nxt.append(s)
         terms, level = nxt, level + 1
     return terms[0]

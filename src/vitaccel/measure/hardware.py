@@ -35,10 +35,11 @@ ASSUMPTIONS = (
     "each operand element is read from SRAM once per matmul (no reuse modelled); SRAM energy per "
     "bit = sram_64bit_read / 64",
     "only matrix products are counted (softmax, norms, activations excluded)",
-    "source='synthesized': multiplies cost the synthesized lane's and the adder tree its synthesized "
-    "energy per group (vitaccel.hw: gate toggles x energy per toggle, pinned so that the exact int8 x int8 "
-    "multiplier on uniform random operands costs the table's int8_mult); the accumulator and all SRAM "
-    "traffic stay table-based (no memory compiler); the native datapath has no circuit and stays table-based",
+    "source='synthesized': multiplies cost the synthesized lane's energy, the adder tree its synthesized "
+    "energy per group and the accumulator its registered unit's energy per group sum added (vitaccel.hw: gate "
+    "and flip-flop toggles x energy per toggle, pinned so that the exact int8 x int8 multiplier on uniform "
+    "random operands costs the table's int8_mult); all SRAM traffic stays table-based (no memory compiler); "
+    "the native datapath has no circuit and stays table-based",
 )
 __doc__ += "\n" + "\n".join(f"* {a}" for a in ASSUMPTIONS)
 
@@ -158,9 +159,15 @@ def cost(shapes: list[MatmulShape], config: AcceleratorConfig | str, table: Ener
             raise ConfigError(f"energies: measured for {energies.config!r}, not for {config.name!r}")
         spec = {**spec, "mult_pj": lambda t: energies.multiply_pj}
         out.sources = {"multiply": energies.source, "add": f"adder tree and accumulator: {label}"}
+        parts = {"adder tree": f"table ({table.source})", "accumulator": f"table ({table.source})"}
         if energies.tree_pj_per_group is not None:
             spec["tree_pj"] = lambda t: energies.tree_pj_per_group / max(spec["group"] - 1, 1)
-            out.sources["add"] = f"adder tree: {energies.source}; accumulator: table ({table.source})"
+            parts["adder tree"] = "synthesized"
+        if energies.accumulate_pj is not None:
+            spec["acc_pj"] = lambda t: energies.accumulate_pj
+            parts["accumulator"] = "synthesized"
+        out.sources["add"] = "; ".join(f"{k}: {v}" for k, v in parts.items()) + (
+            f" -- {energies.source}" if "synthesized" in parts.values() else "")
     out.sources.update(psum=f"table (sram_64bit_read / 64 per bit; {table.source})",
                        operands=f"table (sram_64bit_read / 64 per bit; {table.source})")
     for s in shapes:

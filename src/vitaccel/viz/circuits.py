@@ -1,5 +1,6 @@
-"""The report's "Circuits" section: what each preset's synthesized units cost (cells, transistors,
-depth, energy per op on uniform random operands and on the model's own operands), the multiplier
+"""The report's "Circuits" section: what each preset's synthesized units cost (lane, adder tree and
+registered accumulator: cells, transistors, depth, energy per op on uniform random operands and on
+the model's own operands), the multiplier
 design space (error against synthesized cost, with its Pareto front) and accuracy against energy
 redrawn from synthesized costs next to the table-scaled one (DESIGN.md section 12).
 
@@ -33,7 +34,7 @@ class CircuitCosts:
     units: list[dict] = field(default_factory=list)
     sweep: list[dict] = field(default_factory=list)
     rows_per_product: int = 0
-    float_trees: bool = False
+    float_trees: bool = True
     images: int = 0
     seconds: float = 0.0
 
@@ -44,14 +45,15 @@ class CircuitCosts:
 
 def measure_circuits(model: Any, images: Any, accelerators: list[str], *, rows: int = 32, ops: int = 1 << 14,
                      seed: int = 0, references: tuple[str, ...] = REFERENCES,
-                     keep_bits: tuple[int, ...] = tuple(range(1, 9)), float_trees: bool = False,
+                     keep_bits: tuple[int, ...] = tuple(range(1, 9)), float_trees: bool = True,
                      cache: Path | str | bool | None = None, progress: bool = True) -> CircuitCosts:
     """Synthesize every preset in ``accelerators`` and ``references``, record ``rows`` groups of
     operand codes per matrix product of ``model(images)`` (run native), measure energy per op on
     those and on ``ops`` uniform random operations, and sweep the int8 multiplier over ``keep_bits``.
 
-    Float adder trees are synthesized only with ``float_trees`` (an exact float tree takes minutes
-    of Yosys on 2 cores; without it their energy stays table-based)."""
+    Exact float adder trees are synthesized block by block (``synthesize(hierarchical=True)``: FP13's
+    in about 15 s, bfloat16's 530-bit one in a minute or more); ``float_trees=False`` skips them and
+    the float accumulators (their energy then stays table-based)."""
     from tqdm import tqdm
 
     from vitaccel.emulate.recording import record
@@ -67,11 +69,13 @@ def measure_circuits(model: Any, images: Any, accelerators: list[str], *, rows: 
     out = CircuitCosts(cal, rows_per_product=rows, images=len(images), float_trees=float_trees)
     for name, config in configs.items():
         bar.set_postfix_str(name)
-        a, b = record(model, images, config, rows=rows, seed=seed).operands()
+        recorded = record(model, images, config, rows=rows, seed=seed)
+        a, b = recorded.operands()
         tree = config.datapath == "int" or float_trees
         out.random[name] = mac_energies(config, calibration=cal, n=max(2, ops // 16), seed=seed, tree=tree,
-                                        cache=cache)
-        out.model[name] = mac_energies(config, a, b, calibration=cal, tree=tree, cache=cache,
+                                        accumulator=tree, cache=cache)
+        out.model[name] = mac_energies(config, a, b, recorded.firsts(), calibration=cal, tree=tree,
+                                       accumulator=tree, cache=cache,
                                        label=f"the model's own operands ({len(a)} groups recorded)")
         out.units += unit_rows(config, out.random[name], out.model[name], cache=cache)
         bar.update()
@@ -97,9 +101,11 @@ def measure_student(student: Any, accelerators: list[str], images: int = 8, **op
 
 def source_note(cc: CircuitCosts) -> str:
     """The line that says where the cost table's energies come from."""
-    return (f"Energy source: synthesized ({cc.calibration.yosys_version}): multiply and adder-tree energies from "
-            f"the synthesized units on the model's own operands (section Circuits); {TABLE_BASED}; fp32 (native, "
-            "no circuit) stays table-based.")
+    parts = "multiply, adder-tree and accumulator" if cc.float_trees else \
+        "multiply energies, and for int presets adder-tree and accumulator"
+    return (f"Energy source: synthesized ({cc.calibration.yosys_version}): {parts} energies from the synthesized "
+            f"units on the model's own operands (section Circuits); {TABLE_BASED}; fp32 (native, no circuit) "
+            "stays table-based.")
 
 
 def _ratio(value: float | None, ref: float | None) -> str:
@@ -107,7 +113,8 @@ def _ratio(value: float | None, ref: float | None) -> str:
 
 
 def unit_table(cc: CircuitCosts) -> tuple[list[str], list[list[str]]]:
-    """Per preset, lane and tree, with transistors and energy relative to the exact int8 and fp16 units."""
+    """Per preset, lane, tree and accumulator, with transistors and energy relative to the exact int8 and fp16
+    units ("+": a lower bound, Yosys has no transistor estimate for flip-flops)."""
     refs = {(r["config"], r["element"].split("_")[1]): r for r in cc.units if r["config"] in REFERENCES}
     header = ["preset", "unit", "per", "cells", "transistors", "depth", "pJ random", "pJ model",
               "transistors / int8", "transistors / fp16", "pJ model / int8", "pJ model / fp16"]
@@ -115,7 +122,8 @@ def unit_table(cc: CircuitCosts) -> tuple[list[str], list[list[str]]]:
     for r in cc.units:
         part = r["element"].split("_")[1]
         i8, f16 = refs.get(("int8", part), {}), refs.get(("fp16", part), {})
-        rows.append([r["config"], r["element"], r["per"], r["cells"], r["transistors"], r["depth"],
+        transistors = f"{r['transistors']}{'' if r.get('transistors_complete', True) else '+'}"
+        rows.append([r["config"], r["element"], r["per"], r["cells"], transistors, r["depth"],
                      fmt(r["energy_random_pj"], ".4f"), fmt(r["energy_model_pj"], ".4f"),
                      _ratio(r["transistors"], i8.get("transistors")), _ratio(r["transistors"], f16.get("transistors")),
                      _ratio(r["energy_model_pj"], i8.get("energy_model_pj")),
@@ -149,8 +157,8 @@ def circuits_section(cc: CircuitCosts, points: list[dict], shapes: dict[str, lis
                             f"{synth_cost.energy_total_pj / 1e6:.3f}"])
     figures = []
     for source, label in (("table", "45 nm table, multiplier scaled with operand widths"),
-                          ("synthesized", "synthesized multiply and adder tree, model operands"
-                                          + ("" if cc.float_trees else "; float adder trees: table"))):
+                          ("synthesized", "synthesized multiply, adder tree and accumulator, model operands"
+                                          + ("" if cc.float_trees else "; float trees, accumulators: table"))):
         accuracy_vs_energy(by_source[source], out_dir / f"accuracy_vs_energy_{source}.png",
                            xlabel=f"estimated energy per image (µJ, log scale; {label})")
         figures.append((f"accuracy_vs_energy_{source}.png", f"Top-1 against energy per image: {label}."))
@@ -165,12 +173,15 @@ def circuits_section(cc: CircuitCosts, points: list[dict], shapes: dict[str, lis
             f"operands costs the table's int8_mult ({cal.reference_pj} pJ; {cal.table_source}).",
             f"Model operands: {cc.rows_per_product} groups of G codes per matrix product of one dense forward "
             f"of {cc.images} validation images (quantised integers for int presets, format bit patterns for "
-            "float presets); random: uniform over each lane port's range. A lane's energy is per multiply, "
-            "a tree's per group of G products (driven by the lanes' own products). Float dot units are costed "
-            "as lane + tree (not synthesized flat)" + ("." if cc.float_trees else
-            "; float adder trees are not synthesized here (an exact float tree takes minutes of Yosys on 2 "
-            "cores: vitaccel hw synth --accelerator fp13 measures it), so their energy stays table-based.")
-            + f" {TABLE_BASED}.",
+            "float presets); random: uniform over each lane port's range, one dot product every 16 groups. "
+            "A lane's energy is per multiply, a tree's per group of G products (driven by the lanes' own "
+            "products), an accumulator's per group sum added (the registered unit simulated clock by clock on "
+            "the tree's own sums, whole dot products in K order; flip-flop toggles counted like gate toggles, "
+            "clock load not counted). Dot units are costed as lane + tree + accumulator; exact float trees "
+            "are synthesized block by block (each distinct block once, then composed: no optimisation across "
+            "blocks, within 4% of flat synthesis on a small tree)" + ("." if cc.float_trees else
+            "; float trees and accumulators are not synthesized in this run (float_trees=False), so their "
+            "energy stays table-based.") + f" {TABLE_BASED}.",
             f"Measured in this run in {cc.seconds:.0f} s (synthesis from cache where present)."]
     return Section("Circuits", text, [
         unit_table(cc),
