@@ -7,10 +7,13 @@ golden vectors + bench (and run it in Icarus when ``iverilog`` is on PATH). Fina
 integer-lane sweep: every signed 8-bit pair for every keep_bits 1..8 and rounding (1,572,864 vectors).
 
 Synthesis (``--synth``): Yosys time per unit, first call (fresh cache) and cached; gate-level
-toggle-count throughput; the sanity table of the multipliers (exact 8x8, int8-lot4 lane, DRUM-style,
-FP13 direct and nibble, bf16, fp16: cells, transistors, depth, energy per op on uniform random
-operands and on a trained student's own operands). ``--demo`` times ``vitaccel demo`` (with its
-Circuits section) twice on fresh caches: first run (Yosys compile, training, synthesis) and cached.
+toggle-count throughput, combinational and clocked; the sanity table of the multipliers (exact 8x8,
+int8-lot4 lane, DRUM-style, FP13 direct and nibble, bf16, fp16: cells, transistors, depth, energy
+per op on uniform random operands and on a trained student's own operands), then every unit the
+demo's presets cost from synthesis (lane, adder tree, registered accumulator; exact float trees
+block by block), with its synthesis time (what a cold demo adds) and energy per op.
+``--demo`` times ``vitaccel demo`` (with its Circuits section) twice on fresh caches: first run
+(Yosys compile, training, synthesis) and cached.
 
     flock /tmp/vitaccel-timing.lock python benchmarks/bench_hw.py            # about 5 minutes
     flock /tmp/vitaccel-timing.lock python benchmarks/bench_hw.py --quick    # no exhaustive sweep
@@ -213,7 +216,76 @@ def synthesis(checkpoint: str | None) -> None:
             model_pj = energy_per_op(unit, {"a": a.T.ravel(), second: b.T.ravel()}, calibration=cal).energy_pj
         print(f"{label:<36} {unit.n_cells:>6} {unit.transistors:>11} {unit.depth:>5} {random_pj:>9.4f} "
               f"{model_pj:>9.4f}")
+    demo_units(cal, cache, model, images if model is not None else None)
     shutil.rmtree(cache, ignore_errors=True)
+
+
+DEMO_PRESETS = ("int8", "int8-lot4", "int8-lot4-psum", "fp13", "bf16", "fp16")
+
+
+def demo_units(cal, cache: Path, model, images) -> None:
+    """Every unit of the demo's presets from synthesis: time (fresh cache), figures, energy per op;
+    then toggle throughput of a composed float tree and of the clocked accumulators."""
+    from vitaccel.emulate.recording import record
+    from vitaccel.hw.costs import mac_energies, unit_rows
+    from vitaccel.hw.synth import synth_element
+
+    print("\nunits the demo costs from synthesis (fresh cache; flow 'hierarchical' = each distinct block once, "
+          "composed; accumulator = registered unit, clocked simulation)")
+    print(f"{'preset':<15} {'unit':<17} {'flow':<12} {'first s':>8} {'cells':>6} {'transistors':>11} {'depth':>5} "
+          f"{'pJ random':>9} {'pJ model':>9}  per")
+    added, simulated = {}, {}
+    for name in DEMO_PRESETS:
+        circuits = build(name)
+        kind = "int" if circuits.config.datapath == "int" else "float"
+        for element in (f"{kind}_lane", f"{kind}_tree", "accumulator_unit"):
+            unit = synth_element(circuits, element, cache=cache)
+            if not unit.cached and element != f"{kind}_lane":
+                added[f"{name} {element}"] = unit.seconds
+        t0 = time.perf_counter()
+        rnd = mac_energies(name, calibration=cal, n=1024, cache=cache)
+        mdl = None
+        if model is not None:
+            rec = record(model, images, name, rows=32)
+            a, b = rec.operands()
+            mdl = mac_energies(name, a, b, rec.firsts(), calibration=cal, cache=cache)
+        simulated[name] = time.perf_counter() - t0
+        for r in unit_rows(name, rnd, mdl, cache=cache):
+            star = "" if r["transistors_complete"] else "+"
+            model_pj = r["energy_model_pj"] if r["energy_model_pj"] is not None else float("nan")
+            print(f"{name:<15} {r['element']:<17} {r['flow']:<12} {r['synth_s']:>8.1f} {r['cells']:>6} "
+                  f"{str(r['transistors']) + star:>11} {r['depth']:>5} {r['energy_random_pj']:>9.4f} "
+                  f"{model_pj:>9.4f}  {r['per']}")
+    print(f"synthesis a cold demo adds for trees and accumulators beyond the lanes: {sum(added.values()):.0f} s ("
+          + ", ".join(f"{k} {v:.0f} s" for k, v in added.items()) + "); '+': flip-flops have no transistor estimate")
+    print("gate-level simulation per preset (random and model operands, lane + tree + accumulator; synthesis "
+          "cached): " + ", ".join(f"{k} {v:.1f} s" for k, v in simulated.items()))
+    rng = np.random.default_rng(1)
+    tree = synth_element(build("fp13"), "float_tree", cache=cache).netlist()
+    lane = synth_element(build("fp13"), "float_lane", cache=cache).netlist()
+    n = 4096
+    codes = {k: rng.integers(0, 2 ** 13, (n, 16)) for k in ("a", "b")}
+    products = {f"p__{i}": lane.simulate({"a": codes["a"][:, i], "b": codes["b"][:, i]})["p"] for i in range(16)}
+    t0 = time.perf_counter()
+    tree.toggle_counts(products)
+    dt = time.perf_counter() - t0
+    print(f"\ntoggle counting, combinational: fp13 composed tree ({len(tree.gates)} gates), {n} groups in {dt:.2f} s "
+          f"= {n / dt:.0f} groups/s")
+    for name in ("int8-lot4-psum", "fp13"):
+        unit = synth_element(build(name), "accumulator_unit", cache=cache)
+        nl = unit.netlist()
+        data = "psum" if "psum" in nl.inputs else "sum"
+        port = nl.inputs[data]
+        cycles, lanes = 64, 256
+        stream = {data: rng.integers(port.lo, port.hi, (cycles, lanes), endpoint=True),
+                  "first": (rng.random((cycles, lanes)) < 0.1).astype(np.int64),
+                  "en": np.ones((cycles, lanes), dtype=np.int64), "rst": np.zeros((cycles, lanes), dtype=np.int64)}
+        t0 = time.perf_counter()
+        nl.run(stream)
+        dt = time.perf_counter() - t0
+        print(f"toggle counting, clocked: {unit.name} ({len(nl.gates)} gates, {len(nl.flops)} flip-flops), "
+              f"{cycles} cycles x {lanes} lanes in {dt:.2f} s = {cycles * lanes / dt:.0f} adds/s "
+              f"({cycles / dt:.0f} cycles/s)")
 
 
 def demo_times() -> None:

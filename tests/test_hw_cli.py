@@ -34,7 +34,8 @@ def test_synth_table_and_json(tiny, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "int_lane" in text and "int_tree" in text and "accumulator" in text and "Yosys" in text
     rows = json.loads(out.read_text())
-    assert [r["element"] for r in rows] == ["int_lane", "int_tree", "accumulator"]
+    assert [r["element"] for r in rows] == ["int_lane", "int_tree", "accumulator", "accumulator_unit"]
+    assert "flat" in text and [r["flow"] for r in rows] == ["flat"] * 4
     assert all(r["cells"] == sum(r["cells_by_type"].values()) > 0 and r["yosys"].startswith("Yosys") for r in rows)
     assert main(["hw", "synth", "--accelerator", str(tiny), "--json", str(out)]) == 0   # same cells, from cache
     again = json.loads(out.read_text())

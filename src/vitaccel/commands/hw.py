@@ -29,7 +29,7 @@ class HwConfig:
                                        "pareto.png (default vitaccel-sweep)")
     seed: int = field(0, help="export: seed of the random test vectors")
     liberty: str | None = field(None, help="synth: Liberty (.lib) file of a standard-cell library: area in um^2")
-    dot_unit: bool = field(False, help="synth: also the whole dot-product unit flat (a float unit takes ~15 min)")
+    dot_unit: bool = field(False, help="synth: also the whole dot-product unit (exact float units block by block)")
     ops: int = field(1 << 14, check=_at_least_one, help="sweep: random operations per unit for the energy")
     device: str = device_field(auto="the CPU (circuits are simulated and synthesized on the CPU)")
     json: str | None = json_field()
@@ -95,12 +95,13 @@ def synth(accelerator: str, liberty: str | None, json_out: str | None, dot_unit:
     if json_out:
         check_writable(Path(json_out).parent, "--json")
     rows = synth_table(config, liberty=liberty, dot_unit=dot_unit)
-    header = ["element", "cells", "transistors", "depth", "area um2", "synth s", "cached"]
-    print("\n".join(columns(header, [[r["element"], r["cells"], _transistors(r), r["depth"],
+    header = ["element", "flow", "cells", "transistors", "depth", "area um2", "synth s", "cached"]
+    print("\n".join(columns(header, [[r["element"], r["flow"], r["cells"], _transistors(r), r["depth"],
                                       "-" if r["area_um2"] is None else f"{r['area_um2']:.1f}",
                                       f"{r['seconds']:.1f}", "yes" if r["cached"] else "no"] for r in rows])))
-    print(f"{config.name}: Yosys generic gates ({rows[0]['yosys']}); transistors from stat -tech cmos; "
-          "depth = longest path in gates" + (f"; area from {liberty}" if liberty else ""))
+    print(f"{config.name}: Yosys generic gates ({rows[0]['yosys']}); transistors from stat -tech cmos ('+': flip-flops "
+          "have no estimate); depth = longest path in gates; flow hierarchical = each distinct block synthesized "
+          "once and composed" + (f"; area from {liberty}" if liberty else ""))
     if json_out:
         Path(json_out).write_text(json.dumps(rows, indent=1))
         print(f"wrote {json_out}")

@@ -278,9 +278,16 @@ def synth_table(config: object, *, liberty: Path | str | None = None, cache: Pat
     elements = [*circuits.makers, "accumulator_unit"] + (["dot_unit"] if dot_unit else [])
     rows = []
     for element in elements:              # made one at a time: a failure leaves no unelaborated component
-        result = synth_element(circuits, element, liberty=liberty, cache=cache)
+        note = None
+        try:
+            result = synth_element(circuits, element, liberty=liberty, cache=cache)
+        except HardwareError as exc:
+            if liberty is None or element not in ("accumulator_unit", "dot_unit") or "flip-flop" not in str(exc):
+                raise
+            result = synth_element(circuits, element, cache=cache)   # a library without flip-flops: no area
+            note = f"no area: {exc}"
         rows.append({"config": circuits.config.name, "element": element, **result.row(),
-                     "seconds": result.seconds, "cached": result.cached})
+                     "seconds": result.seconds, "cached": result.cached, "area_note": note})
     return rows
 
 
