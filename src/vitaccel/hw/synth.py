@@ -324,12 +324,21 @@ def _run(script: str, inputs: dict[str, str], outputs: tuple[str, ...], what: st
         return {fname: Path(tmp, fname).read_text() for fname in outputs}
 
 
+_READ: dict[tuple[str, int, int], dict] = {}    # cache file (path, mtime, size) -> its record, read once per process
+
+
 def _load(cache_dir: Path | None, key: str, version: str) -> dict | None:
     if cache_dir is None:
         return None
     path = cache_dir / f"{key}.json"
     try:
-        record = json.loads(path.read_text())
+        st = path.stat()
+        stamp = (str(path), st.st_mtime_ns, st.st_size)
+        if stamp not in _READ:           # a composed bf16 tree's record is tens of MB: parse it once
+            if len(_READ) > 64:
+                _READ.clear()
+            _READ[stamp] = json.loads(path.read_text())
+        record = dict(_READ[stamp])
     except (OSError, ValueError):
         return None
     return record if record.get("yosys_version") == version else None
