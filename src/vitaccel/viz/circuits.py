@@ -52,7 +52,7 @@ def measure_circuits(model: Any, images: Any, accelerators: list[str], *, rows: 
     those and on ``ops`` uniform random operations, and sweep the int8 multiplier over ``keep_bits``.
 
     Exact float adder trees are synthesized block by block (``synthesize(hierarchical=True)``: FP13's
-    in about 15 s, bfloat16's 530-bit one in a minute or more); ``float_trees=False`` skips them and
+    in about 15 s, bfloat16's 530-bit one in 1-4 minutes on 2 shared cores); ``float_trees=False`` skips them and
     the float accumulators (their energy then stays table-based)."""
     from tqdm import tqdm
 
@@ -179,7 +179,7 @@ def circuits_section(cc: CircuitCosts, points: list[dict], shapes: dict[str, lis
             "the tree's own sums, whole dot products in K order; flip-flop toggles counted like gate toggles, "
             "clock load not counted). Dot units are costed as lane + tree + accumulator; exact float trees "
             "are synthesized block by block (each distinct block once, then composed: no optimisation across "
-            "blocks, within 4% of flat synthesis on a small tree)" + ("." if cc.float_trees else
+            "blocks, within 5% of flat synthesis on a small tree)" + ("." if cc.float_trees else
             "; float trees and accumulators are not synthesized in this run (float_trees=False), so their "
             "energy stays table-based.") + f" {TABLE_BASED}.",
             f"Measured in this run in {cc.seconds:.0f} s (synthesis from cache where present)."]
