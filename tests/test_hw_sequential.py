@@ -8,6 +8,7 @@ from amaranth.sim import Simulator
 from vitaccel.arith.config import AcceleratorConfig
 from vitaccel.errors import HardwareError
 from vitaccel.hw import build
+from vitaccel.hw import energy as energy_mod
 from vitaccel.hw.energy import Calibration, dot_lanes, group_energies
 from vitaccel.hw.netlist import Netlist
 from vitaccel.hw.synth import synth_element
@@ -161,6 +162,18 @@ def test_dot_lanes_deal_whole_dot_products_in_order():
     assert dot_lanes(first, 100)[1] == 6
 
 
+@pytest.mark.slow
+def test_side_by_side_accumulators_measure_what_one_does(tmp_path, monkeypatch):
+    rng = np.random.default_rng(5)
+    a, b = rng.integers(-8, 8, (3000, 2)), rng.integers(-8, 8, (3000, 2))
+    first = np.arange(3000) % 6 == 0
+    acc = group_energies(SMALL, a, b, first, calibration=CAL, cache=tmp_path)["accumulator"]
+    monkeypatch.setattr(energy_mod, "SEQUENCE_LANES", 1)              # one accumulator, all back to back
+    single = group_energies(SMALL, a, b, first, calibration=CAL, cache=tmp_path)["accumulator"]
+    assert single.flop_toggles_per_op == pytest.approx(acc.flop_toggles_per_op, rel=0.03)
+    assert single.toggles_per_op == pytest.approx(acc.toggles_per_op, rel=0.03)
+
+
 def test_accumulator_energy_on_a_stream(tmp_path):
     rng = np.random.default_rng(5)
     a, b = rng.integers(-8, 8, (300, 2)), rng.integers(-8, 8, (300, 2))
@@ -170,6 +183,7 @@ def test_accumulator_energy_on_a_stream(tmp_path):
     assert acc.toggles_per_op > acc.flop_toggles_per_op > 0 and acc.energy_pj == pytest.approx(
         acc.toggles_per_op * CAL.pj_per_toggle)
     quiet = group_energies(SMALL, np.zeros_like(a), b, first, calibration=CAL, cache=tmp_path)["accumulator"]
+    assert acc.n_ops == 300
     # zero products: the sum register stays 0; only the tile counter and the logic `first` drives toggle
     assert quiet.flop_toggles_per_op <= 2 < acc.flop_toggles_per_op and quiet.toggles_per_op < acc.toggles_per_op / 2
     with pytest.raises(HardwareError, match="first: shape"):
