@@ -18,6 +18,7 @@ block by block), with its synthesis time (what a cold demo adds) and energy per 
     flock /tmp/vitaccel-timing.lock python benchmarks/bench_hw.py            # about 5 minutes
     flock /tmp/vitaccel-timing.lock python benchmarks/bench_hw.py --quick    # no exhaustive sweep
     flock /tmp/vitaccel-timing.lock python benchmarks/bench_hw.py --synth --checkpoint STUDENT.pt
+    flock /tmp/vitaccel-timing.lock python benchmarks/bench_hw.py --units --checkpoint STUDENT.pt  # demo units only
     flock /tmp/vitaccel-timing.lock python benchmarks/bench_hw.py --demo     # about 2 x 10 minutes
 """
 
@@ -163,7 +164,6 @@ def synthesis(checkpoint: str | None) -> None:
     from vitaccel.emulate.recording import record
     from vitaccel.hw.energy import calibrate, energy_per_op
     from vitaccel.hw.synth import synthesize, yosys_version
-    from vitaccel.train.build import model_from_checkpoint
 
     t0 = time.perf_counter()
     version = yosys_version()
@@ -193,16 +193,7 @@ def synthesis(checkpoint: str | None) -> None:
     print(f"\ntoggle counting: exact 8x8 netlist ({results['exact 8x8'].n_cells} gates), "
           f"{1 << 16} ops in {dt:.2f} s = {(1 << 16) / dt:.0f} ops/s")
     cal = calibrate(cache=cache)
-    model = None
-    if checkpoint:
-        from vitaccel.data import build_datasets
-        from vitaccel.train.build import checkpoint_data
-
-        model, ckpt = model_from_checkpoint(Path(checkpoint))
-        model.pruning.configure(dense=True)
-        val = build_datasets(checkpoint_data(ckpt, [], "--data")).val
-        import torch
-        images = torch.stack([val[i][0] for i in range(8)])
+    model, images = student(checkpoint)
     print(f"\nsanity table ({version}; {cal.pj_per_toggle:.4g} pJ/toggle, exact 8x8 on uniform random = "
           f"{cal.reference_pj} pJ; model operands: {checkpoint or 'none given'}, 8 images, 32 groups per product)")
     print(f"{'unit':<36} {'cells':>6} {'transistors':>11} {'depth':>5} {'pJ random':>9} {'pJ model':>9}")
@@ -216,7 +207,34 @@ def synthesis(checkpoint: str | None) -> None:
             model_pj = energy_per_op(unit, {"a": a.T.ravel(), second: b.T.ravel()}, calibration=cal).energy_pj
         print(f"{label:<36} {unit.n_cells:>6} {unit.transistors:>11} {unit.depth:>5} {random_pj:>9.4f} "
               f"{model_pj:>9.4f}")
-    demo_units(cal, cache, model, images if model is not None else None)
+    demo_units(cal, cache, model, images)
+    shutil.rmtree(cache, ignore_errors=True)
+
+
+def student(checkpoint: str | None) -> tuple[object, object]:
+    """A student checkpoint's model (dense) and its first 8 validation images, or (None, None)."""
+    if not checkpoint:
+        return None, None
+    import torch
+
+    from vitaccel.data import build_datasets
+    from vitaccel.train.build import checkpoint_data, model_from_checkpoint
+
+    model, ckpt = model_from_checkpoint(Path(checkpoint))
+    model.pruning.configure(dense=True)
+    val = build_datasets(checkpoint_data(ckpt, [], "--data")).val
+    return model, torch.stack([val[i][0] for i in range(8)])
+
+
+def units_only(checkpoint: str | None) -> None:
+    """Only the demo's units (fresh cache): synthesis time, figures, energy, clocked throughput."""
+    from vitaccel.hw.energy import calibrate
+    from vitaccel.hw.synth import yosys_version
+
+    print(yosys_version())
+    cache = Path(tempfile.mkdtemp(prefix="bench-synth-"))
+    model, images = student(checkpoint)
+    demo_units(calibrate(cache=cache), cache, model, images)
     shutil.rmtree(cache, ignore_errors=True)
 
 
@@ -306,7 +324,11 @@ def main() -> None:
     parser.add_argument("--synth", action="store_true", help="only synthesis, toggle throughput, sanity table")
     parser.add_argument("--checkpoint", help="student checkpoint whose operands drive the sanity table")
     parser.add_argument("--demo", action="store_true", help="only the demo's total time, first and cached run")
+    parser.add_argument("--units", action="store_true", help="only the demo presets' units (part of --synth)")
     args = parser.parse_args()
+    if args.units:
+        units_only(args.checkpoint)
+        return
     if args.synth or args.demo:
         if args.synth:
             synthesis(args.checkpoint)

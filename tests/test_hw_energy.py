@@ -92,3 +92,19 @@ def test_group_energies_of_a_config(cal, cache):
     assert group_energies("int8-lot4", zeros, zeros, calibration=cal, cache=cache)["tree"].energy_pj == 0
     with pytest.raises(HardwareError, match=r"shapes \(50, 8\)"):
         group_energies("int8-lot4", zeros[:, :8], zeros[:, :8], calibration=cal, cache=cache)
+
+
+def test_random_float_codes_are_finite_and_cover_the_format():
+    from vitaccel.arith import AcceleratorConfig
+    from vitaccel.arith.formats import FloatFormat
+    from vitaccel.hw.energy import random_codes
+
+    for name in ("fp13", "bf16"):
+        cfg = AcceleratorConfig.preset(name)
+        fmt = FloatFormat.named(cfg.float_datapath.a_format)
+        a, b = random_codes(cfg, None, ("a", "b"), 4000, 0)
+        assert a.shape == b.shape == (4000, 16)
+        magnitude = a & ((1 << (fmt.bits - 1)) - 1)
+        assert magnitude.max() <= fmt.max_code and magnitude.max() > 0.99 * fmt.max_code and magnitude.min() == 0
+        assert 0.45 < (a >> (fmt.bits - 1)).mean() < 0.55
+        assert not np.array_equal(a, b)

@@ -154,11 +154,9 @@ def group_energies(config: object, a: np.ndarray | None = None, b: np.ndarray | 
     first_port, second = "a", next(p for p in lane_nl.inputs if p != "a")
     operands = "given operands"
     if a is None or b is None:
-        rng = np.random.default_rng(seed)
-        pa, pb = lane_nl.inputs[first_port], lane_nl.inputs[second]
-        a = rng.integers(pa.lo, pa.hi, size=(n, g), endpoint=True)
-        b = rng.integers(pb.lo, pb.hi, size=(n, g), endpoint=True)
-        operands = f"uniform random over each lane port's range (seed {seed})"
+        a, b = random_codes(cfg, lane_nl, (first_port, second), n, seed)
+        operands = (f"uniform random over each lane port's range (seed {seed})" if kind == "int" else
+                    f"uniform random finite codes of each format (seed {seed})")
     a, b = np.asarray(a), np.asarray(b)
     if a.ndim != 2 or a.shape != b.shape or a.shape[1] != g or a.shape[0] < 2:
         raise HardwareError(f"operands: shapes {a.shape} and {b.shape} are not allowed; both (n, {g}) with n >= 2 "
@@ -193,6 +191,24 @@ def group_energies(config: object, a: np.ndarray | None = None, b: np.ndarray | 
         out["accumulator"] = accumulator_energy(circuits, sums, first, calibration=calibration, cache=cache,
                                                 operands=f"{operands}, through the lanes and tree ({dots})")
     return out
+
+
+def random_codes(cfg: object, lane: Netlist, ports: tuple[str, str], n: int, seed: int) -> tuple[np.ndarray, ...]:
+    """(n, G) uniform random codes of the lane's two ports: integers over the port's range; for a
+    float config the finite codes of each format, so that a group rarely holds a NaN or inf (with
+    every code, 2 in 3 groups of 16 FP13 products would, and the tree and accumulator would idle)."""
+    from vitaccel.arith.formats import FloatFormat
+
+    rng = np.random.default_rng(seed)
+    if cfg.datapath == "int":
+        g = cfg.int_datapath.group_size
+        return tuple(rng.integers(lane.inputs[p].lo, lane.inputs[p].hi, size=(n, g), endpoint=True) for p in ports)
+    fp = cfg.float_datapath
+    out = []
+    for fmt in (FloatFormat.named(fp.a_format), FloatFormat.named(fp.b_format)):
+        magnitude = rng.integers(0, fmt.max_code, size=(n, fp.group_size), endpoint=True)
+        out.append(magnitude | (rng.integers(0, 2, size=(n, fp.group_size)) << (fmt.bits - 1)))
+    return tuple(out)
 
 
 def accumulator_energy(circuits: object, sums: np.ndarray, first: np.ndarray, *, calibration: Calibration,
