@@ -264,7 +264,15 @@ def synth_element(circuits: object, element: str, *, liberty: Path | str | None 
     where ``circuits.hierarchical(element)`` (flat when a Liberty file asks for area), flat otherwise."""
     hierarchical = circuits.hierarchical(element) and liberty is None
     name = circuits.shared_name(element) or unit_name(circuits.config.name, element)
-    return synthesize(circuits.maker(element)(), name, liberty=liberty, cache=cache, hierarchical=hierarchical)
+    key = (repr(circuits.config), element, name)
+    if key not in _RTLIL:               # Amaranth's conversion of bf16's exact tree alone takes seconds
+        if len(_RTLIL) > 256:
+            _RTLIL.clear()
+        _RTLIL[key] = to_rtlil(circuits.maker(element)(), name)
+    return synthesize(_RTLIL[key], name, liberty=liberty, cache=cache, hierarchical=hierarchical)
+
+
+_RTLIL: dict[tuple[str, str, str], str] = {}     # (config, element, unit name) -> RTLIL, converted once per process
 
 
 def synth_table(config: object, *, liberty: Path | str | None = None, cache: Path | str | bool | None = None,
