@@ -31,8 +31,8 @@ class DemoConfig:
     quick: bool = field(False, help="2 training epochs, fewer images: a smoke run")
     force: bool = field(False, help="write into a folder that holds another command's output")
     source: str = field("synthesized", choices=("table", "synthesized"),
-                        help="multiply and adder-tree energies: the synthesized circuits (a Circuits section; the "
-                             "first run compiles Yosys and synthesizes) or the energy table")
+                        help="multiply, adder-tree and accumulator energies: the synthesized circuits (a Circuits "
+                             "section; the first run compiles Yosys and synthesizes) or the energy table")
     device: str = device_field(auto="CUDA for training when available; the emulation runs on the CPU")
     json: str | None = json_field()
 

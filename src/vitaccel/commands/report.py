@@ -57,8 +57,8 @@ class ReportConfig:
     energy_table: str | None = field(None, help="YAML of per-operation energies (default: 45 nm, Horowitz "
                                                 "ISSCC 2014)")
     source: str = field("table", choices=("table", "synthesized"),
-                        help="multiply and adder-tree energies: the energy table, or the synthesized circuits "
-                             "(adds a Circuits section; first run compiles Yosys and synthesizes, minutes)")
+                        help="multiply, adder-tree and accumulator energies: the energy table, or the synthesized "
+                             "circuits (adds a Circuits section; first run compiles Yosys and synthesizes, minutes)")
     out: str = field("vitaccel-report", help="report folder")
     force: bool = field(False, help="write into a folder that holds another command's output")
     batch_size: int = field(128, check=_at_least_one,
