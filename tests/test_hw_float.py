@@ -190,8 +190,8 @@ def _g(x: float):
 
 
 def normaliser_vectors(bits: int, lo: int, rng: random.Random) -> list[int]:
-    """Signed ``bits``-wide sums: random, ties and near-ties with the rest far below the 27-bit
-    window, results that are subnormal, overflow or zero."""
+    """Signed ``bits``-wide sums: random, ties and near-ties with the rest far below the leading
+    one, results that are subnormal, overflow or zero."""
     top = bits - 2
     xs = [0, 1, -1, 2 ** top, -(2 ** top), 2 ** (bits - 1) - 1]
     for _ in range(150):
@@ -207,7 +207,7 @@ def normaliser_vectors(bits: int, lo: int, rng: random.Random) -> list[int]:
 
 
 @pytest.mark.parametrize("bits, lo", [(80, -60), (529, -266), (40, -149 - 30), (33, 100)])
-def test_windowed_normaliser_rounds_like_golden(bits, lo):
+def test_normaliser_rounds_like_golden(bits, lo):
     from vitaccel.hw.float_tree import Normaliser
 
     rng = random.Random(bits)

@@ -10,7 +10,7 @@ from amaranth.lib.wiring import In, Out
 
 from vitaccel.arith.config import FloatDatapath
 from vitaccel.arith.formats import FloatFormat
-from vitaccel.hw.common import absolute, check_width, clog2, leading_one, shift_right_sticky
+from vitaccel.hw.common import check_width, clog2, leading_one, shift_right_sticky
 from vitaccel.hw.float_lane import exp_range, product_layout
 from vitaccel.hw.fp32 import INF, NAN, round_to_f32
 from vitaccel.hw.tree import balanced_sum
@@ -90,21 +90,12 @@ class ExactAligner(wiring.Component):
         return m
 
 
-WINDOW = 27     # bits a wide sum keeps from its leading one before rounding: 24 + guard + round + sticky
-
-
 class Normaliser(wiring.Component):
     """``y`` = float32 bits of ``x * 2^exp`` (nearest even), ``exp`` a port or, given ``fixed_exp``,
-    a constant inside the block (the exact tree's quantum), so that no constant crosses its boundary.
-
-    A sum wider than ``WINDOW + 1`` bits is first cut to the ``WINDOW`` bits from its leading one,
-    the bits below ORed into the lowest kept bit, and the exponent raised by the shift: float32
-    rounds at least 3 bits above that bit (24 significant bits, fewer when subnormal), so the jammed
-    bit decides only "anything below the round bit" exactly as the dropped bits would. Rounding then
-    works on 28 bits, not on the whole exponent span (bf16's exact sum is 529 bits)."""
+    a constant inside the block (the exact tree's quantum), so that no constant crosses its boundary."""
 
     def __init__(self, bits: int, exp_bits: int, fixed_exp: int | None = None) -> None:
-        self.bits, self.exp_bits, self.fixed_exp = bits, exp_bits, fixed_exp
+        self.exp_bits, self.fixed_exp = exp_bits, fixed_exp
         ports = {"x": In(signed(bits)), "y": Out(32)}
         if fixed_exp is None:
             ports["exp"] = In(signed(exp_bits))
@@ -113,21 +104,7 @@ class Normaliser(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         exp = self.exp if self.fixed_exp is None else Const(self.fixed_exp, signed(self.exp_bits))
-        if self.bits <= WINDOW + 1:
-            m.d.comb += self.y.eq(round_to_f32(m, self.x, exp, "round"))
-            return m
-        w = self.bits
-        mag = Signal(w, name="mag")
-        m.d.comb += mag.eq(absolute(self.x))
-        pos = leading_one(m, mag, "lead")
-        drop = Signal(range(w), name="drop")
-        m.d.comb += drop.eq(Mux(pos > WINDOW - 1, pos - (WINDOW - 1), 0))
-        kept, sticky = shift_right_sticky(m, mag, drop, "window")
-        small = Signal(signed(WINDOW + 1), name="small")
-        m.d.comb += small.eq(Mux(self.x < 0, -(kept[:WINDOW] | sticky), kept[:WINDOW] | sticky))
-        lifted = Signal(signed(max(self.exp_bits, clog2(w)) + 2), name="lifted")
-        m.d.comb += lifted.eq(exp + drop)
-        m.d.comb += self.y.eq(round_to_f32(m, small, lifted, "round"))
+        m.d.comb += self.y.eq(round_to_f32(m, self.x, exp, "round"))
         return m
 
 
