@@ -213,17 +213,21 @@ def bench_vit(args: argparse.Namespace, rows: list[dict]) -> None:
                               **({} if ops is None else {"ops": ops}))
             row[label] = report.agreement
             row["accuracy " + label] = report.accuracy
+            row["sqnr " + label] = report.output_sqnr_db
         row["float32 accuracy"] = report.reference_accuracy
         rows.append(row)
         print(row, flush=True)
 
 
-def table(rows: list[dict], metric: str) -> str:
-    lines = [f"| model | config | activation scales | calibration | smooth | {metric}: linear only | all matmuls |",
-             "|---|---|---|---|---|---|---|"]
+def table(rows: list[dict], metric: str, extra: tuple[tuple[str, str, str], ...] = ()) -> str:
+    """Markdown rows: ``metric`` linear only and all matmuls, then ``extra`` (header, row key prefix, format)."""
+    heads = "".join(f" {h}: linear only | all matmuls |" for h, _, _ in extra)
+    lines = [f"| model | config | activation scales | calibration | smooth | {metric}: linear only | all matmuls |"
+             + heads, "|---|---|---|---|---|---|---|" + "---|---|" * len(extra)]
     for r in rows:
         cells = [r["model"], r["config"], r["granularity"], r["method"], "-" if r["smooth"] is None else r["smooth"],
-                 *("-" if r[k] is None else f"{r[k]:.4f}" for k in OPS)]
+                 *("-" if r[k] is None else f"{r[k]:.4f}" for k in OPS),
+                 *(f"{r[prefix + k]:{spec}}" for _, prefix, spec in extra for k in OPS)]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     return "\n".join(lines)
 
@@ -274,8 +278,9 @@ def main() -> None:
     if args.vit and args.only != "minilm":
         vit: list[dict] = []
         bench_vit(args, vit)
-        print("\ndemo ViT on digits, top-1 agreement with float32 (validation split, calibrated on training images):")
-        print(table(vit, "top-1 agreement"))
+        print("\ndemo ViT on digits, top-1 agreement with float32 and logit SQNR (validation split, calibrated on "
+              f"training images; float32 top-1 {vit[0]['float32 accuracy']:.4f}):")
+        print(table(vit, "top-1 agreement", (("logit SQNR dB", "sqnr ", ".1f"), ("top-1", "accuracy ", ".4f"))))
         rows += vit
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
