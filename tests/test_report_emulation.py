@@ -66,4 +66,5 @@ def test_runs_record_per_op_what_was_emulated_and_how(student):
     assert ["int8", "blocks.*.attn.qkv", "linear", "2", "fast (bit-exact)",
             "a per-tensor mse, w per-channel, smooth 0.5"] in rows
     assert emulation_section({"runs": [{**runs[0], "ops": []}]}) is None  # nothing recorded: no section
+    assert emulation_section({"runs": [{**runs[0], "tier": "reference (float32)"}]}) is None  # fp32: nothing to say
     assert emulation_section in SECTIONS

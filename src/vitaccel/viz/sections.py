@@ -113,10 +113,12 @@ def _calibration(results: dict) -> str:
 
 
 def emulation_section(results: dict) -> Section | None:
-    """Per accelerator, which ops ran emulated (tier, operand scales) and which native (why), from
-    the dense runs (``op_summary`` rows; None for results of runs that did not record them)."""
+    """Per accelerator but the float32 reference, which ops ran emulated (tier, operand scales) and
+    which native (why), from the dense runs (``op_summary`` rows; None for results of runs that did
+    not record them)."""
     rows = [[r["accelerator"], o["op"], o["kind"], str(o["count"]), o["tier"], o["scales"]]
-            for r in results["runs"] if r["density"] == "dense" for o in r.get("ops", [])]
+            for r in results["runs"] if r["density"] == "dense" and not r["tier"].startswith("reference")
+            for o in r.get("ops", [])]
     if not rows:
         return None
     em = results.get("emulation") or {}
