@@ -8,12 +8,16 @@
    with dynamic per-token scales, with and without SmoothQuant (alpha 0.5), on linear layers
    only and on every matmul (attention's two products too); torchao int8 (dynamic per-token
    activations + int8 weights, and int8 weight-only; linear layers only) on the same model and
-   sentences in the same run.
-2. The demo's ViT (``vitaccel train --config digits-teacher``) on digits: calibrated on training
-   images, evaluated on the validation split; top-1 agreement with float32 and accuracy.
+   sentences in the same run. Besides the presets, two named variants of int8-lot4 that differ
+   only in how the 4 kept activation bits are rounded (``VARIANTS``: nearest, plain truncation);
+   per token, the nearest one is the shipped ``int8-lot4n-dyn``.
+2. A demo ViT on digits (the trained SaiT student that ``vitaccel demo`` caches, run dense, or any
+   ``vitaccel train`` checkpoint): calibrated on training images, evaluated on the validation
+   split; top-1 agreement with float32 and accuracy.
 
     pip install -e .[bench]
-    HF_HUB_OFFLINE=1 python benchmarks/bench_calibration.py --vit runs/digits-teacher/last.pt
+    HF_HUB_OFFLINE=1 python benchmarks/bench_calibration.py --only minilm
+    python benchmarks/bench_calibration.py --only vit --vit ~/.cache/vitaccel/demo/sait-s0/last.pt
     HF_HUB_OFFLINE=1 python benchmarks/bench_calibration.py --quick      # fewer sentences and runs
 
 Targets (issue 19), calibrated on held-out inputs: every matmul emulated, int8 min cosine
@@ -41,11 +45,20 @@ import torch.nn.functional as F
 from vitaccel.arith import AcceleratorConfig
 from vitaccel.emulate import calibrate, emulate, evaluate
 
-PRESETS = ("int8", "int8-lot4", "int8-lot4-psum")
+PRESETS = ("int8", "int8-lot4", "int8-lot4n", "int8-lot4t", "int8-lot4-psum")
+# Configs of the study that are not shipped presets: (base preset, int_datapath changes, what hardware it is).
+# int8-lot4n per token is the shipped int8-lot4n-dyn preset.
+VARIANTS = {"int8-lot4n": ("int8-lot4", {"keep_rounding": "nearest"},
+                           "int8-lot4 with the 4 kept activation bits rounded to nearest (half up, a carry "
+                           "renormalises) instead of the lowest forced to 1: an incrementer before the 4 x 8 "
+                           "multiplier"),
+            "int8-lot4t": ("int8-lot4", {"keep_rounding": "truncate"},
+                           "int8-lot4 with the 4 kept activation bits plainly truncated (the bits below dropped, "
+                           "no forced 1)")}
 METHODS = ("max", "percentile", "mse")
 SMOOTH = (None, 0.5)
 OPS = {"linear only": ("linear",), "all matmuls": None}
-TARGETS = {"int8": 0.995, "int8-lot4": 0.99}
+TARGETS = {"int8": 0.995, "int8-lot4": 0.99, "int8-lot4n": 0.99, "int8-lot4t": 0.99}
 _MODULES = ("json", "csv", "argparse", "logging", "unittest", "collections", "itertools", "functools", "pathlib",
             "subprocess", "threading", "asyncio", "email", "http.client", "urllib.request", "sqlite3", "decimal",
             "fractions", "statistics", "random", "datetime", "calendar", "textwrap", "string", "re", "shutil",
@@ -73,12 +86,22 @@ def sentences(n: int, seed: int = 0) -> list[str]:
     return pool[:n]
 
 
+def per_tensor(name: str) -> AcceleratorConfig:
+    """Preset ``name``, or the named study variant ``VARIANTS[name]`` of a preset (per-tensor scales)."""
+    if name in AcceleratorConfig.presets():
+        return AcceleratorConfig.preset(name)
+    base, changes, what = VARIANTS[name]
+    config = AcceleratorConfig.preset(base)
+    return config.replace(name=name, description=what,
+                          int_datapath=dataclasses.replace(config.int_datapath, **changes))
+
+
 def per_token(name: str) -> AcceleratorConfig:
-    """Preset ``name`` with dynamic per-token activation scales (the shipped ``-dyn`` preset where there is one)."""
+    """``per_tensor(name)`` with dynamic per-token activation scales (the shipped ``-dyn`` preset if any)."""
     if f"{name}-dyn" in AcceleratorConfig.presets():
         return AcceleratorConfig.preset(f"{name}-dyn")
-    config = AcceleratorConfig.preset(name)
-    return config.replace(name=f"{name}-dyn",
+    config = per_tensor(name)
+    return config.replace(name=f"{name}-dyn", description=config.description + "; per-token activation scales",
                           int_datapath=dataclasses.replace(config.int_datapath, activation_scale="per_token"))
 
 
@@ -119,6 +142,9 @@ SELECTED = {"int8": [("per_tensor", m, None) for m in METHODS] + [("per_tensor",
                                                                   ("per_token", "dynamic", 0.5)],
             "int8-lot4": [("per_tensor", "percentile", None), ("per_tensor", "mse", None), ("per_tensor", "mse", 0.5),
                           ("per_token", "dynamic", None), ("per_token", "dynamic", 0.5)],
+            "int8-lot4n": [("per_tensor", "mse", None), ("per_tensor", "mse", 0.5), ("per_token", "dynamic", None),
+                           ("per_token", "dynamic", 0.5)],
+            "int8-lot4t": [("per_tensor", "mse", None), ("per_token", "dynamic", 0.5)],
             "int8-lot4-psum": [("per_tensor", "mse", 0.5), ("per_token", "dynamic", 0.5)]}
 
 
@@ -128,7 +154,7 @@ def runs(presets: tuple[str, ...], full: bool) -> list[tuple[AcceleratorConfig, 
     for name in presets:
         grid = [(g, m, s) for s in SMOOTH for g, m in [("per_tensor", m) for m in METHODS] + [("per_token", "dynamic")]]
         for granularity, method, smooth in (grid if full else SELECTED[name]):
-            config = AcceleratorConfig.preset(name) if granularity == "per_tensor" else per_token(name)
+            config = per_tensor(name) if granularity == "per_tensor" else per_token(name)
             out.append((config, granularity, method, smooth))
     return out
 
@@ -187,17 +213,21 @@ def bench_vit(args: argparse.Namespace, rows: list[dict]) -> None:
                               **({} if ops is None else {"ops": ops}))
             row[label] = report.agreement
             row["accuracy " + label] = report.accuracy
+            row["sqnr " + label] = report.output_sqnr_db
         row["float32 accuracy"] = report.reference_accuracy
         rows.append(row)
         print(row, flush=True)
 
 
-def table(rows: list[dict], metric: str) -> str:
-    lines = [f"| model | config | activation scales | calibration | smooth | {metric}: linear only | all matmuls |",
-             "|---|---|---|---|---|---|---|"]
+def table(rows: list[dict], metric: str, extra: tuple[tuple[str, str, str], ...] = ()) -> str:
+    """Markdown rows: ``metric`` linear only and all matmuls, then ``extra`` (header, row key prefix, format)."""
+    heads = "".join(f" {h}: linear only | all matmuls |" for h, _, _ in extra)
+    lines = [f"| model | config | activation scales | calibration | smooth | {metric}: linear only | all matmuls |"
+             + heads, "|---|---|---|---|---|---|---|" + "---|---|" * len(extra)]
     for r in rows:
         cells = [r["model"], r["config"], r["granularity"], r["method"], "-" if r["smooth"] is None else r["smooth"],
-                 *("-" if r[k] is None else f"{r[k]:.4f}" for k in OPS)]
+                 *("-" if r[k] is None else f"{r[k]:.4f}" for k in OPS),
+                 *(f"{r[prefix + k]:{spec}}" for _, prefix, spec in extra for k in OPS)]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     return "\n".join(lines)
 
@@ -228,12 +258,12 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--vit", help="demo ViT checkpoint (vitaccel train --config digits-teacher); omitted: no ViT rows")
     p.add_argument("--calib-images", type=int, default=256, help="ViT calibration images (training split)")
-    p.add_argument("--quick", action="store_true", help="16 + 16 sentences, int8 and int8-lot4 only")
+    p.add_argument("--quick", action="store_true", help="16 + 16 sentences, int8, int8-lot4 and int8-lot4n only")
     p.add_argument("--full", action="store_true", help="every preset x method x granularity x smoothing")
     p.add_argument("--only", choices=("minilm", "vit"), help="run one of the two models only")
     p.add_argument("--json", help="also write every row here")
     args = p.parse_args()
-    args.presets = PRESETS[:2] if args.quick else PRESETS
+    args.presets = PRESETS[:3] if args.quick else PRESETS
     if args.quick:
         args.calib, args.eval = 16, 16
     torch.manual_seed(0)
@@ -248,8 +278,9 @@ def main() -> None:
     if args.vit and args.only != "minilm":
         vit: list[dict] = []
         bench_vit(args, vit)
-        print("\ndemo ViT on digits, top-1 agreement with float32 (validation split, calibrated on training images):")
-        print(table(vit, "top-1 agreement"))
+        print("\ndemo ViT on digits, top-1 agreement with float32 and logit SQNR (validation split, calibrated on "
+              f"training images; float32 top-1 {vit[0]['float32 accuracy']:.4f}):")
+        print(table(vit, "top-1 agreement", (("logit SQNR dB", "sqnr ", ".1f"), ("top-1", "accuracy ", ".4f"))))
         rows += vit
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")

@@ -118,6 +118,16 @@ CASES = {
                                     r"--accelerators: accelerator preset 'nope' is unknown; choose one of"),
     "report: missing energy table": ([R, "--checkpoint", "{ckpt}", "--energy-table", "{missing}", "--out", "{out}"],
                                      r"--energy-table: config file '.*missing.pt' does not exist"),
+    "report: unknown calibration method": ([R, "--checkpoint", "{ckpt}", "--calib-method", "minmax", "--out", "{out}"],
+                                           r"--calib-method: value 'minmax' is not allowed; choose one of "
+                                           r"\['max', 'percentile', 'mse'\]"),
+    "report: smooth out of range": ([R, "--checkpoint", "{ckpt}", "--smooth", "1.5", "--out", "{out}"],
+                                    r"--smooth: value 1.5 is not allowed; a SmoothQuant alpha in \[0, 1\]"),
+    "report: smooth not a number": ([R, "--checkpoint", "{ckpt}", "smooth=half", "--out", "{out}"],
+                                    r"smooth: value 'half' is not allowed"),
+    "report: unknown op kind": ([R, "--checkpoint", "{ckpt}", "--ops", "linear,conv", "--out", "{out}"],
+                                r"--ops: value \['linear', 'conv'\] is not allowed; unknown op kinds \['conv'\]; "
+                                r"choose from \['linear', 'conv2d', 'matmul', 'attention'\]"),
     "report: unwritable out": ([R, "--checkpoint", "{ckpt}", "--out", "{unwritable}"],
                                r"--out: folder '.*blocker/out' is not writable"),
     "report: wrong image size": ([R, "--checkpoint", "{ckpt}", "data.img_size=32", "--out", "{out}"],

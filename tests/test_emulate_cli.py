@@ -85,4 +85,25 @@ def test_calibration_options_and_linear_only(capsys):
     assert "op kind 'attention' not in ops" in out
     assert main(["emulate", "--model", "vit_pico_patch4_32", "--accelerator", "int8", "--data", "digits",
                  "--batches", "1", "--smooth", "1.5"]) == 2
-    assert "smooth: alpha 1.5 is not allowed; a number in [0, 1]" in capsys.readouterr().err
+    assert "--smooth: value 1.5 is not allowed; a SmoothQuant alpha in [0, 1]" in capsys.readouterr().err
+    assert main(["emulate", "--model", "vit_pico_patch4_32", "--accelerator", "int8", "--data", "digits",
+                 "--batches", "1", "--ops", "linear,attn"]) == 2
+    assert "--ops: value ['linear', 'attn'] is not allowed; unknown op kinds ['attn']" in capsys.readouterr().err
+
+
+def test_emulate_and_report_share_the_calibration_keys():
+    """One definition of calib_method, smooth and ops (same help, same checks) in both commands, and
+    the CLI's spelling of the calibration methods is the emulator's."""
+    import dataclasses
+
+    from vitaccel.commands._shared import CALIB_METHODS
+    from vitaccel.commands.emulate import EmulateConfig
+    from vitaccel.commands.report import ReportConfig
+    from vitaccel.emulate.calibration import METHODS
+
+    assert CALIB_METHODS == METHODS
+    fields = [{f.name: f for f in dataclasses.fields(c)} for c in (EmulateConfig, ReportConfig)]
+    for key in ("calib_method", "smooth", "ops"):
+        a, b = fields[0][key], fields[1][key]
+        assert a.metadata["help"] == b.metadata["help"] and a.metadata["choices"] == b.metadata["choices"]
+        assert a.metadata["check"] is b.metadata["check"]

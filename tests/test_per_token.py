@@ -26,7 +26,7 @@ def _check_all_tiers(a, b, config, **scales):
     return expected
 
 
-@pytest.mark.parametrize("preset", ["int8-dyn", "int8-lot4-dyn"])
+@pytest.mark.parametrize("preset", ["int8-dyn", "int8-lot4-dyn", "int8-lot4n-dyn"])
 @pytest.mark.parametrize("shape", [(3, 150, 5), (4, 21, 3), (1, 1, 1), (5, 64, 2)])
 def test_per_token_presets_equal_golden(preset, shape):
     config = AcceleratorConfig.preset(preset)

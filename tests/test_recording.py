@@ -60,6 +60,22 @@ def test_int_codes_are_the_quantised_operands(model):
         assert any((col == qw[:, j]).all() for j in range(qw.shape[1]))
 
 
+def test_per_token_codes_scale_each_row_and_each_activation_column(model):
+    """int8-dyn: the fc activation's rows and attention's second operand's columns each on their own
+    scale, as emulated_matmul quantises them; weights per output channel as before."""
+    x = torch.randn(2, 3, 8, 8)
+    x[1] *= 1e-3                                            # a quiet image: per tensor its row would be ~0
+    rec = record(model, x, "int8-dyn", rows=6)
+    act = torch.relu(model.conv(x).flatten(1)[:, :40])
+    rows = [rec.a["fc"][r:r + 3].reshape(-1)[:40] for r in range(0, 6, 3)]
+    own = [quantize_int(act[i:i + 1], 8)[0][0].numpy() for i in range(2)]
+    assert all(any((row == q).all() for q in own) for row in rows)
+    assert not (quantize_int(act, 8)[0][1] == torch.from_numpy(own[1])).all()   # per tensor would differ
+    v = model.fc(act).reshape(2, 2, 2, 2)                    # attention's value: b of sdpa0.av, K = 2
+    cols = {tuple(quantize_int(v[i, h, :, n], 8)[0].tolist()) for i in range(2) for h in range(2) for n in range(2)}
+    assert {tuple(r[:2].tolist()) for r in rec.b["sdpa0.av"]} <= cols
+
+
 def test_float_codes_are_format_bit_patterns(model):
     x = torch.randn(2, 3, 8, 8)
     rec = record(model, x, "fp13", rows=8)

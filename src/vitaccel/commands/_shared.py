@@ -24,6 +24,40 @@ def device_field(auto: str = "CUDA when available") -> Any:
     return field("auto", choices=("auto", "cpu", "cuda"), help=f"auto: {auto}; cuda without CUDA is an error")
 
 
+# vitaccel.emulate.calibration.METHODS, spelled here so that the CLI's help needs no torch (a test keeps them equal)
+CALIB_METHODS = ("max", "percentile", "mse")
+
+
+def _alpha(v: float) -> str | None:
+    return None if 0.0 <= v <= 1.0 else "a SmoothQuant alpha in [0, 1] is required (or null for no migration)"
+
+
+def _op_kinds(v: list[str]) -> str | None:
+    from vitaccel.emulate.options import OP_KINDS
+
+    unknown = [k for k in v if k not in OP_KINDS]
+    return f"unknown op kinds {unknown}; choose from {list(OP_KINDS)}" if unknown else None
+
+
+def calib_method_field() -> Any:
+    """The ``calib_method`` key of the commands that emulate integer datapaths."""
+    return field("max", choices=CALIB_METHODS, help="activation range per product (per_tensor integer datapaths), "
+                                                    "measured on calibration data held apart from the evaluated data")
+
+
+def smooth_field() -> Any:
+    """The ``smooth`` key of the commands that emulate integer datapaths."""
+    return field(None, check=_alpha, help="SmoothQuant migration strength in [0, 1] for products with weights "
+                                          "(integer datapaths)")
+
+
+def ops_field() -> Any:
+    """The ``ops`` key of the commands that emulate: which op kinds run on the accelerator."""
+    return field(default_factory=list, check=_op_kinds, help="op kinds that run emulated (default: all of "
+                                                             "linear,conv2d,matmul,attention; e.g. linear: linear "
+                                                             "layers only)")
+
+
 def json_field() -> Any:
     """The ``json`` key, the same in every command."""
     return field(None, help="also write the results as JSON to this file")

@@ -16,7 +16,9 @@ from pathlib import Path
 from vitaccel.commands._shared import claim_out, device_field, json_field, progress
 from vitaccel.configtools import Flag, add_config_arguments, config_from_args, field
 
-DEFAULT_ACCELERATORS = ("fp32", "fp13", "bf16", "int8", "int8-lot4", "int8-lot4-psum")
+# int8-dyn / int8-lot4n-dyn: the best integer calibration on real transformers (per-token scales, and
+# for 4-bit truncation rounded to nearest; benchmarks/bench_calibration.py)
+DEFAULT_ACCELERATORS = ("fp32", "fp13", "bf16", "int8", "int8-dyn", "int8-lot4", "int8-lot4n-dyn", "int8-lot4-psum")
 # Keys of a training config that do not change its results: a cache trained with others is reused.
 NOT_RESULTS = ("progress",)
 

@@ -11,7 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
-from vitaccel.commands._shared import check_fits, device_field, json_field, progress
+from vitaccel.commands._shared import (
+    calib_method_field,
+    check_fits,
+    device_field,
+    json_field,
+    ops_field,
+    progress,
+    smooth_field,
+)
 from vitaccel.configtools import Flag, add_config_arguments, config_from_args, field
 from vitaccel.errors import ConfigError, EmulateError
 
@@ -44,12 +52,9 @@ class EmulateConfig:
     fast: bool = field(False, help="exact=False: native accumulation order, much faster")
     calib_batches: int = field(4, check=_at_least_one, help="calibration batches (integer datapaths), taken before "
                                                             "and held apart from the evaluated ones")
-    calib_method: str = field("max", choices=("max", "percentile", "mse"),
-                              help="activation range per product (per_tensor integer datapaths)")
-    smooth: float | None = field(None, help="SmoothQuant migration strength in [0, 1] for products with weights "
-                                            "(integer datapaths)")
-    ops: list[str] = field(default_factory=list, help="op kinds that run emulated (default: all of linear,conv2d,"
-                                                      "matmul,attention; e.g. linear: linear layers only)")
+    calib_method: str = calib_method_field()
+    smooth: float | None = smooth_field()
+    ops: list[str] = ops_field()
     skip: list[str] = field(default_factory=list, help="fnmatch patterns of ops to run native, e.g. head,blocks.0.*")
     pretrained: bool = field(False, help="timm pretrained weights (needs them cached)")
     seed: int = field(0, help="seed of the data split and of random inputs")

@@ -19,7 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vitaccel.commands._shared import check_fits, claim_out, device_field, json_field, progress, write_json
+from vitaccel.commands._shared import (
+    calib_method_field,
+    check_fits,
+    claim_out,
+    device_field,
+    json_field,
+    ops_field,
+    progress,
+    smooth_field,
+    write_json,
+)
 from vitaccel.configtools import Flag, add_config_arguments, config_from_args, field
 from vitaccel.errors import ConfigError
 
@@ -63,6 +73,9 @@ class ReportConfig:
     force: bool = field(False, help="write into a folder that holds another command's output")
     batch_size: int = field(128, check=_at_least_one,
                             help="images per batch (one batch of training images calibrates int presets)")
+    calib_method: str = calib_method_field()
+    smooth: float | None = smooth_field()
+    ops: list[str] = ops_field()
     device: str = device_field(auto="the CPU (emulation on CUDA is not supported yet)")
     json: str | None = json_field()
 
@@ -70,8 +83,8 @@ class ReportConfig:
 FLAGS = (Flag("--checkpoint", "checkpoint"), Flag("--accelerators", "accelerators"), Flag("--rule", "rule"),
          Flag("--values", "values"), Flag("--max-images", "max_images"), Flag("--fast", "fast", switch=True),
          Flag("--energy-table", "energy_table"), Flag("--source", "source"), Flag("--out", "out"),
-         Flag("--force", "force", switch=True),
-         Flag("--batch-size", "batch_size"), Flag("--device", "device"), Flag("--json", "json"))
+         Flag("--force", "force", switch=True), Flag("--calib-method", "calib_method"), Flag("--smooth", "smooth"),
+         Flag("--ops", "ops"), Flag("--batch-size", "batch_size"), Flag("--device", "device"), Flag("--json", "json"))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -189,10 +202,42 @@ def _widths(config: Any) -> tuple[str, str]:
     return mult, tree
 
 
+@dataclass(frozen=True)
+class Emulation:
+    """How the report emulates: the calibration of integer presets and which op kinds run emulated
+    (the ``calib_method``, ``smooth`` and ``ops`` keys; empty ``ops``: every kind)."""
+
+    calib_method: str = "max"
+    smooth: float | None = None
+    ops: tuple[str, ...] = ()
+
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments of ``vitaccel.emulate.evaluate``."""
+        return {"calib_method": self.calib_method, "smooth": self.smooth, **({"ops": self.ops} if self.ops else {})}
+
+
+def op_summary(report: Any) -> list[dict]:
+    """What an emulation report says ran emulated (with which tier and scales) and what ran native
+    (and why), ops alike but for their block number folded into one row (``blocks.*.attn.qkv``)."""
+    import re
+
+    rows: dict[tuple, dict] = {}
+    for emulated, items in ((True, report.ops), (False, report.native)):
+        for r in items:
+            how = f"{r.tier} ({'bit-exact' if r.exact else 'native order'})" if emulated else "native float32"
+            detail = (r.scales or "-") if emulated else r.reason
+            key = (re.sub(r"\.\d+\.", ".*.", r.name), r.kind, how, detail)
+            rows.setdefault(key, {"op": key[0], "kind": r.kind, "emulated": emulated, "tier": how, "scales": detail,
+                                  "count": 0})["count"] += 1
+    return list(rows.values())
+
+
 def accelerator_runs(student: Student, accelerators: list[str], settings: list[tuple[str, Any]],
-                     shapes: dict[str, list], table: Any, exact: bool, circuits: Any = None) -> list[dict]:
-    """Emulate the student on each accelerator at each density and cost it: one dict per run; with
-    ``circuits`` (``viz.circuits.CircuitCosts``) multiply and add energies come from the synthesized units."""
+                     shapes: dict[str, list], table: Any, exact: bool, circuits: Any = None,
+                     emulation: Emulation = Emulation()) -> list[dict]:
+    """Emulate the student on each accelerator at each density and cost it: one dict per run (``ops``:
+    ``op_summary`` of its emulation); with ``circuits`` (``viz.circuits.CircuitCosts``) multiply and add
+    energies come from the synthesized units."""
     from vitaccel import emulate
     from vitaccel.arith import AcceleratorConfig
     from vitaccel.measure.hardware import cost
@@ -206,7 +251,7 @@ def accelerator_runs(student: Student, accelerators: list[str], settings: list[t
         for label, setting in settings:
             set_density(student.model, setting)
             report = emulate.evaluate(student.model, config, student.loader, exact=exact, calib_batches=1,
-                                      calib_data=student.calib)
+                                      calib_data=student.calib, **emulation.options())
             c = cost(shapes[label], config, table,
                      **(circuits.cost_options(name) if circuits else {})).scaled(1 / n_images)
             tier = "reference (float32)" if report.tier == "native" else \
@@ -218,7 +263,7 @@ def accelerator_runs(student: Student, accelerators: list[str], settings: list[t
                    "energy_uj": c.energy_total_pj / 1e6,
                    **{f"{k}_uj": v / 1e6 for k, v in c.energy_pj.items()},
                    "psum_kb": moved / 8e3, "psum_ratio": moved / max(c.psum_bits_uncompressed, 1),
-                   "operand_kb": c.operand_bits / 8e3}
+                   "operand_kb": c.operand_bits / 8e3, "ops": op_summary(report)}
             runs.append(run)
             print(f"  {name:16s} {label:10s} top-1 {run['top1']:6.2f}%  energy {run['energy_uj']:8.3f} µJ")
     return runs
@@ -264,17 +309,19 @@ def figures(student: Student, results: dict, densities: list[tuple[str, float]],
 
 
 def compute_results(student: Student, out_dir: Path, accelerators: list[str], densities: list[tuple[str, float]],
-                    exact: bool = True, energy_table: str | None = None, source: str = "table") -> dict:
+                    exact: bool = True, energy_table: str | None = None, source: str = "table",
+                    emulation: Emulation = Emulation()) -> dict:
     """Every number of the report for one student, as a plain dict (what ``results.json`` holds), with
     the figures written into ``out_dir``. ``source="synthesized"`` costs multiplies and adds from the
-    synthesized circuits and adds their section (``results["circuits"]``)."""
+    synthesized circuits and adds their section (``results["circuits"]``); ``emulation`` says how
+    integer presets are calibrated and which op kinds run emulated (``results["emulation"]``)."""
     from vitaccel.measure.hardware import ASSUMPTIONS, EnergyTable
 
     table = EnergyTable.load(energy_table)
     results: dict[str, Any] = {"provenance": provenance(student, table.source), "accelerators": accelerators,
                                "reference": REFERENCE if REFERENCE in accelerators else None,
                                "exact": exact, "images": len(student.images), "assumptions": list(ASSUMPTIONS),
-                               "figures": {}}
+                               "figures": {}, "emulation": dataclasses.asdict(emulation)}
     print(f"densities on {len(student.images)} validation images ...")
     results["densities"] = density_rows(student, densities)
     settings = [("dense", None)] + [(f"{r}={v:g}", (r, v)) for r, v in densities[::max(1, len(densities) // 2)]]
@@ -286,7 +333,7 @@ def compute_results(student: Student, out_dir: Path, accelerators: list[str], de
         print("circuits: synthesis and switching energy of every preset ...")
         circuits = hw_view.measure_student(student, accelerators, progress=progress())
         results["energy_source"] = hw_view.source_note(circuits)
-    results["runs"] = accelerator_runs(student, accelerators, settings, shapes, table, exact, circuits)
+    results["runs"] = accelerator_runs(student, accelerators, settings, shapes, table, exact, circuits, emulation)
     figures(student, results, densities, out_dir)
     if circuits is not None:
         section = hw_view.circuits_section(circuits, results["runs"], shapes, len(student.images), table, out_dir)
@@ -362,6 +409,7 @@ def run_report(cfg: ReportConfig) -> int:
     student = load_student(Path(cfg.checkpoint), cfg.data, cfg.max_images, cfg.batch_size)
     out_dir = claim_out(cfg.out, "report", cfg.force)
     results = compute_results(student, out_dir, cfg.accelerators, [(cfg.rule, v) for v in cfg.values],
-                              exact=not cfg.fast, energy_table=cfg.energy_table, source=cfg.source)
+                              exact=not cfg.fast, energy_table=cfg.energy_table, source=cfg.source,
+                              emulation=Emulation(cfg.calib_method, cfg.smooth, tuple(cfg.ops)))
     finish(results, out_dir, f"vitaccel report: {cfg.checkpoint}", cfg.json)
     return 0

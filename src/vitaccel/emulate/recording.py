@@ -4,9 +4,11 @@ per op, while the model runs native (an ``Engine`` of ``capture.py``).
 Every matrix product of a captured op (``ops`` writes each op as products ``a @ b``) is sampled:
 ``rows`` groups of G consecutive K elements, taken output by output (seeded random outputs, every
 group of each in K order, as the adder tree takes them), K zero-padded to a multiple of G. The
-codes are what the lanes' ports take: quantised integers for an int config (activations one scale
-per tensor, weights one per output channel: the scale of max calibration on this batch), the
-format's bit patterns for a float config. The drive for ``hw.energy.group_energies``.
+codes are what the lanes' ports take: quantised integers for an int config (weights one scale per
+output channel; activations one per tensor, the scale of max calibration on this batch, or with
+``activation_scale: per_token`` one per row, and an activation second operand one per column, as
+``emulated_matmul`` scales them), the format's bit patterns for a float config. The drive for
+``hw.energy.group_energies``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from vitaccel.arith import AcceleratorConfig, FloatFormat
-from vitaccel.arith.intpath import quantize_int
+from vitaccel.arith.intpath import finite_abs_max, quantize_int, quantize_with_scale, scale_from_max
 from vitaccel.emulate.capture import Capture, OpCall
 from vitaccel.errors import EmulateError
 
@@ -99,6 +101,9 @@ class Recorder:
         if self.config.datapath == "int":
             dp = self.config.int_datapath
             bits = dp.a_bits if which == "a" else dp.b_bits
+            if dp.activation_scale == "per_token" and not per_channel:   # a per row, b per column
+                scale = scale_from_max(finite_abs_max(x, which, dim=-1 if which == "a" else -2), bits)
+                return quantize_with_scale(x, scale, bits).long()
             return quantize_int(x, bits, axis=-1 if per_channel else None, name=which)[0].long()
         fp = self.config.float_datapath
         fmt = FloatFormat.named(fp.a_format if which == "a" else fp.b_format)

@@ -95,7 +95,7 @@ def accelerator_section(results: dict) -> Section:
         "The student on every accelerator",
         ["Each preset runs every matrix product of the student through vitaccel.arith.emulated_matmul "
          f"({'exact=True: bit-identical to the golden model' if results['exact'] else 'exact=False where allowed'})"
-         "; integer presets are calibrated (max) on one batch of training images, "
+         f"; integer presets are calibrated ({_calibration(results)}) on one batch of training images, "
          "held apart from the evaluated ones. fp32 is the reference: agreement is the "
          "fraction of top-1 predictions equal to its, SQNR compares the logits with its."],
         [(["accelerator", "density", "top-1 %", "agree %", "logit SQNR dB", "tier"], rows)],
@@ -103,6 +103,35 @@ def accelerator_section(results: dict) -> Section:
          (("accuracy_vs_energy", "Estimated energy per image of every preset x density, top-1 at each point."),
           ("multiplier_errors", "Relative error of each truncating multiplier over all int8 activation "
                                 "magnitudes (exact multipliers have none).")) if k in figs])
+
+
+def _calibration(results: dict) -> str:
+    """How integer presets were calibrated, in words (results of older runs: max, nothing else)."""
+    em = results.get("emulation") or {}
+    smooth = em.get("smooth")
+    return f"{em.get('calib_method', 'max')}" + ("" if smooth is None else f", SmoothQuant alpha {smooth:g}")
+
+
+def emulation_section(results: dict) -> Section | None:
+    """Per accelerator but the float32 reference, which ops ran emulated (tier, operand scales) and
+    which native (why), from the dense runs (``op_summary`` rows; None for results of runs that did
+    not record them)."""
+    rows = [[r["accelerator"], o["op"], o["kind"], str(o["count"]), o["tier"], o["scales"]]
+            for r in results["runs"] if r["density"] == "dense" and not r["tier"].startswith("reference")
+            for o in r.get("ops", [])]
+    if not rows:
+        return None
+    em = results.get("emulation") or {}
+    return Section(
+        "What ran emulated, and how",
+        [f"Op kinds emulated: {', '.join(em.get('ops') or []) or 'all (linear, conv2d, matmul, attention)'}; "
+         f"integer presets with per-tensor activation scales calibrated with {_calibration(results)}. Ops alike "
+         "but for their block number share a row (count). Scales: a = the activation, w = a weight (per output "
+         "channel), b = an activation second operand (attention); per-token scales are computed on the fly from "
+         "each row's max|x|. That needs a row-max unit (a max over K before quantising) and a per-row multiply "
+         "at dequantisation: neither is in the circuits nor in the cost model, so per-token presets are costed "
+         "as their per-tensor twins."],
+        [(["accelerator", "op", "kind", "count", "tier", "scales (emulated) / why native"], rows)])
 
 
 def cost_section(results: dict) -> Section:
@@ -130,4 +159,5 @@ def circuits_section(results: dict) -> Section | None:
 
 
 SECTIONS: list[Callable[[dict], Section | None]] = [
-    summary_section, provenance_section, density_section, accelerator_section, cost_section, circuits_section]
+    summary_section, provenance_section, density_section, accelerator_section, emulation_section, cost_section,
+    circuits_section]
