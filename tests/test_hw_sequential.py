@@ -249,3 +249,26 @@ def test_dot_unit_netlist_equals_golden(config, tmp_path):
     pairs = _int_operands(config, rng) if config.datapath == "int" else _float_operands(config, rng)
     got, want = dot_unit_accumulators(config, pairs, tmp_path)
     assert sum(g != w for g, w in zip(got, want)) == 0 and len(pairs) > 10
+
+
+def test_registers_start_from_their_init_values(tmp_path):
+    from amaranth import Module
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
+
+    class Counter(wiring.Component):
+        a: In(4)
+        acc: Out(4, init=5)
+
+        def elaborate(self, platform):
+            m = Module()
+            m.d.sync += self.acc.eq(self.acc + self.a)
+            return m
+
+    from vitaccel.hw.synth import synthesize
+
+    nl = synthesize(Counter(), "counter", cache=tmp_path).netlist()
+    assert sorted(nl.initial) == [0, 0, 1, 1]                           # init 5 = 0b0101
+    a = np.random.default_rng(8).integers(0, 16, 50)
+    got = nl.run({"a": a, "rst": np.zeros(50, dtype=np.int64)}).outputs["acc"][:, 0].tolist()
+    assert got == amaranth_accumulator(Counter(), {"a": a}, 50) and got[0] == 5

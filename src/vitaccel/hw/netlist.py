@@ -143,6 +143,13 @@ class Netlist:
             (y,) = cell["connections"]["Y"]
             gates.append((cell["type"], row(y), tuple(row(cell["connections"][p][0]) for p in ins)))
         self.n_rows = len(rows) - 2
+        init: dict[int, int] = {}                 # flip-flop output row -> its initial value (Yosys "init")
+        for net in module.get("netnames", {}).values():
+            value = str(net.get("attributes", {}).get("init", ""))
+            for bit, char in zip(net["bits"], reversed(value)):
+                if char in "01" and bit in rows:
+                    init[rows[bit]] = int(char)
+        self.initial = tuple(init.get(f.q, 0) for f in self.flops)
         self.gates = _topological(gates, driven, name)
         for p in self.outputs.values():
             undriven = [r for r in p.rows if r not in driven and r not in {g[1] for g in self.gates}]
@@ -215,7 +222,8 @@ class Netlist:
         (cycles, lanes) integer array (each lane an independent sequence). In cycle t the gates
         settle on the inputs of t and the state after t clock edges (``outputs[t]``); then the
         edge loads every flip-flop. ``state``: packed initial flip-flop values, (flops, words), from
-        ``final_state`` of an earlier run; all zero (Amaranth's reset values here) when None."""
+        ``final_state`` of an earlier run; the registers' initial values (``initial``, from Yosys's
+        ``init`` attributes: Amaranth's ``init``) when None."""
         clock = self.clock()
         given = {k: np.asarray(v) for k, v in inputs.items()}
         given = {k: v[:, None] if v.ndim == 1 else v for k, v in given.items()}
@@ -247,7 +255,8 @@ class Netlist:
 
         e_inv, r_inv = ones_where([f.enable_low for f in ff]), ones_where([f.reset_low for f in ff])
         value, gated = ones_where([f.value == 1 for f in ff]), ones_where([f.reset_gated for f in ff])
-        q = np.zeros((len(ff), words), dtype=np.uint64) if state is None else np.array(state, dtype=np.uint64)
+        q = ones_where([v == 1 for v in self.initial]) & np.ones((1, words), dtype=np.uint64) if state is None \
+            else np.array(state, dtype=np.uint64)
         if q.shape != (len(ff), words):
             raise HardwareError(f"netlist {self.name}: state has shape {q.shape}; ({len(ff)}, {words}) allowed")
         v = np.zeros((self.n_rows, words), dtype=np.uint64)
