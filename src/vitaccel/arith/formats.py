@@ -56,7 +56,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from vitaccel.arith import _fastcast
+from vitaccel.arith import _fastcast, _fastround
 from vitaccel.errors import UserError
 
 Rounding = Literal["nearest_even", "ties_away", "toward_zero", "up", "down", "stochastic"]
@@ -328,16 +328,22 @@ class FloatFormat:
 
         ``dtype`` (float32 by default) may be any float dtype that holds every value of the format
         exactly, e.g. ``torch.bfloat16`` for FP13: half the memory of float32, the same values.
-        For nearest_even, native float arithmetic runs where it is provably exact (the CPU speed
-        route, ``_fastcast.quantize``); otherwise the integer encoder runs.
+        For a float32 (or half, bfloat16) CPU ``x`` and a deterministic rounding, the CPU speed
+        routes give the encoder's bits without running it over the whole tensor: native casts
+        where they are provably exact for nearest_even (``_fastcast.quantize``), integer rounding
+        of the float32 bit patterns otherwise (``_fastround.quantize``); the integer encoder runs
+        for the rest (stochastic rounding, float64 input).
         """
         if isinstance(x, np.ndarray):
             return self.quantize(_from_numpy(x), rounding, generator, stochastic_bits=stochastic_bits).numpy()
         x = _check_float_input(x)
         _check_holds(self, dtype)
+        _check_rounding(rounding, generator, stochastic_bits)
         q = None
         if rounding == "nearest_even" and x.dtype == torch.float32:
             q = _fastcast.quantize(self, x)
+        if q is None and rounding != "stochastic" and x.dtype == torch.float32:
+            q = _fastround.quantize(self, x, rounding)
         if q is None:
             q = self.decode(self.encode(x, rounding, generator, stochastic_bits=stochastic_bits))
         return q if q.dtype == dtype else q.to(dtype)
