@@ -135,3 +135,26 @@ def test_scratch_is_per_thread():
     worker.start()
     worker.join()
     assert seen[0] is not _fastround._scratch()[0] and isinstance(seen[0], np.ndarray)
+
+
+# -- stochastic rounding: the encoder's draws, an integer addition before the mask ------------------
+@pytest.mark.parametrize("fmt", [FP13, FloatFormat.named("e8m7"), FloatFormat.named("e4m3"),
+                                 FloatFormat.named("e5m2fnuz"), FloatFormat.named("binary8p1"),
+                                 FloatFormat(5, 7, subnormals=False), FloatFormat(2, 1, specials="finite"),
+                                 FloatFormat(3, 12)], ids=repr)
+def test_stochastic_equals_the_encoder_with_the_same_generator(fmt, monkeypatch):
+    """Every high half-word (ties and sticky lows) plus random values, with 62-bit draws and with
+    n bits on both sides of the dropped width 23 - m: the encoder's bits, and the generator left
+    where the encoder leaves it (the same draws, made once)."""
+    calls = []
+    real = _fastround.stochastic
+    monkeypatch.setattr(_fastround, "stochastic", lambda *a: calls.append(1) or real(*a))
+    x = torch.cat([every_high_half(fmt)[::7], random_float32(20000, seed=6), torch.randn(20000)])
+    if fmt.specials == "finite":
+        x = x[~x.isnan()]
+    for n in (None, 1, 5, 16, 23, 40):
+        ours, theirs = torch.Generator().manual_seed(n or 0), torch.Generator().manual_seed(n or 0)
+        got = fmt.quantize(x, "stochastic", ours, stochastic_bits=n)
+        assert bits_equal(got, fmt.decode(fmt.encode(x, "stochastic", theirs, stochastic_bits=n))), n
+        assert torch.equal(torch.randint(0, 99, (4,), generator=ours), torch.randint(0, 99, (4,), generator=theirs))
+    assert len(calls) == 6

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from typing import NamedTuple, Protocol
+from typing import Callable, NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -58,6 +58,8 @@ class FloatFormat(Protocol):
     @property
     def negative_zero(self) -> bool: ...
     def encode(self, x: torch.Tensor, rounding: str = ...) -> torch.Tensor: ...
+    def _encode(self, x: torch.Tensor, rounding: str, stochastic_bits: int | None,
+                draws: torch.Tensor | None) -> torch.Tensor: ...
     def decode(self, codes: torch.Tensor) -> torch.Tensor: ...
 
 
@@ -130,6 +132,58 @@ def quantize(fmt: FloatFormat, x: torch.Tensor, rounding: str) -> torch.Tensor |
     if odd:
         at = np.concatenate(odd)
         ov[at] = fmt.decode(fmt.encode(torch.from_numpy(xv[at]), rounding)).numpy()
+    return out
+
+
+def stochastic(fmt: FloatFormat, x: torch.Tensor, make_draws: Callable[[], torch.Tensor],
+               stochastic_bits: int | None) -> torch.Tensor | None:
+    """``fmt.quantize(x, "stochastic")`` (contiguous float32 CPU ``x``) with the encoder's draws
+    (``make_draws()``: int64, one per value, below 2^62 or 2^stochastic_bits; called only where
+    this route applies, so the generator is not drawn from twice), as float32, or None where this
+    route does not apply. Where |x| >= fmt.min_normal the encoder drops d = 23 - m bits, so its rule
+    (up iff dropped + (draw mod 2^d) >= 2^d; with n bits, up iff (dropped >> (d - n)) + draw >= 2^n)
+    is an integer addition to the bit pattern before the mask; the values below min_normal, or
+    above max, infinities and NaN take the encoder with their own draws."""
+    plan = _plan(fmt, "toward_zero")
+    if plan is None or not x.is_cpu or x.dtype != torch.float32 or not x.is_contiguous():
+        return None
+    draws = make_draws()
+    out = torch.empty(x.shape, dtype=torch.float32)
+    n, d = x.numel(), plan.d
+    if n == 0:
+        return out
+    xv, ov, dv = x.reshape(-1).numpy(), out.reshape(-1).numpy(), draws.reshape(-1).numpy()
+    xb, ob = xv.view(np.uint32), ov.view(np.uint32)
+    tmp, key = _scratch()
+    odd: list[np.ndarray] = []
+    for start in range(0, n, _CHUNK):
+        stop = min(n, start + _CHUNK)
+        k = stop - start
+        oc, bc, dc, t, ky = ob[start:stop], xb[start:stop], dv[start:stop], tmp[:k], key[:k]
+        if stochastic_bits is None:  # + (draw mod 2^d), then the mask (int64 work, uint32 result)
+            np.bitwise_and(dc, np.int64((1 << d) - 1), out=t, casting="unsafe")
+            np.add(bc, t, out=oc)
+            np.bitwise_and(oc, plan.mask, out=oc)
+        elif stochastic_bits >= d:  # the fraction's d bits against the draw's top d: + floor(draw / 2^(n - d))
+            np.right_shift(dc, np.int64(stochastic_bits - d), out=t, casting="unsafe")
+            np.add(bc, t, out=oc)
+            np.bitwise_and(oc, plan.mask, out=oc)
+        else:  # the top n dropped bits + draw, carried into the kept part
+            np.right_shift(bc, np.uint32(d - stochastic_bits), out=oc)
+            np.copyto(t, dc, casting="unsafe")
+            np.add(oc, t, out=oc)
+            np.right_shift(oc, np.uint32(stochastic_bits), out=oc)
+            np.left_shift(oc, np.uint32(d), out=oc)
+        np.left_shift(bc, 1, out=ky)
+        if plan.plus_zero:
+            with np.errstate(invalid="ignore"):  # NaN patterns, redone by the encoder
+                np.add(ov[start:stop], np.float32(0.0), out=ov[start:stop])
+        if ky.min() < plan.small or ky.max() > plan.top_key:  # NaN's key is above top_key too
+            odd.append(start + np.flatnonzero((ky < plan.small) | (ky > plan.top_key)))
+    if odd:
+        at = np.concatenate(odd)
+        codes = fmt._encode(torch.from_numpy(xv[at]), "stochastic", stochastic_bits, torch.from_numpy(dv[at]))
+        ov[at] = fmt.decode(codes).numpy()
     return out
 
 
