@@ -1,4 +1,5 @@
-"""The CPU speed route behind ``FloatFormat.quantize`` for the deterministic roundings.
+"""The CPU speed route behind ``FloatFormat.quantize`` for every rounding (nearest_even where no
+cast route of ``_fastcast`` applies; stochastic with the encoder's draws: ``stochastic``).
 
 ``quantize(fmt, x, rounding)`` gives the same bits as ``fmt.decode(fmt.encode(x, rounding))`` for
 a contiguous float32 CPU ``x``, by integer operations on the float32 bit patterns and exact float
@@ -24,6 +25,8 @@ The pieces, with m = fmt.man_bits and d = 23 - m the float32 fraction bits a rou
 * **nearest modes** (and directed ones without subnormals, whose grid below min_normal does not
   divide the one above): the bit rounding of x on the whole piece, then the few values below
   min_normal (found by one shift and ``min`` per piece) rounded on the subnormal grid and put back.
+* **stochastic**: the encoder's draws added to the bit pattern before the toward_zero mask; values
+  below min_normal take the encoder with their draws.
 
 Where |x| <= fmt.max (checked per piece by ``min``/``max`` of x, or ``max`` of the shifted
 patterns) the result is fmt's rounding, as every rounding of such x is a value of fmt; for the few
