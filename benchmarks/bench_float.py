@@ -11,8 +11,11 @@ FP13 ``quantize`` is timed as bfloat16 storage (``dtype=torch.bfloat16``, the sa
 64), on half zeros (a ReLU's output) and on weight-like data (small values in most 256-element
 blocks: the slowest case of the cast route).
 
-``--formats`` prints instead the table of every named format x every rounding: float32
-``quantize`` of the activations over ``x.to(bfloat16)``.
+``--formats`` prints instead, for each of three shapes (activations 1576x384 randn, weights
+384x1536 N(0, 0.02), batch-64 activations 12608x384 randn), the table of every format (the named
+ones and the OCP/finite, no-subnormal and saturating variants) x every rounding: float32
+``quantize`` over ``x.to(bfloat16)`` of the same tensor, interleaved, and the FP13 nearest_even
+``dtype=bfloat16`` row of the main table next to it.
 """
 
 from __future__ import annotations
@@ -36,18 +39,37 @@ def ratio(ours: Callable, native: Callable, repeats: int) -> tuple[float, float,
     return mo / mn, mo, mn
 
 
-def format_table(reps: int) -> None:
-    """Ratio of ``FloatFormat.quantize`` (float32 result) to ``x.to(bfloat16)`` on 1576x384 randn."""
-    a = torch.randn(1576, 384, generator=torch.Generator().manual_seed(0))
+TABLE_FORMATS = {**{name: FloatFormat.named(name) for name in NAMED},
+                 "e3m2 (OCP)": FloatFormat(3, 2, specials="finite"), "e2m3 (OCP)": FloatFormat(2, 3, specials="finite"),
+                 "e2m1 (OCP)": FloatFormat(2, 1, specials="finite"), "e5m7 nosub": FloatFormat(5, 7, subnormals=False),
+                 "e5m7 sat": FloatFormat(5, 7, saturate=True), "e4m3 finite": FloatFormat(4, 3, specials="finite")}
+
+
+def format_table(reps: int, quick: bool) -> None:
+    """Ratio of ``FloatFormat.quantize`` (float32 result) to ``x.to(bfloat16)`` of the same tensor,
+    every format x rounding, on activations, weights and batch-64 activations."""
+    g = torch.Generator().manual_seed(0)
+    shapes = {"activations 1576x384 randn": torch.randn(1576, 384, generator=g),
+              "weights 384x1536 N(0, 0.02)": torch.randn(384, 1536, generator=g) * 0.02}
+    if not quick:
+        shapes["batch 64 12608x384 randn"] = torch.randn(12608, 384, generator=g)
     gen = torch.Generator().manual_seed(1)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, 1576x384 randn, "
-          "quantize (float32) / x.to(bfloat16), median of repeats")
-    print(f"{'format':11s}" + "".join(f"{r:>14s}" for r in ROUNDINGS))
-    for name in NAMED:
-        fmt = FloatFormat.named(name)
-        cells = [ratio(lambda fmt=fmt, r=r: fmt.quantize(a, r, gen if r == "stochastic" else None),
-                       lambda: a.to(torch.bfloat16), reps)[0] for r in ROUNDINGS]
-        print(f"{name:11s}" + "".join(f"{c:14.1f}" for c in cells))
+    for shape, a in shapes.items():
+        def cast(a: torch.Tensor = a) -> torch.Tensor:
+            return a.to(torch.bfloat16)
+        fp13 = ratio(lambda a=a: FP13.quantize(a, dtype=torch.bfloat16), cast, reps * 4)
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {shape}: quantize (float32) / "
+              f"x.to(bfloat16) ({fp13[2] * 1e3:.3f} ms), median of repeats; FP13 nearest_even dtype=bfloat16: "
+              f"{fp13[0]:.2f}")
+        print(f"{'format':12s}" + "".join(f"{r:>13s}" for r in ROUNDINGS))
+        for name, fmt in TABLE_FORMATS.items():
+            cells = [ratio(lambda fmt=fmt, r=r, a=a: fmt.quantize(a, r, gen if r == "stochastic" else None),
+                           cast, reps if r != "stochastic" else max(3, reps // 3))[0]
+                     for r in ROUNDINGS]
+            print(f"{name:12s}" + "".join(f"{c:13.2f}" for c in cells))
+        draws = ratio(lambda a=a: torch.randint(0, 2 ** 62, a.shape, generator=gen, dtype=torch.int64), cast, reps)
+        print(f"stochastic's 62-bit draws alone (torch.randint, int64, the caller's generator): {draws[0]:.2f}")
+        print()
 
 
 def main() -> None:
@@ -57,11 +79,12 @@ def main() -> None:
     parser.add_argument("--chunk-mib", type=int, default=None,
                         help="working-set bound of the exact tiers' row chunks (emulated_matmul's chunk_bytes); "
                              "default as shipped")
-    parser.add_argument("--formats", action="store_true", help="the format x rounding table of quantize ratios")
+    parser.add_argument("--formats", action="store_true",
+                        help="the format x rounding tables of quantize ratios (activations, weights, batch 64)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.formats:
-        format_table(5 if args.quick else 11)
+        format_table(5 if args.quick else 11, args.quick)
         return
     chunk = CHUNK_BYTES if args.chunk_mib is None else args.chunk_mib * 2 ** 20
     reps = 5 if args.quick else 21

@@ -56,7 +56,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from vitaccel.arith import _fastcast
+from vitaccel.arith import _fastcast, _fastround
 from vitaccel.errors import UserError
 
 Rounding = Literal["nearest_even", "ties_away", "toward_zero", "up", "down", "stochastic"]
@@ -221,10 +221,7 @@ class FloatFormat:
             return self.encode(_from_numpy(x), rounding, generator, stochastic_bits=stochastic_bits).numpy()
         x = _check_float_input(x)
         _check_rounding(rounding, generator, stochastic_bits)
-        draws = None  # drawn for the whole tensor at once, so chunking leaves the results alone
-        if rounding == "stochastic":
-            top = 2 ** (62 if stochastic_bits is None else stochastic_bits)
-            draws = torch.randint(0, top, x.shape, generator=generator, dtype=torch.int64, device=x.device).reshape(-1)
+        draws = _draws(x, generator, stochastic_bits).reshape(-1) if rounding == "stochastic" else None
         flat, out = x.reshape(-1), torch.empty(x.numel(), dtype=torch.int16, device=x.device)
         for start in range(0, flat.numel(), _CHUNK):  # cache-sized pieces: same codes, less memory traffic
             stop = start + _CHUNK
@@ -328,16 +325,24 @@ class FloatFormat:
 
         ``dtype`` (float32 by default) may be any float dtype that holds every value of the format
         exactly, e.g. ``torch.bfloat16`` for FP13: half the memory of float32, the same values.
-        For nearest_even, native float arithmetic runs where it is provably exact (the CPU speed
-        route, ``_fastcast.quantize``); otherwise the integer encoder runs.
+        For a float32 (or half, bfloat16) CPU ``x`` and a deterministic rounding, the CPU speed
+        routes give the encoder's bits without running it over the whole tensor: native casts
+        where they are provably exact for nearest_even (``_fastcast.quantize``), integer rounding
+        of the float32 bit patterns otherwise (``_fastround.quantize``); the integer encoder runs
+        for the rest (stochastic rounding, float64 input).
         """
         if isinstance(x, np.ndarray):
             return self.quantize(_from_numpy(x), rounding, generator, stochastic_bits=stochastic_bits).numpy()
         x = _check_float_input(x)
         _check_holds(self, dtype)
+        _check_rounding(rounding, generator, stochastic_bits)
         q = None
         if rounding == "nearest_even" and x.dtype == torch.float32:
             q = _fastcast.quantize(self, x)
+        if q is None and rounding != "stochastic" and x.dtype == torch.float32:
+            q = _fastround.quantize(self, x, rounding)
+        if rounding == "stochastic" and x.dtype == torch.float32 and x.is_cpu:  # the encoder's draws
+            q = _fastround.stochastic(self, x, lambda: _draws(x, generator, stochastic_bits), stochastic_bits)
         if q is None:
             q = self.decode(self.encode(x, rounding, generator, stochastic_bits=stochastic_bits))
         return q if q.dtype == dtype else q.to(dtype)
@@ -376,6 +381,13 @@ def _check_float_input(x: torch.Tensor) -> torch.Tensor:
     if x.requires_grad:  # rounding has no useful gradient (emulate offers grad="ste")
         x = x.detach()
     return x.contiguous()
+
+
+def _draws(x: torch.Tensor, generator: torch.Generator, stochastic_bits: int | None) -> torch.Tensor:
+    """Stochastic rounding's draws: one per value of x, below 2^62 (or 2^stochastic_bits), made for
+    the whole tensor at once so that pieces and routes leave the results alone."""
+    top = 2 ** (62 if stochastic_bits is None else stochastic_bits)
+    return torch.randint(0, top, x.shape, generator=generator, dtype=torch.int64, device=x.device)
 
 
 def _check_rounding(rounding: str, generator: torch.Generator | None, stochastic_bits: int | None) -> None:
