@@ -210,8 +210,8 @@ def _datapath_widths(config: AcceleratorConfig) -> dict:
         elem = fa.element_format if isinstance(fa, MXFormat) else fa
         span = 2 * 2 ** (elem.exp_bits if elem is not None else 0)   # MXINT8: integer elements
         tree_bits = (fp.align_bits + 2 + n) if fp.align_bits is not None else (sa + sb + n + span)
-        return dict(wa=sa, wb=sb, a_bits=_stored_bits(fa), b_bits=_stored_bits(fb), group=fp.group_size, tile_k=64, psum_bits=32,
-                    acc_bits=32, tree_label=f"{tree_bits}-bit int", acc_label="fp32",
+        return dict(wa=sa, wb=sb, a_bits=_stored_bits(fa), b_bits=_stored_bits(fb), group=fp.group_size,
+                    tile_k=64, psum_bits=32, acc_bits=32, tree_label=f"{tree_bits}-bit int", acc_label="fp32",
                     mult_pj=lambda t: t.fp16_mult * sa * sb / 121, tree_pj=_int_add(tree_bits),
                     acc_pj=lambda t: t.fp32_add)
     ip = config.int_datapath
