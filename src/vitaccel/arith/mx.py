@@ -102,9 +102,8 @@ class MXEncoded(NamedTuple):
 def decode_scale(codes: torch.Tensor) -> torch.Tensor:
     """Float32 value of E8M0 codes: 2^(code - 127), NaN for 0xFF (2^-127 is a float32 subnormal)."""
     c = codes.long() & 0xFF
-    value = pow2(torch.clamp(c - E8M0_BIAS, min=-126), torch.float32)
-    value = torch.where(c == 0, 2.0 ** -127, value)
-    return torch.where(c == E8M0_NAN, torch.nan, value)
+    return torch.where(c == E8M0_NAN, torch.nan, _pow2(torch.where(c == E8M0_NAN, E8M0_BIAS, c) - E8M0_BIAS,
+                                                       torch.float32))
 
 
 @dataclass(frozen=True)
@@ -176,25 +175,18 @@ class MXFormat:
         return self.element_min * 2.0 ** SCALE_MIN
 
     # -- conversion ------------------------------------------------------------------------
-    def scale_exponents(self, x: torch.Tensor, axis: int = -1) -> torch.Tensor:
-        """Shared exponents of every block of ``x`` along ``axis`` (int64, clamped to [-127, 127]),
-        with E8M0_NAN - E8M0_BIAS (128) for blocks holding NaN or infinity."""
-        blocks = self._blocks(_check_input(x), _check_axis(axis, x))
-        return _shared_exponents(blocks, self.emax_elem)
-
     def encode(self, x: torch.Tensor, axis: int = -1, rounding: str = "nearest_even") -> MXEncoded:
         """Element codes and E8M0 scale codes of ``x`` in blocks along ``axis`` (section 6.3)."""
         x, axis = _check_input(x), _check_axis(axis, x)
         _check_rounding(rounding)
         shared, scaled = self._scaled(x, axis)
         if self.element == "int8":
-            n = _round_int(scaled * 2.0 ** INT8_FRACTION_BITS, rounding)
-            codes = (n.long() & 0xFF).to(torch.int16)
+            codes = (_round_int(scaled * 2.0 ** INT8_FRACTION_BITS, rounding).long() & 0xFF).to(torch.int16)
         else:
             codes = self.element_format.encode(scaled, rounding)
         nan = shared == E8M0_NAN - E8M0_BIAS  # their elements are 0 (``_scaled``)
         scales = torch.where(nan, E8M0_NAN, shared + E8M0_BIAS).to(torch.uint8).movedim(-1, axis)
-        return MXEncoded(codes.contiguous(), scales.contiguous())
+        return MXEncoded(self._unblocks(codes, x.shape[axis], axis), scales.contiguous())
 
     def decode(self, elements: torch.Tensor, scales: torch.Tensor, axis: int = -1) -> torch.Tensor:
         """Float32 values ``X * P_i`` of element codes and E8M0 scale codes (section 5.1): NaN where X
@@ -204,18 +196,17 @@ class MXFormat:
                 raise TypeError(f"{name} must be an integer tensor, got {getattr(t, 'dtype', type(t).__name__)}")
         axis = _check_axis(axis, elements)
         n = elements.shape[axis]
-        nb = -(-n // self.block)
-        want = (*elements.shape[:axis], nb, *elements.shape[axis + 1:])
+        want = (*elements.shape[:axis], -(-n // self.block), *elements.shape[axis + 1:])
         if tuple(scales.shape) != want:
             raise UserError(f"scales: shape {tuple(scales.shape)} does not fit elements of shape "
                             f"{tuple(elements.shape)} in blocks of {self.block} along axis {axis}; {want} is required")
         if self.element == "int8":
             c = elements.long() & 0xFF
-            p = (torch.where(c >= 128, c - 256, c).float() * 2.0 ** -INT8_FRACTION_BITS)
+            p = torch.where(c >= 128, c - 256, c).float() * 2.0 ** -INT8_FRACTION_BITS
         else:
             p = self.element_format.decode(elements)
-        x = decode_scale(scales).movedim(axis, -1)
-        return (p.movedim(axis, -1) * self._expand(x, n)).movedim(-1, axis).contiguous()
+        values = self._blocks(p, axis) * decode_scale(scales).movedim(axis, -1).unsqueeze(-1)
+        return self._unblocks(values, n, axis)
 
     def quantize(self, x: torch.Tensor, axis: int = -1, rounding: str = "nearest_even") -> torch.Tensor:
         """``decode(*encode(x))`` as float32, computed without the codes (nearest_even takes the
@@ -229,13 +220,12 @@ class MXFormat:
             p = self.element_format.quantize(scaled, rounding)
         nan = shared == E8M0_NAN - E8M0_BIAS
         scale = torch.where(nan, torch.nan, _pow2(torch.where(nan, 0, shared), torch.float32))
-        out = p.float().movedim(axis, -1) * self._expand(scale, x.shape[axis])
-        return out.movedim(-1, axis).contiguous()
+        return self._unblocks(p.float() * scale.unsqueeze(-1), x.shape[axis], axis)
 
     # -- blocks ----------------------------------------------------------------------------
     def _blocks(self, x: torch.Tensor, axis: int) -> torch.Tensor:
         """``x`` with ``axis`` moved last and cut into (..., blocks, block); the ragged tail padded
-        with zeros (zeros change no block maximum)."""
+        with zeros (zeros change no block maximum and are cut off again by ``_unblocks``)."""
         x = x.movedim(axis, -1)
         n = x.shape[-1]
         nb = -(-n // self.block)
@@ -243,21 +233,26 @@ class MXFormat:
             x = torch.nn.functional.pad(x, (0, nb * self.block - n))
         return x.reshape(*x.shape[:-1], nb, self.block)
 
-    def _expand(self, per_block: torch.Tensor, n: int) -> torch.Tensor:
-        """(..., blocks) -> (..., n): each block's entry repeated over its elements."""
-        return per_block.repeat_interleave(self.block, dim=-1)[..., :n]
+    @staticmethod
+    def _unblocks(x: torch.Tensor, n: int, axis: int) -> torch.Tensor:
+        """The inverse of ``_blocks``: (..., blocks, block) back to ``n`` entries along ``axis``."""
+        x = x.reshape(*x.shape[:-2], -1)
+        return (x[..., :n] if x.shape[-1] != n else x).movedim(-1, axis).contiguous()
 
     def _scaled(self, x: torch.Tensor, axis: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(shared exponents (..., blocks) with axis last, V / X in x's shape and dtype).
+        """(shared exponents (..., blocks), V / X as (..., blocks, block)), ``axis`` moved last.
 
         V / X is exact in float64; in float32 it is exact too or below 2^-126 in magnitude, where
         every element format rounds it to zero (their smallest step is at least 2^-16) with its sign.
+        NaN-scale blocks get elements 0.
         """
-        shared = _shared_exponents(self._blocks(x, axis), self.emax_elem)
-        inv = _pow2(-torch.where(shared == E8M0_NAN - E8M0_BIAS, 0, shared), x.dtype)
-        scaled = x.movedim(axis, -1) * self._expand(inv, x.shape[axis])
-        scaled = torch.where(self._expand(shared == E8M0_NAN - E8M0_BIAS, x.shape[axis]), 0.0, scaled)
-        return shared, scaled.movedim(-1, axis).contiguous()
+        blocks = self._blocks(x, axis)
+        shared = _shared_exponents(blocks, self.emax_elem)
+        nan = shared == E8M0_NAN - E8M0_BIAS
+        scaled = blocks * _pow2(-torch.where(nan, 0, shared), x.dtype).unsqueeze(-1)
+        if bool(nan.any()):
+            scaled = torch.where(nan.unsqueeze(-1), 0.0, scaled)
+        return shared, scaled
 
 
 def _shared_exponents(blocks: torch.Tensor, emax_elem: int) -> torch.Tensor:
