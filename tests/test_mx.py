@@ -330,3 +330,14 @@ def test_torchao_departs_on_infinite_and_tiny_blocks(name):
     ours = fmt.quantize(x)[1, :2]
     assert ours.tolist() == [golden.to_float(v) for v in golden.mx_quantize(fmt, x[1, :2].tolist())]
     assert not same_bits(theirs[1, :2], ours)
+
+
+def test_floor_log2_is_exact_just_below_a_power_of_two():
+    """max |V| = 2^20 - 2^-4: floor(log2) is 19 (shared_exp 11 for E4M3), where float32 log2 (the route
+    microxcaling takes) rounds to 20.0; the value then rounds up to the element max 448 * 2^11."""
+    x = block([2.0 ** 20 - 2.0 ** -4, 2.0 ** -20 * (1 - 2.0 ** -24)])
+    assert torch.floor(torch.log2(x[:1])).item() == 20.0
+    fmt = MXFormat.named("mxfp8_e4m3")
+    assert fmt.encode(x).scales.tolist() == [127 + 19 - 8]
+    assert fmt.quantize(x)[0] == 448 * 2.0 ** 11
+    assert fmt.encode(x[1:2]).scales.tolist() == [127 - 21 - 8]

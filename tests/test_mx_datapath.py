@@ -7,6 +7,8 @@ import dataclasses
 import pytest
 import torch
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import vitaccel.emulate
 from conftest import same_bits
@@ -52,6 +54,17 @@ def test_every_tier_equals_golden(a_format, b_format, shape):
     for tier in tiers(config):
         assert same_bits(emulated_matmul(a, b, config, tier=tier), ref), tier
         assert same_bits(emulated_matmul(a, b, config, tier=tier, chunk_bytes=1), ref), tier  # one row a chunk
+
+
+@settings(max_examples=40, deadline=None)
+@given(a_format=st.sampled_from(MX_NAMES + ("e5m7", "e4m3")), b_format=st.sampled_from(MX_NAMES),
+       k=st.integers(1, 70), log_g=st.integers(0, 6), mx_block=st.integers(1, 40),
+       align_bits=st.one_of(st.none(), st.integers(0, 24)), seed=st.integers(0, 2 ** 16),
+       spread=st.integers(0, 60))
+def test_property_random_mx_datapaths_equal_golden(a_format, b_format, k, log_g, mx_block, align_bits, seed, spread):
+    config = mx_config(a_format, b_format, group_size=2 ** log_g, mx_block=mx_block, align_bits=align_bits)
+    a, b = operands(2, k, 3, seed=seed, spread=max(spread, 1))
+    assert same_bits(emulated_matmul(a, b, config), golden.matmul(a, b, config))
 
 
 def test_block_scale_applies_per_block_along_k():
