@@ -205,8 +205,9 @@ def _datapath_widths(config: AcceleratorConfig) -> dict:
         sa, sb = fa.man_bits + 1, fb.man_bits + 1
         n = int(math.log2(fp.group_size))
         # aligned adder: align_bits fraction bits + the product's 2 integer bits + n carry bits;
-        # exact (null): wide enough for the products' full exponent span (MX: the elements' span;
-        # the block scale's 8-bit exponent add is not charged)
+        # exact (null): wide enough for the products' full exponent span (MX: the elements' span, right
+        # when a group lies in one block; the scale's exponent add and, for groups wider than a block,
+        # the scales' spread are not charged)
         elem = fa.element_format if isinstance(fa, MXFormat) else fa
         span = 2 * 2 ** (elem.exp_bits if elem is not None else 0)   # MXINT8: integer elements
         tree_bits = (fp.align_bits + 2 + n) if fp.align_bits is not None else (sa + sb + n + span)
