@@ -257,12 +257,21 @@ class MXFormat:
 
 def _shared_exponents(blocks: torch.Tensor, emax_elem: int) -> torch.Tensor:
     """floor(log2(max |V|)) - emax_elem of each block (..., blocks, block), clamped to [-127, 127];
-    128 (the NaN code minus the bias) where the block holds NaN or infinity."""
-    amax = blocks.abs().amax(dim=-1)                    # NaN propagates through amax
-    special = ~torch.isfinite(amax)
-    e = exponent(torch.where(special, 1.0, amax).double())  # exact (frexp); float32 subnormals too
-    shared = torch.clamp(e - emax_elem, min=SCALE_MIN, max=SCALE_MAX)
-    shared = torch.where(amax == 0, SCALE_MIN, shared)
+    128 (the NaN code minus the bias) where the block holds NaN or infinity.
+
+    Float32: from the bits of max |V| (magnitudes order as integers; NaN and inf lie above every
+    finite one): the exponent field minus 127 is floor(log2) for normals, and every subnormal or
+    zero maximum (field 0) clamps to -127 anyway. Float64: frexp, exact.
+    """
+    if blocks.dtype == torch.float32:
+        top = (blocks.view(torch.int32) & 0x7FFFFFFF).amax(dim=-1)
+        special = top >= 0x7F800000
+        shared = torch.clamp((top >> 23) - 127 - emax_elem, min=SCALE_MIN, max=SCALE_MAX).long()
+    else:
+        amax = blocks.abs().amax(dim=-1)                # NaN propagates through amax
+        special = ~torch.isfinite(amax)
+        shared = torch.clamp(exponent(torch.where(special, 1.0, amax)) - emax_elem, min=SCALE_MIN, max=SCALE_MAX)
+        shared = torch.where(amax == 0, SCALE_MIN, shared)
     return torch.where(special, E8M0_NAN - E8M0_BIAS, shared)
 
 
