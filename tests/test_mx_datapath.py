@@ -172,3 +172,12 @@ def test_timm_vit_every_product_is_the_mx_emulated_matmul(preset):
         assert same_bits(got, emulated_matmul(a, b, config))
     sqnr = 10 * torch.log10(reference.pow(2).sum() / (out - reference).pow(2).sum())
     assert not torch.equal(out, reference) and sqnr > (15 if preset == "mxfp8" else 5), float(sqnr)  # 18.2, 7.8 dB
+
+
+def test_empty_operands():
+    for shape_a, shape_b in (((3, 0), (0, 2)), ((0, 5), (5, 2)), ((2, 5), (5, 0))):
+        a, b = torch.ones(shape_a), torch.ones(shape_b)
+        for preset in ("mxfp8", "mxfp4"):
+            got = emulated_matmul(a, b, preset)
+            assert torch.equal(got, torch.zeros(shape_a[0], shape_b[1]))  # K = 0: zeros, else empty
+    assert MXFormat.named("mxint8").quantize(torch.zeros(0, 4)).shape == (0, 4)

@@ -236,7 +236,7 @@ class MXFormat:
     @staticmethod
     def _unblocks(x: torch.Tensor, n: int, axis: int) -> torch.Tensor:
         """The inverse of ``_blocks``: (..., blocks, block) back to ``n`` entries along ``axis``."""
-        x = x.reshape(*x.shape[:-2], -1)
+        x = x.reshape(*x.shape[:-2], x.shape[-2] * x.shape[-1])
         return (x[..., :n] if x.shape[-1] != n else x).movedim(-1, axis).contiguous()
 
     def _scaled(self, x: torch.Tensor, axis: int) -> tuple[torch.Tensor, torch.Tensor]:
