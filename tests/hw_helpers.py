@@ -6,8 +6,17 @@ import math
 import struct
 from fractions import Fraction
 
-from vitaccel.arith import golden
+from vitaccel.arith import AcceleratorConfig, golden
 from vitaccel.arith.formats import FloatFormat
+from vitaccel.arith.mx import MX_NAMES
+
+
+def circuit_presets() -> list[str]:
+    """The shipped presets the circuits build: all but fp32 (no circuit) and the MX presets (refused)."""
+    def mx(config: AcceleratorConfig) -> bool:
+        fp = config.float_datapath
+        return fp is not None and bool({fp.a_format, fp.b_format} & set(MX_NAMES))
+    return [p for p in AcceleratorConfig.presets() if p != "fp32" and not mx(AcceleratorConfig.preset(p))]
 
 
 def product_value(fields: int, layout) -> object:

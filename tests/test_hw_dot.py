@@ -17,8 +17,9 @@ from vitaccel.hw.sim import run_streams
 
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import same_bits  # noqa: E402
+from hw_helpers import circuit_presets  # noqa: E402
 
-CIRCUIT_PRESETS = [p for p in AcceleratorConfig.presets() if p != "fp32"]
+CIRCUIT_PRESETS = circuit_presets()
 FAST = ["int8", "int8-lot4", "int8-lot4-psum", "int8-psum16", "fp13"]
 
 

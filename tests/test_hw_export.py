@@ -6,10 +6,10 @@ import subprocess
 
 import pytest
 
-from vitaccel.arith import AcceleratorConfig
+from hw_helpers import circuit_presets
 from vitaccel.hw.export import export
 
-CIRCUIT_PRESETS = [p for p in AcceleratorConfig.presets() if p != "fp32"]
+CIRCUIT_PRESETS = circuit_presets()
 FAST = ("int8-lot4-psum", "fp13")
 needs_icarus = pytest.mark.skipif(shutil.which("iverilog") is None or shutil.which("vvp") is None,
                                   reason="iverilog/vvp not on PATH: install Icarus Verilog (Debian: iverilog) "

@@ -7,10 +7,11 @@ from vitaccel.arith.config import AcceleratorConfig, CodecSpec, FloatDatapath, I
 from vitaccel.arith.formats import FP13, FloatFormat, p3109, quantize
 from vitaccel.arith.intpath import dequantize_int, leading_one_truncate, quantize_int
 from vitaccel.arith.matmul import Tier, emulated_matmul, fast_error_bound, matmul_tier
+from vitaccel.arith.mx import MXFormat
 from vitaccel.arith.psum import FloatCodec, TruncCodec
 from vitaccel.arith.stats import MultiplierErrorStats, error_stats
 
 __all__ = ["FP13", "AcceleratorConfig", "CodecSpec", "FloatCodec", "FloatDatapath", "FloatFormat",
-           "IntDatapath", "PsumStorage", "Tier", "TruncCodec", "dequantize_int", "emulated_matmul", "error_stats",
-           "fast_error_bound", "leading_one_truncate", "MultiplierErrorStats", "matmul_tier", "p3109", "quantize",
-           "quantize_int"]
+           "IntDatapath", "MXFormat", "PsumStorage", "Tier", "TruncCodec", "dequantize_int", "emulated_matmul",
+           "error_stats", "fast_error_bound", "leading_one_truncate", "MultiplierErrorStats", "matmul_tier", "p3109",
+           "quantize", "quantize_int"]

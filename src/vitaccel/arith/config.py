@@ -16,10 +16,11 @@ from typing import Callable
 
 from vitaccel.arith.formats import NAMED
 from vitaccel.arith.intpath import OVERFLOWS, ROUNDINGS
+from vitaccel.arith.mx import MX_NAMES
 from vitaccel.arith.psum import FLOAT_ROUNDINGS, TRUNC_ROUNDINGS, Codec, FloatCodec, TruncCodec
 from vitaccel.configtools import ConfigError, field, from_dict, load_yaml, shipped, shipped_names, to_yaml, validate
 
-_FORMATS = tuple(sorted(NAMED))
+_FORMATS = tuple(sorted(NAMED)) + MX_NAMES  # float formats, then the OCP MX block formats (arith/mx.py)
 
 
 ACTIVATION_SCALES = ("per_tensor", "per_token")
@@ -31,6 +32,12 @@ def _power_of_two(v: int) -> str | None:
 
 def _align_bits(v: int) -> str | None:
     return None if 0 <= v <= 48 else "an integer from 0 to 48 (or null for exact products)"
+
+
+def _between(lo: int, hi: int) -> Callable[[int], str | None]:
+    def check(v: int) -> str | None:
+        return None if lo <= v <= hi else f"an integer from {lo} to {hi} is required"
+    return check
 
 
 @dataclass(frozen=True)
@@ -89,19 +96,20 @@ class FloatDatapath:
     multiplier: str = field("direct", choices=("direct", "nibble"),
                             help="significand multiplier form of the circuit: one b x b array, or two 4-bit "
                                  "nibbles of the first operand, ((hi * b) << 4) + lo * b; the numbers are the same")
+    mx_block: int = field(32, check=_between(1, 2 ** 20),
+                          help="MX operand formats: elements per shared E8M0 scale, in blocks along K (the "
+                               "reduction axis) from K index 0, the last block possibly partial")
 
     def __post_init__(self) -> None:
         validate(self)
+        if self.mx_block != 32 and not ({self.a_format, self.b_format} & set(MX_NAMES)):
+            raise ConfigError(f"float_datapath.mx_block: value {self.mx_block} is only used by MX operand formats "
+                              f"{list(MX_NAMES)}; a_format is {self.a_format!r} and b_format {self.b_format!r} "
+                              "(leave mx_block at 32 or choose an MX format)")
         if self.align_bits is not None and self.align_bits + self.group_size.bit_length() - 1 > 62:
             raise ConfigError(f"float_datapath.align_bits: value {self.align_bits} is not allowed with group_size "
                               f"{self.group_size}; align_bits + log2(group_size) must be at most 62 (the aligned "
                               "adder tree's sums must fit in 64 bits)")
-
-
-def _between(lo: int, hi: int) -> Callable[[int], str | None]:
-    def check(v: int) -> str | None:
-        return None if lo <= v <= hi else f"an integer from {lo} to {hi} is required"
-    return check
 
 
 @dataclass(frozen=True)

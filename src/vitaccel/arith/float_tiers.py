@@ -23,14 +23,19 @@ import torch
 from vitaccel.arith import floatpath
 from vitaccel.arith.config import FloatDatapath
 from vitaccel.arith.formats import FloatFormat
+from vitaccel.arith.mx import MXFormat, operand_format, quantize_operand
+
+Format = FloatFormat | MXFormat  # MX formats bring the man_bits, max and min_subnormal read here
 
 
 def float_matmul(a: torch.Tensor, b: torch.Tensor, fp: FloatDatapath, tier: str, chunk_bytes: int) -> torch.Tensor:
     """``a @ b`` on the float datapath ``fp`` in ``tier`` (fast, tiled or faithful), as float32; the
     exact tiers work in row chunks of about ``chunk_bytes`` (at least one row)."""
-    fa, fb = FloatFormat.named(fp.a_format), FloatFormat.named(fp.b_format)
-    qa = fa.quantize(a if a.dtype == torch.float64 else a.float(), fp.operand_rounding)
-    qb = fb.quantize(b if b.dtype == torch.float64 else b.float(), fp.operand_rounding)
+    fa, fb = operand_format(fp.a_format, fp.mx_block), operand_format(fp.b_format, fp.mx_block)
+    # MX operands: one E8M0 scale per block of mx_block along K (a's last axis, b's second last);
+    # the scaled values X * P are exact float32, so every tier below sees plain values
+    qa = quantize_operand(fa, a if a.dtype == torch.float64 else a.float(), -1, fp.operand_rounding)
+    qb = quantize_operand(fb, b if b.dtype == torch.float64 else b.float(), -2, fp.operand_rounding)
     if tier == "fast" or 0 in (*qa.shape, *qb.shape):  # empty operands: zeros (K = 0) or empty
         dtype = torch.float32 if _products_fit_float32(fa, fb) else torch.float64
         return torch.matmul(qa.to(dtype), qb.to(dtype)).float()
@@ -62,7 +67,7 @@ def float_matmul(a: torch.Tensor, b: torch.Tensor, fp: FloatDatapath, tier: str,
     return out.reshape(*batch, m, n)
 
 
-def _products_fit_float32(fa: FloatFormat, fb: FloatFormat) -> bool:
+def _products_fit_float32(fa: Format, fb: Format) -> bool:
     """True when every product of the two formats is a float32 value (exact, no overflow, no
     underflow), so the fast tier's float32 matmul keeps products exact; bfloat16's are not."""
     return (fa.man_bits + fb.man_bits + 2 <= 24 and fa.max * fb.max < 2.0 ** 128
@@ -74,7 +79,7 @@ def row_bytes(fp: FloatDatapath, tier: str, batch: int, n: int) -> int:
     columns: faithful holds each product and its aligned integer, tiled a few float64 copies of
     one group's sums."""
     if tier == "faithful":
-        fa, fb = FloatFormat.named(fp.a_format), FloatFormat.named(fp.b_format)
+        fa, fb = operand_format(fp.a_format, fp.mx_block), operand_format(fp.b_format, fp.mx_block)
         return batch * n * fp.group_size * (8 if _aligned_dtype(fa, fb, fp) == torch.float32 else 16)
     return batch * n * 8 * 4
 
@@ -107,7 +112,7 @@ def _all_finite(x: torch.Tensor) -> bool:
     return math.isfinite(float(lo)) and math.isfinite(float(hi))
 
 
-def _tiled_group_sums(A: torch.Tensor, B: torch.Tensor, fa: FloatFormat, fb: FloatFormat,
+def _tiled_group_sums(A: torch.Tensor, B: torch.Tensor, fa: Format, fb: Format,
                       fp: FloatDatapath) -> GroupSums:
     """Exact group sums of finite A (Bt, M, ng, G) with finite B (Bt|1, ng, G, N).
 
@@ -161,7 +166,7 @@ def _span(x: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.where(top == 0, -1, span)
 
 
-def _banded_sums(A: torch.Tensor, B: torch.Tensor, fa: FloatFormat, fb: FloatFormat,
+def _banded_sums(A: torch.Tensor, B: torch.Tensor, fa: Format, fb: Format,
                  fp: FloatDatapath) -> torch.Tensor:
     """Exact float32 group sums of finite A @ B by exponent bands: each band pair sums exactly in
     float64; band results are combined exactly (two float64 limbs where they suffice, else int64
@@ -213,7 +218,7 @@ def _bands(x: torch.Tensor, e_lo: int, width: int) -> list[tuple[torch.Tensor, i
             for i in present]
 
 
-def _aligned_group_sums(A: torch.Tensor, B: torch.Tensor, fa: FloatFormat, fb: FloatFormat,
+def _aligned_group_sums(A: torch.Tensor, B: torch.Tensor, fa: Format, fb: Format,
                         fp: FloatDatapath) -> GroupSums:
     """Group sums with every product aligned to the group's largest exponent (DESIGN.md 3), of
     finite A (Bt, M, ng, G) with finite B (Bt|1, ng, G, N).
@@ -250,7 +255,7 @@ def _aligned_group_sums(A: torch.Tensor, B: torch.Tensor, fa: FloatFormat, fb: F
     return exact_fn
 
 
-def _aligned_dtype(fa: FloatFormat, fb: FloatFormat, fp: FloatDatapath) -> torch.dtype:
+def _aligned_dtype(fa: Format, fb: Format, fp: FloatDatapath) -> torch.dtype:
     """float32 when products, their scaled forms and the aligned group sums are all exact in it.
 
     Products have (ma + 1) + (mb + 1) significant bits and exponents between the product of the

@@ -17,6 +17,7 @@ import torch
 
 from vitaccel.arith.config import AcceleratorConfig, IntDatapath
 from vitaccel.arith.formats import FloatFormat
+from vitaccel.arith.mx import INT8_FRACTION_BITS, INT8_MAX, SCALE_MAX, SCALE_MIN, MXFormat, operand_format
 from vitaccel.arith.psum import Codec, FloatCodec, TruncCodec
 
 Number = Fraction | float
@@ -147,6 +148,52 @@ def quantize(fmt: FloatFormat, x: float, rounding: str = "nearest_even", u: Frac
     return r
 
 
+# -- OCP MX block formats (the spec's text is in arith/mx.py) ----------------------------------
+def mx_shared_exponent(fmt: MXFormat, block: Sequence[float]) -> int | None:
+    """floor(log2(max |V|)) - emax_elem, clamped to E8M0's [-127, 127] (-127 for a block of zeros);
+    None (the NaN scale) when the block holds NaN or infinity."""
+    if any(math.isnan(v) or math.isinf(v) for v in block):
+        return None
+    amax = max((abs(Fraction(v)) for v in block), default=Fraction(0))
+    if amax == 0:
+        return SCALE_MIN
+    return max(SCALE_MIN, min(SCALE_MAX, exponent(amax) - fmt.emax_elem))
+
+
+def mx_element(fmt: MXFormat, v: float, rounding: str = "nearest_even") -> Number:
+    """One scaled element V / X rounded to the element format, clamped to its max normal."""
+    if fmt.element == "int8":
+        n = Fraction(v) * 2 ** INT8_FRACTION_BITS
+        k = round(n) if rounding == "nearest_even" else math.trunc(n)   # round(): half to even
+        return Fraction(max(-INT8_MAX, min(INT8_MAX, k)), 2 ** INT8_FRACTION_BITS)
+    return quantize(fmt.element_format, v, rounding)                # saturating element formats
+
+
+def mx_quantize(fmt: MXFormat, values: Sequence[float], rounding: str = "nearest_even") -> list[Number]:
+    """Values ``X * P_i`` of one vector converted to ``fmt`` in blocks of ``fmt.block`` from index 0
+    (the last block may be partial), OCP MX v1.0 section 6.3: NaN for every element of a NaN-scale
+    block, -0.0 where a negative value rounds to a zero element of a float element format."""
+    out: list[Number] = []
+    for start in range(0, len(values), fmt.block):
+        block = values[start:start + fmt.block]
+        shared = mx_shared_exponent(fmt, block)
+        if shared is None:
+            out += [math.nan] * len(block)
+            continue
+        x = Fraction(2) ** shared
+        for v in block:
+            p = mx_element(fmt, math.copysign(float(Fraction(v) / x), v), rounding)  # exact: a power of 2
+            out.append(p if isinstance(p, float) else p * x)                        # -0.0 stays -0.0
+    return out
+
+
+def operand_values(fmt: FloatFormat | MXFormat, values: Sequence[float], rounding: str) -> list[Number]:
+    """One operand vector (a row of a, a column of b: along K) rounded to its format."""
+    if isinstance(fmt, MXFormat):
+        return mx_quantize(fmt, values, rounding)
+    return [quantize(fmt, x, rounding) for x in values]
+
+
 def to_float(v: Number) -> float:
     """Exact Python float of a golden value (all golden values are float64-representable)."""
     return v if isinstance(v, float) else float(v)
@@ -204,9 +251,8 @@ F32_MAX = (2 - Fraction(1, 2 ** 23)) * Fraction(2) ** 127
 def dot_float(a: Sequence[float], b: Sequence[float], config: AcceleratorConfig) -> float:
     """One output of the float datapath: quantise, multiply exactly, adder tree, accumulate."""
     fp = config.float_datapath
-    fa, fb = FloatFormat.named(fp.a_format), FloatFormat.named(fp.b_format)
-    qa = [quantize(fa, x, fp.operand_rounding) for x in a]
-    qb = [quantize(fb, x, fp.operand_rounding) for x in b]
+    fa, fb = operand_format(fp.a_format, fp.mx_block), operand_format(fp.b_format, fp.mx_block)
+    qa, qb = operand_values(fa, a, fp.operand_rounding), operand_values(fb, b, fp.operand_rounding)
     products = [fp_mul(x, y) for x, y in zip(qa, qb)]
     acc: Number = Fraction(0)
     for start in range(0, len(products), fp.group_size):

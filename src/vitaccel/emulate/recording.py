@@ -24,6 +24,7 @@ from torch import Tensor
 
 from vitaccel.arith import AcceleratorConfig, FloatFormat
 from vitaccel.arith.intpath import finite_abs_max, quantize_int, quantize_with_scale, scale_from_max
+from vitaccel.arith.mx import MX_NAMES
 from vitaccel.emulate.capture import Capture, OpCall
 from vitaccel.errors import EmulateError
 
@@ -45,6 +46,11 @@ class Recorder:
             raise EmulateError(f"config {self.config.name!r}: datapath {self.config.datapath!r} has no operand "
                                "codes to record; choose an int or float config")
         dp = self.config.int_datapath if self.config.datapath == "int" else self.config.float_datapath
+        for side in ("a_format", "b_format") if self.config.datapath == "float" else ():
+            if getattr(dp, side) in MX_NAMES:
+                raise EmulateError(f"float_datapath.{side}: value {getattr(dp, side)!r} is not allowed for recording "
+                                   "lane codes; the circuits have no MX lane (an element code and a block scale); "
+                                   "choose a float format")
         self.group = dp.group_size
         self._rng = np.random.default_rng(self.seed)
         self._seen: set[str] = set()

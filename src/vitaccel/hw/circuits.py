@@ -10,6 +10,7 @@ from amaranth.lib import wiring
 
 from vitaccel.arith.config import AcceleratorConfig
 from vitaccel.arith.formats import FloatFormat
+from vitaccel.arith.mx import MX_NAMES
 from vitaccel.hw.accumulator import FloatAccumulatorUnit, IntAccumulator, IntAccumulatorUnit
 from vitaccel.hw.codecs import CodecRoundTrip, check_codec, decoder, encoder
 from vitaccel.hw.common import MAX_LANES, refuse
@@ -80,6 +81,10 @@ def check(config: AcceleratorConfig) -> None:
         check_codec(section.psum_codec(), section.acc_bits)
     if config.datapath == "float":
         for side in ("a_format", "b_format"):
+            if getattr(section, side) in MX_NAMES:
+                raise refuse(f"float_datapath.{side}", getattr(section, side),
+                             "the float lane has no MX block-scale path yet (arith emulates MX formats bit for "
+                             "bit; no circuit builds them); choose a float format such as 'e4m3' or 'e5m7'")
             fmt = FloatFormat.named(getattr(section, side))
             if fmt.specials not in LANE_SPECIALS:
                 raise refuse(f"float_datapath.{side}", getattr(section, side),

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from vitaccel.arith import AcceleratorConfig, FloatFormat
+from vitaccel.arith import AcceleratorConfig
+from vitaccel.arith.mx import MXFormat, operand_format
 from vitaccel.configtools import ConfigError
 from vitaccel.measure.energy_table import EnergyTable
 
@@ -194,6 +195,11 @@ def _int_add(bits: int):
     return lambda t: t.int32_add * bits / 32
 
 
+def _stored_bits(fmt: object) -> float:
+    """Bits stored per operand element: the format's, plus an MX block's 8-bit scale shared by its elements."""
+    return fmt.bits + 8 / fmt.block if isinstance(fmt, MXFormat) else fmt.bits
+
+
 def _datapath_widths(config: AcceleratorConfig) -> dict:
     """Operand, multiplier and adder widths of a datapath, with their unit energies."""
     if config.datapath == "native":
@@ -202,14 +208,18 @@ def _datapath_widths(config: AcceleratorConfig) -> dict:
                     tree_pj=lambda t: t.fp32_add, acc_pj=lambda t: t.fp32_add)
     if config.datapath == "float":
         fp = config.float_datapath
-        fa, fb = FloatFormat.named(fp.a_format), FloatFormat.named(fp.b_format)
+        fa, fb = operand_format(fp.a_format, fp.mx_block), operand_format(fp.b_format, fp.mx_block)
         sa, sb = fa.man_bits + 1, fb.man_bits + 1
         n = int(math.log2(fp.group_size))
         # aligned adder: align_bits fraction bits + the product's 2 integer bits + n carry bits;
-        # exact (null): wide enough for the products' full exponent span
-        tree_bits = (fp.align_bits + 2 + n) if fp.align_bits is not None else (sa + sb + n + 2 * (2 ** fa.exp_bits))
-        return dict(wa=sa, wb=sb, a_bits=fa.bits, b_bits=fb.bits, group=fp.group_size, tile_k=64, psum_bits=32,
-                    acc_bits=32, tree_label=f"{tree_bits}-bit int", acc_label="fp32",
+        # exact (null): wide enough for the products' full exponent span (MX: the elements' span, right
+        # when a group lies in one block; the scale's exponent add and, for groups wider than a block,
+        # the scales' spread are not charged)
+        elem = fa.element_format if isinstance(fa, MXFormat) else fa
+        span = 2 * 2 ** (elem.exp_bits if elem is not None else 0)   # MXINT8: integer elements
+        tree_bits = (fp.align_bits + 2 + n) if fp.align_bits is not None else (sa + sb + n + span)
+        return dict(wa=sa, wb=sb, a_bits=_stored_bits(fa), b_bits=_stored_bits(fb), group=fp.group_size,
+                    tile_k=64, psum_bits=32, acc_bits=32, tree_label=f"{tree_bits}-bit int", acc_label="fp32",
                     mult_pj=lambda t: t.fp16_mult * sa * sb / 121, tree_pj=_int_add(tree_bits),
                     acc_pj=lambda t: t.fp32_add)
     ip = config.int_datapath
