@@ -32,6 +32,8 @@ Baselines (vitaccel's own reimplementations, training-free, on the same weights)
 
     python benchmarks/prune_accuracy.py              # 5 folds, full recipes (long: hours on 2 cores)
     python benchmarks/prune_accuracy.py --quick      # a smoke test: one fold, tiny training
+    python benchmarks/prune_accuracy.py --only 0 1 2 & python benchmarks/prune_accuracy.py --only 3 4
+                                                     # two processes; rerun without --only: the table
 """
 
 from __future__ import annotations
@@ -353,12 +355,20 @@ def main() -> None:
             model.eval()
         rows = evaluate(models, normalise(images[train_idx]), normalise(images[val]), labels[val], LEVELS)
         (out / "rows.json").write_text(json.dumps(rows))
-        done = sorted(Path(args.out).glob("fold*/rows.json"))
-        rows = common_rows([json.loads(path.read_text()) for path in done])
-        dense = {r["model"]: r["macs"] / r["n"] for r in rows if r["method"] == "dense"}
-        text = f"folds evaluated: {len(done)} of {args.folds}\n\n" + table(rows, dense)
-        print(text, flush=True)
-        (Path(args.out) / "table.md").write_text(text + "\n")
+        write_table(Path(args.out), args.folds)
+    write_table(Path(args.out), args.folds)  # also when every fold was evaluated already
+
+
+def write_table(out: Path, k: int) -> None:
+    """Print the table over every evaluated fold in ``out`` and write it to ``out/table.md``."""
+    done = sorted(out.glob("fold*/rows.json"))
+    if not done:
+        return
+    rows = common_rows([json.loads(path.read_text()) for path in done])
+    dense = {r["model"]: r["macs"] / r["n"] for r in rows if r["method"] == "dense"}
+    text = f"folds evaluated: {len(done)} of {k}\n\n" + table(rows, dense)
+    print(text, flush=True)
+    (out / "table.md").write_text(text + "\n")
 
 if __name__ == "__main__":
     main()
