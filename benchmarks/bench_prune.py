@@ -143,11 +143,11 @@ def main() -> None:
     runs = {"timm dense": native, **{name: run_config(s) for name, s in configs.items()},
             **{name: cut(tokens) for name, (tokens, _) in references.items()}}
     if args.compile:
-        runs["timm dense compiled"] = torch.compile(native)
+        runs["timm dense compiled"] = torch.compile(native, dynamic=False)
         work_settings = dict(configs)
         for k in args.keep:
             model = prune.patch(copy.deepcopy(native), layer=args.layer, rule="topk", value=k)
-            runs[f"topk {k:g} compiled"] = torch.compile(model, fullgraph=True)
+            runs[f"topk {k:g} compiled"] = torch.compile(model, fullgraph=True, dynamic=False)
             work_settings[f"topk {k:g} compiled"] = dict(dense=False, rule="topk", value=k)
         configs = work_settings
     print(f"{args.model}, layer {args.layer}, {device.type} {args.dtype}, {args.threads} threads, "
