@@ -1,14 +1,26 @@
 """Top-1 on all 1797 digits at matched MACs: vitaccel's rules and placements against ToMe- and
 EViT-style baselines, 5-fold cross-validation (every image validated exactly once).
 
-For each fold the digits teacher (``digits-teacher`` recipe) and one SaiT student per placement
-(``digits-sait`` recipe, pruning at layer 1, ``prune.placement`` block or attention) are trained
-on the other four folds. Every method then runs on every model at 75 / 60 / 50 / 40 % of the
-dense MACs; the parameter that meets each level (rule value, ToMe's r, EViT's keep rate) is
-chosen on the fold's *training* images (un-augmented): the setting whose mean MACs is the
-largest at or below the level. Top-1 is then counted over the validation fold and summed over
-folds; the MACs in brackets (% of dense) are the mean over the validation images. The table is
-rewritten (``--out``/table.md) after every fold, so a partial run still reports what it has.
+For each fold the digits teacher (``digits-teacher`` recipe) and three SaiT students
+(``digits-sait`` recipe) are trained on the other four folds: pruning at layer 1 with
+``prune.placement`` block or attention (mass 0.75, the recipe's own), and one trained for three
+stages at layers 1, 3, 5 inside the block (topk 0.7 at each). Every method then runs on every model
+at 75 / 60 / 50 / 40 % of the dense MACs, in every stage layout of ``LAYOUTS``:
+
+- ``1``: one stage at layer 1 (block or attention placement);
+- ``1-3-5``: stages at layers 1, 3, 5, attention placement, one rule value shared by the stages
+  (topk only);
+- ``1-3-5+6``: the same and a last stage inside block 6 at the rule's most aggressive value
+  (``LAST``; topk and mass): block 6's MLP then runs on CLS, one patch and the package only. With CLS pooling the
+  other tokens' last MLP is dead work, so this stage leaves the logits unchanged and only drops
+  MACs (ToMe-style also merges before block 6's MLP).
+
+The parameter that meets each level (rule value, ToMe's r, EViT's keep rate) is chosen on the
+fold's *training* images (un-augmented): the setting whose mean MACs is the largest at or below
+the level (for several stages measured by running the model on ``CALIB`` training images).
+Top-1 is then counted over the validation fold and summed over folds; the MACs in brackets (% of
+dense) are the mean over the validation images. The table is rewritten (``--out``/table.md)
+after every fold, so a partial run still reports what it has.
 
 Baselines (vitaccel's own reimplementations, training-free, on the same weights):
 
@@ -20,12 +32,15 @@ Baselines (vitaccel's own reimplementations, training-free, on the same weights)
 
     python benchmarks/prune_accuracy.py              # 5 folds, full recipes (long: hours on 2 cores)
     python benchmarks/prune_accuracy.py --quick      # a smoke test: one fold, tiny training
+    python benchmarks/prune_accuracy.py --only 0 1 2 & python benchmarks/prune_accuracy.py --only 3 4
+                                                     # two processes; rerun without --only: the table
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import math
 from pathlib import Path
 
@@ -50,6 +65,19 @@ LEVELS = (0.75, 0.60, 0.50, 0.40)
 RULES = ("topk", "value", "mass")
 PLACEMENTS = ("block", "attention")
 LAYER = 1
+# stage layout -> (pruning layers, placements run, rules run, whether the last stage is the CLS-only one);
+# several stages run fewer rules: their settings are measured by running the model (value, the
+# weakest rule at one stage, and mass without the CLS-only stage are left out for time)
+LAYOUTS = {"1": ((LAYER,), PLACEMENTS, RULES, False),
+           "1-3-5": ((1, 3, 5), ("attention",), ("topk",), False),
+           "1-3-5+6": ((1, 3, 5, 6), ("attention",), ("topk", "mass"), True)}
+LAST = {"topk": 1e-6, "mass": 1e-6, "value": 1e6}  # each rule's fewest kept tokens (topk/mass: 1, value: 0)
+CALIB = 128  # training images the several-stage settings are measured on
+# student name -> (out_dir name, digits-sait overrides)
+STUDENTS = {"SaiT (block)": ("sait-block", ["prune.placement=block"]),
+            "SaiT (attention)": ("sait-attention", ["prune.placement=attention"]),
+            "SaiT (attention, 1-3-5)": ("sait-attention-135", ["prune.placement=attention", "prune.layers=[1,3,5]",
+                                                                "prune.rule=topk", "prune.value=0.7"])}
 
 
 def folds(n: int, k: int, seed: int = 0) -> list[torch.Tensor]:
@@ -153,8 +181,25 @@ def evit_forward(model: nn.Module, images: torch.Tensor, keep: float) -> torch.T
 
 
 # ----------------------------------------------------------------------------- calibration
+def search(mean_macs, rule: str, n: int, budget: float, steps: int) -> float:
+    """The rule's parameter whose ``mean_macs`` is the largest <= ``budget`` (MACs grow with topk's
+    and mass's parameter and fall with value's): topk over k / n, the others by ``steps`` bisections."""
+    if rule == "topk":
+        lo, hi = 1, n  # the largest k with mean_macs(k / n) <= budget (k = 1 when none fits)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if mean_macs(mid / n) <= budget else (lo, mid - 1)
+        return lo / n
+    lo, hi = (0.0, 1.0) if rule == "mass" else (0.0, float(n))
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        fits = mean_macs(mid) <= budget
+        lo, hi = ((mid, hi) if fits else (lo, mid)) if rule == "mass" else ((lo, mid) if fits else (mid, hi))
+    return max(lo, 1e-9) if rule == "mass" else hi
+
+
 def vitaccel_setting(model: nn.Module, tis: torch.Tensor, rule: str, placement: str, budget: float) -> float:
-    """The rule's parameter whose mean MACs over the training images' TIS is the largest <= budget."""
+    """One stage at ``LAYER``: the parameter meeting ``budget`` on the training images' TIS (exact MACs)."""
     n = tis.shape[1]
 
     def mean_macs(value: float) -> float:
@@ -163,15 +208,31 @@ def vitaccel_setting(model: nn.Module, tis: torch.Tensor, rule: str, placement: 
         lengths = 1 + kept + (kept < n)
         return float(image_macs(model, n, (LAYER,), placement, [lengths], True).double().mean())
 
-    if rule == "topk":
-        fits = [k / n for k in range(1, n + 1) if mean_macs(k / n) <= budget]
-        return max(fits) if fits else 1 / n
-    lo, hi = (0.0, 1.0) if rule == "mass" else (0.0, float(n))  # mass: MACs grow with m; value: fall
-    for _ in range(40):
-        mid = (lo + hi) / 2
-        fits = mean_macs(mid) <= budget
-        lo, hi = ((mid, hi) if fits else (lo, mid)) if rule == "mass" else ((lo, mid) if fits else (mid, hi))
-    return lo if rule == "mass" else hi
+    return search(mean_macs, rule, n, budget, 40)
+
+
+def stage_values(layout: str, rule: str, value: float) -> list[float]:
+    """The per-stage values of ``layout`` for a shared ``value`` (the CLS-only last stage at ``LAST``)."""
+    layers, _, _, last = LAYOUTS[layout]
+    return [value] * (len(layers) - last) + [LAST[rule]] * last
+
+
+def staged_setting(model: nn.Module, calib_x: torch.Tensor, layout: str, rule: str, placement: str,
+                   budget: float, n: int) -> float:
+    """Several stages: the shared parameter meeting ``budget``, MACs measured on ``calib_x``."""
+    layers = list(LAYOUTS[layout][0])
+    one = calib_x[:1] if rule == "topk" else calib_x  # topk's MACs are the same for every image
+    cache: dict[float, float] = {}
+
+    def mean_macs(value: float) -> float:
+        if value not in cache:
+            model.pruning.configure(dense=False, rule=rule, layers=layers, placement=placement,
+                                    value=stage_values(layout, rule, value))
+            model(one)
+            cache[value] = float(model.pruning.stats["macs"].double().mean())
+        return cache[value]
+
+    return search(mean_macs, rule, n, budget, 10)
 
 
 def discrete_setting(costs: dict, budget: float):
@@ -192,21 +253,27 @@ def evaluate(models: dict[str, nn.Module], train_x: torch.Tensor, val_x: torch.T
         dense = count_macs(base, one)
         rows.append(dict(model=name, method="dense", level=1.0, correct=int((base(val_x).argmax(-1) == val_y).sum()),
                          macs=dense * len(val_y), n=len(val_y)))
-        model.pruning.configure(dense=True, layer=LAYER)
+        model.pruning.configure(dense=True, layers=[LAYER])
         model(train_x)
         tis = model.pruning.tis  # TIS at layer 1 does not depend on the rule or the placement
+        calib_x = train_x[torch.randperm(len(train_x), generator=torch.Generator().manual_seed(0))[:CALIB]]
         tome = {r: count_macs(tome_forward, base, one, r) for r in range(33)}
         evit = {k / 64: count_macs(evit_forward, base, one, k / 64) for k in range(1, 65)}
         for level in levels:
             budget = level * dense
-            for placement in PLACEMENTS:
-                for rule in RULES:
-                    value = vitaccel_setting(model, tis, rule, placement, budget)
-                    model.pruning.configure(dense=False, rule=rule, value=value, placement=placement)
-                    logits = model(val_x)
-                    rows.append(dict(model=name, method=f"vitaccel {rule} ({placement})", level=level,
-                                     correct=int((logits.argmax(-1) == val_y).sum()),
-                                     macs=int(model.pruning.stats["macs"].sum()), n=len(val_y)))
+            for layout, (layers, placements, rules, _) in LAYOUTS.items():
+                for placement in placements:
+                    for rule in rules:
+                        if len(layers) == 1:
+                            value = vitaccel_setting(model, tis, rule, placement, budget)
+                        else:
+                            value = staged_setting(model, calib_x, layout, rule, placement, budget, tis.shape[1])
+                        model.pruning.configure(dense=False, rule=rule, layers=list(layers), placement=placement,
+                                                value=stage_values(layout, rule, value))
+                        logits = model(val_x)
+                        rows.append(dict(model=name, method=f"vitaccel {rule} ({placement}, {layout})", level=level,
+                                         correct=int((logits.argmax(-1) == val_y).sum()),
+                                         macs=int(model.pruning.stats["macs"].sum()), n=len(val_y)))
             for method, fn, costs in (("ToMe-style", tome_forward, tome), ("EViT-style", evit_forward, evit)):
                 arg = discrete_setting(costs, budget)
                 rows.append(dict(model=name, method=method, level=level,
@@ -242,43 +309,66 @@ def table(rows: list[dict], dense_macs: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+def common_rows(per_fold: list[list[dict]]) -> list[dict]:
+    """The rows of every fold, keeping only (model, method) pairs that every fold has (a fold run
+    by an earlier version of this script may have more), so each cell covers the same images."""
+    pairs = [{(r["model"], r["method"]) for r in rows} for rows in per_fold]
+    shared = set.intersection(*pairs) if pairs else set()
+    return [r for rows in per_fold for r in rows if (r["model"], r["method"]) in shared]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: fold 1 only, 360 training images, 1 teacher and 2 student epochs")
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--only", type=int, nargs="+", default=None,
+                        help="run these folds (0-based) only, e.g. in two processes; the table covers "
+                             "every fold whose results are in --out")
     parser.add_argument("--out", default="runs/prune-accuracy")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     images, labels = load_digits_tensors(32)
     splits = folds(len(labels), args.folds)
-    run_folds = splits[:1] if args.quick else splits
+    run_folds = [0] if args.quick else (args.only if args.only is not None else range(args.folds))
     quick = {"teacher": ["epochs=1", "warmup_epochs=0"], "student": ["epochs=2", "warmup_epochs=0"]}
     extra = quick if args.quick else {"teacher": [], "student": []}
     normalise = tensor_transform("digits", False, False)
-    rows = []
-    for k, val in enumerate(run_folds):
+    for k in run_folds:
         out = Path(args.out) / f"fold{k}"
+        if (out / "rows.json").exists():  # evaluated already
+            continue
+        val = splits[k]
         train_idx = torch.cat([s for j, s in enumerate(splits) if j != k]).sort().values
         train_idx = train_idx[:360] if args.quick else train_idx
         data = fold_data(images, labels, val, train_idx)
         teacher = trained(recipe("digits-teacher", [f"out_dir={out / 'teacher'}", "progress=false",
                                                     *extra["teacher"]]), data)
         models = {"teacher": model_from_checkpoint(teacher)[0]}
-        for placement in PLACEMENTS:
-            student = trained(recipe("digits-sait", [f"out_dir={out / f'sait-{placement}'}", f"teacher={teacher}",
-                                                     f"init={teacher}", f"prune.placement={placement}",
+        for name, (folder, overrides) in STUDENTS.items():
+            student = trained(recipe("digits-sait", [f"out_dir={out / folder}", f"teacher={teacher}",
+                                                     f"init={teacher}", *overrides,
                                                      "progress=false", *extra["student"]]), data)
-            models[f"SaiT ({placement})"] = model_from_checkpoint(student)[0]
+            models[name] = model_from_checkpoint(student)[0]
         for model in models.values():
             model.eval()
-        rows += evaluate(models, normalise(images[train_idx]), normalise(images[val]), labels[val], LEVELS)
-        dense = {r["model"]: r["macs"] / r["n"] for r in rows if r["method"] == "dense"}
-        text = f"after fold {k + 1} of {len(run_folds)}\n\n" + table(rows, dense)
-        print(text, flush=True)
-        (Path(args.out) / "table.md").write_text(text + "\n")
+        rows = evaluate(models, normalise(images[train_idx]), normalise(images[val]), labels[val], LEVELS)
+        (out / "rows.json").write_text(json.dumps(rows))
+        write_table(Path(args.out), args.folds)
+    write_table(Path(args.out), args.folds)  # also when every fold was evaluated already
 
+
+def write_table(out: Path, k: int) -> None:
+    """Print the table over every evaluated fold in ``out`` and write it to ``out/table.md``."""
+    done = sorted(out.glob("fold*/rows.json"))
+    if not done:
+        return
+    rows = common_rows([json.loads(path.read_text()) for path in done])
+    dense = {r["model"]: r["macs"] / r["n"] for r in rows if r["method"] == "dense"}
+    text = f"folds evaluated: {len(done)} of {k}\n\n" + table(rows, dense)
+    print(text, flush=True)
+    (out / "table.md").write_text(text + "\n")
 
 if __name__ == "__main__":
     main()

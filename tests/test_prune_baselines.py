@@ -55,10 +55,29 @@ def test_folds_cover_every_image_once():
     assert sorted(torch.cat(parts).tolist()) == list(range(1797)) and {len(p) for p in parts} == {359, 360}
 
 
+def test_search_finds_the_largest_setting_within_budget():
+    # topk: MACs grow with k; the largest k / n at or below the budget (1 / n when none fits)
+    assert harness.search(lambda v: v * 100, "topk", 10, 55.0, 0) == 0.5
+    assert harness.search(lambda v: v * 100, "topk", 10, 5.0, 0) == 0.1
+    # mass grows, value falls with its parameter: bisection to within 2**-steps of the range
+    assert abs(harness.search(lambda v: v * 100, "mass", 10, 30.0, 30) - 0.3) < 1e-6
+    value = harness.search(lambda v: 100 - v, "value", 64, 40.0, 30)
+    assert 100 - value <= 40.0 and abs(value - 60.0) < 1e-4
+
+
+def test_stage_values_and_common_rows():
+    assert harness.stage_values("1-3-5", "topk", 0.7) == [0.7, 0.7, 0.7]
+    assert harness.stage_values("1-3-5+6", "mass", 0.8) == [0.8, 0.8, 0.8, harness.LAST["mass"]]
+    a = [dict(model="m", method="x", n=1), dict(model="m", method="only here", n=1)]
+    b = [dict(model="m", method="x", n=2)]
+    assert harness.common_rows([a, b]) == [a[0], b[0]]  # a method some fold lacks is left out
+
+
 @pytest.mark.slow
 def test_quick_run(tmp_path):
     out = subprocess.run([sys.executable, str(BENCH / "prune_accuracy.py"), "--quick", "--out", str(tmp_path)],
                          capture_output=True, text=True, timeout=3000)
     assert out.returncode == 0, out.stderr[-2000:]
     table = (tmp_path / "table.md").read_text()
-    assert "ToMe-style" in table and "vitaccel mass (attention)" in table and "SaiT (attention)" in table
+    assert "ToMe-style" in table and "vitaccel mass (attention, 1)" in table and "SaiT (attention)" in table
+    assert "vitaccel topk (attention, 1-3-5+6)" in table and "SaiT (attention, 1-3-5)" in table

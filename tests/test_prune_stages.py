@@ -209,3 +209,22 @@ def test_length_sorted_sub_batches_equal_alone_and_execute_less(layers, monkeypa
         monkeypatch.setattr(patching, "BUCKET_MIN", 10 ** 9)  # one padded batch
         assert (model(x) - out).abs().max().item() <= 1e-5
         assert count_macs(model, x) > executed and torch.equal(model.pruning.stats["macs"], stats["macs"])
+
+
+def test_macs_follow_configure_on_one_model():
+    """The MAC coefficients a patched model keeps per setting follow every ``configure``: layouts,
+    placements, dense and package, one after another on the same model, each equal to the counter."""
+    model = prune.patch(peaked_vit(mlp_ratio=MLP / DIM), layer=2, rule="topk", value=0.5)
+    x = torch.randn(2, 3, 32, 32)
+    settings = [dict(), dict(layers=[1, 3, 5], placement="attention"), dict(dense=True),
+                dict(dense=False, package=False), dict(layers=[2, 4], placement="block", rule="mass", value=0.7),
+                dict(layer=2, layers=None, rule="topk", value=0.5, package=True)]
+    seen = set()
+    for settings_ in settings:
+        model.pruning.configure(**settings_)
+        result = macs(model, x)
+        assert result["total"] == int(result["macs_padded"].sum())
+        for i in range(len(x)):
+            assert result["macs"][i] == count_macs(model, x[i:i + 1])
+        seen.add(int(result["total"]))
+    assert len(seen) >= 5  # the settings really differ in cost

@@ -9,6 +9,8 @@ A block on ``n`` tokens costs ``n * (sum of its linear layers' in*out) + 2 * n^2
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn as nn
 
@@ -32,9 +34,35 @@ def _segment(stages: tuple[int, ...], block: int, after: bool) -> int:
     return sum(layer - 1 < block or (after and layer - 1 == block) for layer in stages)
 
 
+class Coefficients(NamedTuple):
+    """What a patched forward's MACs per image are made of, for one stage layout and placement."""
+
+    per_patch: int             # the patch embedding, per patch
+    head: int                  # the classifier head
+    per_token: list[int]       # per segment (before stage 1, after each stage): MACs per real token
+    per_pair: list[int]        # per segment: MACs per attended token squared (QK^T, AV)
+    per_scored: list[int]      # per stage: MACs per scored token (CLS-row scores, the package's sum)
+    package_saving: int        # per packaged stage: the prefix tokens the package sum skips, in MACs
+
+
+def coefficients(model: nn.Module, stages: tuple[int, ...], placement: str, packaged: bool) -> Coefficients:
+    """The ``Coefficients`` of ``model`` pruned at 1-based ``stages`` with ``placement``."""
+    prefix, dim = model.num_prefix_tokens, model.embed_dim
+    per_token, per_pair = [0] * (len(stages) + 1), [0] * (len(stages) + 1)
+    inside = placement == "attention"
+    for i, blk in enumerate(model.blocks):
+        a, m = _segment(stages, i, False), _segment(stages, i, inside)
+        per_token[a] += linear_macs(blk.attn)
+        per_pair[a] += 2 * attention_dim(blk)
+        per_token[m] += linear_macs(blk.mlp)
+    per_scored = [attention_dim(model.blocks[layer - 1]) + (dim if packaged else 0) for layer in stages]
+    return Coefficients(patch_macs(model), linear_macs(model.head), per_token, per_pair, per_scored,
+                        prefix * dim if packaged else 0)
+
+
 def image_macs(model: nn.Module, num_patches: int, stages: tuple[int, ...], placement: str,
                lengths: list[torch.Tensor], packaged: bool,
-               widths: list[int | torch.Tensor] | None = None) -> torch.Tensor:
+               widths: list[int | torch.Tensor] | None = None, coeffs: Coefficients | None = None) -> torch.Tensor:
     """Per-image MACs of a patched forward (int64, shape of each ``lengths`` entry).
 
     ``stages``: the 1-based pruning layers; ``lengths[s]``: each image's real tokens (prefix and
@@ -43,26 +71,16 @@ def image_macs(model: nn.Module, num_patches: int, stages: tuple[int, ...], plac
     the executed work (attention, CLS-row scores and package sums over the padded length; the
     per-token layers on real tokens only). With ``placement="block"`` block P runs before the
     cut; with ``"attention"`` its attention runs before and its MLP after. ``packaged``: each
-    stage computed a package token's weighted sum over the tokens it scored.
+    stage computed a package token's weighted sum over the tokens it scored. ``coeffs``: the
+    ``coefficients`` of these settings when already known (a patched forward keeps them).
     """
-    prefix, dim = model.num_prefix_tokens, model.embed_dim
-    full = torch.full_like(lengths[0].to(torch.int64), prefix + num_patches)
+    c = coefficients(model, stages, placement, packaged) if coeffs is None else coeffs
+    full = torch.full_like(lengths[0].to(torch.int64), model.num_prefix_tokens + num_patches)
     real = [full, *(n.to(torch.int64) for n in lengths)]
     attended = real if widths is None else [full, *(torch.as_tensor(w).to(full).expand_as(full) for w in widths)]
-    # per segment: MACs per real token (linear layers) and per attended token squared (QK^T, AV)
-    per_token, per_pair = [0] * len(real), [0] * len(real)
-    inside = placement == "attention"
-    for i, blk in enumerate(model.blocks):
-        a, m = _segment(stages, i, False), _segment(stages, i, inside)
-        per_token[a] += linear_macs(blk.attn)
-        per_pair[a] += 2 * attention_dim(blk)
-        per_token[m] += linear_macs(blk.mlp)
-    total = torch.full_like(full, num_patches * patch_macs(model) + linear_macs(model.head))
+    total = torch.full_like(full, num_patches * c.per_patch + c.head)
     for s in range(len(real)):
-        total = total + per_token[s] * real[s] + per_pair[s] * attended[s] ** 2
-    for s, layer in enumerate(stages):
-        # the CLS-row scores over the stage's keys, and the package's weighted sum over its patches
-        total = total + attended[s] * (attention_dim(model.blocks[layer - 1]) + (dim if packaged else 0))
-        if packaged:
-            total = total - prefix * dim
+        total = total + c.per_token[s] * real[s] + c.per_pair[s] * attended[s] ** 2
+    for s in range(len(stages)):
+        total = total + attended[s] * c.per_scored[s] - c.package_saving
     return total

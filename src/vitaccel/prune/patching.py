@@ -26,7 +26,7 @@ from vitaccel.prune._timm import (
     run_block_part,
 )
 from vitaccel.prune.config import PruneConfig
-from vitaccel.prune.macs import image_macs
+from vitaccel.prune.macs import Coefficients, coefficients, image_macs
 from vitaccel.prune.pack import pack
 from vitaccel.prune.rows import RealRows, run_bucketed
 from vitaccel.prune.scores import cls_scores
@@ -66,6 +66,16 @@ class Pruning:
         self.keep: Optional[torch.Tensor] = None
         self.stats: dict[str, torch.Tensor] = {}
         self.valid: Optional[torch.Tensor] = None
+        self._coefficients: dict[tuple, Coefficients] = {}
+
+    def coefficients(self, model: nn.Module) -> Coefficients:
+        """The MAC ``coefficients`` of ``model`` under the current settings, computed once per setting
+        (``configure`` starts afresh, e.g. after the model's linear layers were changed)."""
+        cfg = self.config
+        key = (cfg.stages, cfg.placement, cfg.package and not cfg.dense)
+        if key not in self._coefficients:
+            self._coefficients[key] = coefficients(model, *key)
+        return self._coefficients[key]
 
     def configure(self, rule: Optional[str] = None, value: Optional[float | list[float]] = None,
                   dense: Optional[bool] = None, package: Optional[bool] = None,
@@ -85,6 +95,7 @@ class Pruning:
         if self.depth is not None:
             _check_stages(config, self.depth)
         self.config = config
+        self._coefficients.clear()
         return self
 
     def record(self, stages: list[Stage], keep: torch.Tensor, valid: Optional[torch.Tensor],
@@ -124,7 +135,7 @@ class PrunedViT:
         index = torch.arange(num_patches, device=x.device).expand(x.shape[0], -1)
         valid = rows = None
         part = cfg.placement == "attention"
-        stages, lengths, widths, start = [], [], [], 0
+        stages, lengths, widths, start, padded = [], [], [], 0, False
         for layer, value in zip(cfg.stages, cfg.values):
             for blk in self.blocks[start:layer - 1]:
                 x = _run_block(self, blk, x, rows)
@@ -144,6 +155,7 @@ class PrunedViT:
                 count = topk_count(value, tis.shape[1]) if cfg.rule == "topk" and real is None else None
                 x, length, valid, index = pack(x, tis, keep, prefix, cfg.package, index, real, count)
                 rows = None if valid is None else RealRows(valid)
+                padded = padded or valid is not None
                 lengths.append(length)
             widths.append(x.shape[1])
             if part:
@@ -153,12 +165,15 @@ class PrunedViT:
         packaged = cfg.package and not cfg.dense
         kept = index.new_zeros(x.shape[0], num_patches + 1).scatter_(
             1, torch.where(index >= 0, index, num_patches), 1)[:, :num_patches].bool()
+        coeffs = self.pruning.coefficients(self)
+        work = image_macs(self, num_patches, cfg.stages, cfg.placement, lengths, packaged, coeffs=coeffs)
         self.pruning.record(stages, kept, valid, {
             "tokens": lengths[-1],
             "kept": kept.sum(dim=1),
-            "macs": image_macs(self, num_patches, cfg.stages, cfg.placement, lengths, packaged),
-            "macs_padded": image_macs(self, num_patches, cfg.stages, cfg.placement, lengths, packaged,
-                                      widths=widths),
+            "macs": work,
+            # no stage padded: every image ran at its own length, what was executed is what it needed
+            "macs_padded": work if not padded else image_macs(self, num_patches, cfg.stages, cfg.placement,
+                                                              lengths, packaged, widths=widths, coeffs=coeffs),
         })
         return self.norm(x)
 
