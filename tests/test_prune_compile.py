@@ -47,3 +47,16 @@ def test_compiled_equals_eager(dense):
         out = compiled(x)
     assert torch.allclose(out, eager, atol=1e-5)
     assert torch.equal(model.pruning.stats["macs"], eager_macs)  # the stats are recorded when compiled too
+
+
+@pytest.mark.slow
+def test_two_topk_values_compile_in_one_process():
+    """A second patched model with another topk value recompiles with a symbolic float value;
+    the rule check must not read it (it once failed in ``math.isfinite`` under fullgraph)."""
+    x = torch.randn(2, 3, 32, 32)
+    dynamo.reset()
+    for value in (0.5, 0.3):
+        model = prune.patch(vit(), layer=2, rule="topk", value=value)
+        compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+        with torch.no_grad():
+            assert torch.allclose(compiled(x), model(x), atol=1e-5)

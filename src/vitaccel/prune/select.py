@@ -36,7 +36,9 @@ def keep_mask(tis: torch.Tensor, rule: str, value: float, real: torch.Tensor | N
     """
     if rule not in RULES:
         raise ValueError(f"rule: value {rule!r} is not allowed; choose one of {list(RULES)}")
-    problem = value_problem(rule, value)
+    # checked eagerly (configure, patch and direct calls); under torch.compile the value may be a
+    # symbolic float that math.isfinite cannot read, and the config has already checked it
+    problem = None if torch.compiler.is_compiling() else value_problem(rule, value)
     if problem:
         raise ValueError(f"value: value {value!r} is not allowed; {problem}")
     if tis.dim() != 2:
