@@ -35,14 +35,16 @@ def exponent(v: Fraction) -> int:
 
 
 def round_real(v: Fraction, man_bits: int, emin: int, max_value: Fraction, rounding: str = "nearest_even",
-               u: Fraction | None = None, overflow: str = "inf", stochastic_bits: int | None = None) -> Number:
+               u: Fraction | None = None, overflow: str = "inf", stochastic_bits: int | None = None,
+               bias: int | None = None) -> Number:
     """Round the real ``v`` to a binary float with ``man_bits`` fraction bits and min normal 2^emin.
 
     The result is ``kept`` or ``kept + 1`` quanta, ``frac`` the fraction of a quantum between them:
     ``nearest_even`` goes up iff frac > 1/2, or frac = 1/2 and the code is odd (the even
-    significand, or with ``man_bits=0`` (one value per binade) the even exponent field, as P3109
-    and gfloat do); ``ties_away`` iff frac >= 1/2; ``toward_zero`` never; ``up`` / ``down`` iff
-    frac > 0 and v > 0 / v < 0; ``stochastic`` iff frac + u >= 1 (``u`` in [0, 1) the draw), with
+    significand, or with ``man_bits=0`` (one value per binade) the even exponent field q + ``bias``,
+    bias 1 - emin unless given, as P3109 and gfloat do); ``ties_away`` iff frac >= 1/2;
+    ``toward_zero`` never; ``up`` / ``down`` iff frac > 0 and v > 0 / v < 0; ``stochastic`` iff
+    frac + u >= 1 (``u`` in [0, 1) the draw), with
     ``stochastic_bits=n`` iff floor(frac * 2^n) / 2^n + u >= 1 (u = r / 2^n).
     Overflow beyond ``max_value`` gives +-inf (``overflow="inf"``), +-max (``"saturate"``, and
     whenever the rounding truncated the magnitude) or NaN (``"nan"``). A zero result keeps the
@@ -57,7 +59,8 @@ def round_real(v: Fraction, man_bits: int, emin: int, max_value: Fraction, round
     kept = math.floor(n)
     frac = n - kept
     if rounding == "nearest_even":
-        code = q - emin + 1 if man_bits == 0 and kept else kept  # the code's parity is kept's for man_bits > 0
+        field = q + (1 - emin if bias is None else bias)
+        code = field if man_bits == 0 and kept else kept  # the code's parity is kept's for man_bits > 0
         up = frac > Fraction(1, 2) or (frac == Fraction(1, 2) and code % 2 == 1)
     elif rounding == "ties_away":
         up = frac >= Fraction(1, 2)
@@ -90,10 +93,12 @@ def decode(fmt: FloatFormat, code: int) -> Number:
     """The value of one code, straight from the definition in DESIGN.md section 2."""
     m, e_bits = fmt.man_bits, fmt.exp_bits
     code &= 2 ** fmt.bits - 1
-    s = code >> (e_bits + m)
+    s = code >> (e_bits + m) if fmt.signed else 0
     e_field = (code >> m) & (2 ** e_bits - 1)
     man = code & (2 ** m - 1)
     sign = -1 if s else 1
+    if fmt.specials == "e8m0":  # no zero, no subnormal: every field but all ones is a power of two
+        return math.nan if e_field == 2 ** e_bits - 1 else Fraction(2) ** (e_field - fmt.bias)
     if fmt.specials == "ieee" and e_field == 2 ** e_bits - 1:
         return math.nan if man else sign * math.inf
     if fmt.specials == "fn" and e_field == 2 ** e_bits - 1 and man == 2 ** m - 1:
@@ -113,13 +118,26 @@ def decode(fmt: FloatFormat, code: int) -> Number:
 
 @functools.lru_cache(maxsize=None)
 def format_max(fmt: FloatFormat) -> Fraction:
-    """Largest finite value, by scanning the top of the code space."""
-    return max(v for c in range(2 ** (fmt.bits - 1)) if isinstance(v := decode(fmt, c), Fraction))
+    """Largest finite value, by scanning every non-negative code (above 16 bits, where that is too
+    many, the codes of the two top binades' last 4 mantissas: ieee, fn and p3109 reserve at most
+    the top binade or its top code)."""
+    mags = 2 ** (fmt.exp_bits + fmt.man_bits)
+    if fmt.bits <= 16:
+        codes = range(mags)
+    else:
+        top = [(mags >> fmt.man_bits) - k for k in (1, 2)]
+        mans = range(max(0, 2 ** fmt.man_bits - 4), 2 ** fmt.man_bits)
+        codes = [(f << fmt.man_bits) + man for f in top for man in mans]
+    return max(v for c in codes if isinstance(v := decode(fmt, c), Fraction))
 
 
 def quantize(fmt: FloatFormat, x: float, rounding: str = "nearest_even", u: Fraction | None = None,
              stochastic_bits: int | None = None) -> Number:
     """One float (exact value of a float32/float64) rounded to ``fmt``, semantics of DESIGN.md 2."""
+    if not fmt.signed and (x < 0 or math.isnan(x)):  # -0 is not below 0: it gives +0
+        if fmt.nan_code is None:
+            raise ValueError("a negative value or NaN cannot be stored in an unsigned format without NaN")
+        return math.nan
     if math.isnan(x):
         if fmt.specials == "finite":
             if fmt.nan == "raise":
@@ -130,13 +148,17 @@ def quantize(fmt: FloatFormat, x: float, rounding: str = "nearest_even", u: Frac
     if math.isinf(x):
         if fmt.specials in ("ieee", "p3109"):
             return x
-        if fmt.specials == "fnuz" and not fmt.saturate:
+        if fmt.specials in ("fnuz", "e8m0") and not fmt.saturate:
             return math.nan
         return top if x > 0 else -top
     if fmt.saturate or fmt.specials in ("fn", "finite"):
         overflow = "saturate"
     else:
-        overflow = "nan" if fmt.specials == "fnuz" else "inf"
+        overflow = "nan" if fmt.specials in ("fnuz", "e8m0") else "inf"
+    if fmt.specials == "e8m0":  # no zero: below the smallest value 2^emin everything rounds to it
+        if abs(Fraction(x)) <= Fraction(2) ** fmt.emin:
+            return Fraction(2) ** fmt.emin
+        return round_real(Fraction(x), 0, fmt.emin, top, rounding, u, overflow, stochastic_bits, bias=fmt.bias)
     # without subnormals the neighbours below min_normal are 0 and min_normal: round between them
     tiny = not fmt.subnormals and abs(Fraction(x)) < Fraction(2) ** fmt.emin
     r = round_real(Fraction(x), 0 if tiny else fmt.man_bits, fmt.emin, top, rounding, u, overflow, stochastic_bits)
