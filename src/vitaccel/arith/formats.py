@@ -147,7 +147,8 @@ class FloatFormat:
     def named(name: str) -> "FloatFormat":
         """A named format: e5m7 (FP13), e5m10 (IEEE half), e8m7 (bfloat16), e5m2, e4m3 (OCP, fn),
         e4m3fnuz, e5m2fnuz, binary8p1 .. binary8p7 (P3109), e8m0 (OCP MX scale), ue4m3 (unsigned
-        e4m3, fn), tf32 (e8m10), fp24 (e8m15), fp32 (e8m23, IEEE single)."""
+        e4m3, fn), tf32 (e8m10), fp24 (e8m15), fp32 (e8m23, IEEE single); fp16 and bf16 are other
+        names of e5m10 and e8m7."""
         if name not in NAMED:
             raise UserError(f"format name {name!r} is unknown; choose one of {sorted(NAMED)}")
         return NAMED[name]
@@ -539,6 +540,8 @@ NAMED.update({
     "tf32": FloatFormat(8, 10),                                          # NVIDIA TensorFloat-32, 19 bits
     "fp24": FloatFormat(8, 15),                                          # 1-8-15: float32's range, 16-bit significand
     "fp32": FloatFormat(8, 23),                                          # IEEE binary32
+    "fp16": FloatFormat(5, 10),                                          # = e5m10 (its name stays e5m10)
+    "bf16": FloatFormat(8, 7),                                           # = e8m7
 })
 
 FP13: FloatFormat = NAMED["e5m7"]

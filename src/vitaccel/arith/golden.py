@@ -211,22 +211,38 @@ def align(products: Sequence[Fraction], align_bits: int | None, rounding: str) -
     return out
 
 
-def f32_add(acc: Number, x: Number) -> Number:
-    """One float32 accumulator add, correctly rounded (IEEE rules for specials)."""
+def round_to(fmt: FloatFormat, v: Fraction) -> Number:
+    """The exact ``v`` rounded to the accumulator format ``fmt`` (nearest even, overflow to inf)."""
+    return round_real(v, fmt.man_bits, fmt.emin, format_max(fmt))
+
+
+def acc_add(fmt: FloatFormat, acc: Number, x: Number) -> Number:
+    """One accumulator add in format ``fmt``, correctly rounded (IEEE rules for specials and signed
+    zeros: -0 + -0 = -0, any other exact zero sum +0)."""
     if isinstance(acc, float) or isinstance(x, float):
         if not (math.isfinite(float(acc)) and math.isfinite(float(x))):
             return float(acc) + float(x)
+        if acc == 0 and x == 0 and math.copysign(1.0, float(acc)) < 0 and math.copysign(1.0, float(x)) < 0:
+            return -0.0
         acc, x = Fraction(acc), Fraction(x)
-    return round_real(acc + x, *F32[:2], F32_MAX)
+    return round_to(fmt, acc + x)
+
+
+def f32_add(acc: Number, x: Number) -> Number:
+    """One float32 accumulator add, correctly rounded (IEEE rules for specials)."""
+    return acc_add(FP32, acc, x)
 
 
 F32_MAX = (2 - Fraction(1, 2 ** 23)) * Fraction(2) ** 127
+FP32 = FloatFormat(8, 23)
 
 
 def dot_float(a: Sequence[float], b: Sequence[float], config: AcceleratorConfig) -> float:
-    """One output of the float datapath: quantise, multiply exactly, adder tree, accumulate."""
+    """One output of the float datapath: quantise, multiply exactly, adder tree, accumulate (each
+    group sum and each accumulator add rounded to ``float_datapath.accumulator``)."""
     fp = config.float_datapath
     fa, fb = FloatFormat.named(fp.a_format), FloatFormat.named(fp.b_format)
+    facc = FloatFormat.named(fp.accumulator)
     qa = [quantize(fa, x, fp.operand_rounding) for x in a]
     qb = [quantize(fb, x, fp.operand_rounding) for x in b]
     products = [fp_mul(x, y) for x, y in zip(qa, qb)]
@@ -238,9 +254,8 @@ def dot_float(a: Sequence[float], b: Sequence[float], config: AcceleratorConfig)
             group_sum: Number = special
         else:
             exact = [Fraction(p) for p in group]  # -0.0 products are zeros here
-            group_sum = round_real(sum(align(exact, fp.align_bits, fp.align_rounding), Fraction(0)),
-                                   *F32[:2], F32_MAX)
-        acc = f32_add(acc, group_sum)
+            group_sum = round_to(facc, sum(align(exact, fp.align_bits, fp.align_rounding), Fraction(0)))
+        acc = acc_add(facc, acc, group_sum)
     return to_float(acc)
 
 
