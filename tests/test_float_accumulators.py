@@ -115,7 +115,6 @@ def test_to_odd_then_nearest_is_the_one_correct_rounding():
 
 
 def test_accumulate_is_the_correctly_rounded_sum_in_the_accumulator():
-    g = torch.Generator().manual_seed(4)
     for acc in ("fp16", "bf16", "tf32", "fp24", "fp32"):
         fmt = FloatFormat.named(acc)
         x, y = (fmt.quantize(_spread((3000,), seed, 30)) for seed in (5 + len(acc), 6 + len(acc)))
