@@ -15,8 +15,8 @@ from vitaccel.hw.codecs import CodecRoundTrip, check_codec, decoder, encoder
 from vitaccel.hw.common import MAX_LANES, refuse
 from vitaccel.hw.dot import FloatDotUnit, IntDotUnit, Registered
 from vitaccel.hw.float_lane import FloatLane
-from vitaccel.hw.float_tree import FloatTree, check_tree, formats
-from vitaccel.hw.fp32 import F32Add
+from vitaccel.hw.float_tree import FloatTree, accumulator, check_tree, formats
+from vitaccel.hw.fp32 import FloatAdd
 from vitaccel.hw.int_lane import IntLane
 from vitaccel.hw.tree import IntTree
 
@@ -83,6 +83,6 @@ def build(config: AcceleratorConfig | str) -> Circuits:
         fa, fb = formats(fp)
         check_tree(fp)
         out.makers.update(float_lane=lambda: FloatLane(fa, fb, fp.multiplier), float_tree=lambda: FloatTree(fp),
-                          f32_add=F32Add)
+                          acc_add=lambda: FloatAdd(accumulator(fp)))
         out.dot = lambda: FloatDotUnit(fp)
     return out

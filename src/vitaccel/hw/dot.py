@@ -16,8 +16,8 @@ from amaranth.lib.wiring import In, Out
 from vitaccel.arith.config import FloatDatapath, IntDatapath
 from vitaccel.hw.accumulator import IntAccumulator
 from vitaccel.hw.float_lane import FloatLane
-from vitaccel.hw.float_tree import FloatTree, formats
-from vitaccel.hw.fp32 import F32Add
+from vitaccel.hw.float_tree import FloatTree, accumulator, formats
+from vitaccel.hw.fp32 import FloatAdd
 from vitaccel.hw.int_lane import IntLane
 from vitaccel.hw.tree import IntTree
 
@@ -55,14 +55,15 @@ class IntDotUnit(wiring.Component):
 
 
 class FloatDotUnit(wiring.Component):
-    """Float dot-product unit: ``a``/``b`` (G codes), ``mask``, ``first``, ``en`` -> ``acc`` (float32 bits)."""
+    """Float dot-product unit: ``a``/``b`` (G codes), ``mask``, ``first``, ``en`` -> ``acc`` (bits of the
+    accumulator format, float32 by default)."""
 
     def __init__(self, fp: FloatDatapath) -> None:
         self.fp = fp
         fa, fb = formats(fp)
         g = fp.group_size
         super().__init__({"a": In(fa.bits).array(g), "b": In(fb.bits).array(g), "mask": In(g), "first": In(1),
-                          "en": In(1), "acc": Out(32)})
+                          "en": In(1), "acc": Out(accumulator(fp).bits)})
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -74,7 +75,7 @@ class FloatDotUnit(wiring.Component):
             m.d.comb += [lane.a.eq(self.a[i]), lane.b.eq(self.b[i])]
             with m.If(self.mask[i]):
                 m.d.comb += tree.p[i].eq(lane.p)
-        m.submodules.accumulator = add = F32Add()
+        m.submodules.accumulator = add = FloatAdd(accumulator(fp))
         m.d.comb += [add.a.eq(Mux(self.first, 0, self.acc)), add.b.eq(tree.sum)]
         with m.If(self.en):
             m.d.sync += self.acc.eq(add.y)
