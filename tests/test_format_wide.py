@@ -177,15 +177,17 @@ def test_e8m0_equals_gfloat_on_positive_values_it_holds():
         assert same_bits(fmt.quantize(x, rounding), torch.from_numpy(np.asarray(expected)).float()), rounding
 
 
+@pytest.mark.parametrize("size", [10 ** 5, pytest.param(10 ** 6, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("rounding", DETERMINISTIC)
 @pytest.mark.parametrize("name", WIDE)
-def test_wide_formats_equal_gfloat(name, rounding):
+def test_wide_formats_equal_gfloat(name, rounding, size):
     """gfloat has no tf32 or fp24; its FormatInfo describes them (and binary32) as IEEE formats."""
     gf = pytest.importorskip("gfloat")
     fmt = FloatFormat.named(name)
     fi = gf.FormatInfo(name, fmt.bits, fmt.man_bits + 1, bias=fmt.bias, is_signed=True, domain=gf.Domain.Extended,
                        has_nz=True, num_high_nans=2 ** fmt.man_bits - 1, has_subnormals=True, is_twos_complement=False)
-    x = torch.cat([random_float32(10 ** 5, seed=12).double(), _crafted(fmt, seed=13)])
+    x = torch.cat([random_float32(size, seed=12).double(), _crafted(fmt, seed=13)])
+    x = torch.cat([x, x[:size // 2] * (1 + torch.rand(size // 2, dtype=torch.float64) * 2.0 ** -30)])  # float64 inputs
     modes = {"nearest_even": "TiesToEven", "ties_away": "TiesToAway", "toward_zero": "TowardZero",
              "up": "TowardPositive", "down": "TowardNegative"}
     expected = gf.round_ndarray(fi, x.numpy(), getattr(gf.RoundMode, modes[rounding]), False)
