@@ -153,3 +153,17 @@ def test_sums_beyond_two_float64_limbs_come_rounded_to_odd(acc, monkeypatch):
     cfg = config(acc, a="e8m7", b="e8m7")
     assert same_bits(emulated_matmul(a, b, cfg), golden.matmul(a, b, cfg))
     assert seen and all(seen)
+
+
+def test_cost_model_reads_the_accumulator_width():
+    """Partial sums are as wide as the accumulator format; its adds cost between the table's fp16_add
+    and fp32_add by significand width (fp32_add for float32, fp16_add for fp16 and tf32)."""
+    from vitaccel.measure.hardware import EnergyTable, MatmulShape, cost
+    shapes = [MatmulShape(10, 130, 7, count=3)]
+    table = EnergyTable.load()
+    wide, half, bf16 = (cost(shapes, config(acc, a="e5m7", b="e5m7"), table) for acc in ("fp32", "fp16", "bf16"))
+    assert half.psum_bits_written * 2 == wide.psum_bits_written and "fp16" in half.adds and "fp32" in wide.adds
+    groups = 10 * 7 * 3 * 9
+    assert half.adds["fp16"] == groups
+    assert wide.energy_pj["add"] - half.energy_pj["add"] == pytest.approx(groups * (table.fp32_add - table.fp16_add))
+    assert bf16.energy_pj["add"] < half.energy_pj["add"]

@@ -96,7 +96,7 @@ def test_new_formats_round_crafted_values_as_golden(name, rounding):
     if not fmt.signed:
         x = x[~((x < 0) | x.isnan())] if fmt.nan_code is None else x
     assert same_bits(fmt.quantize(x, rounding), _golden_quantize(fmt, x, rounding))
-    x32 = x.float()
+    x32 = x[::3].float()  # float32 inputs (random ones over all binades: the test below)
     assert same_bits(fmt.quantize(x32, rounding), _golden_quantize(fmt, x32, rounding))
 
 
