@@ -65,7 +65,7 @@ def float_matmul(a: torch.Tensor, b: torch.Tensor, fp: FloatDatapath, tier: str,
             if facc.man_bits == 23:  # float32: the exact sum's one rounding is the native add's
                 acc.add_(group_sums(r0, r1, gi).float())
             else:  # the group sum rounded to the accumulator, then the add rounded to it
-                acc = floatpath.accumulate(acc, facc.quantize(group_sums(r0, r1, gi)), facc)
+                acc = floatpath.accumulate(acc, floatpath.round_to(facc, group_sums(r0, r1, gi)), facc)
         out[:, r0:r1] = acc
     return out.reshape(*batch, m, n)
 

@@ -23,7 +23,7 @@ from vitaccel.arith.bits import exponent, pow2
 from vitaccel.arith.formats import FloatFormat
 
 __all__ = ["ExactSum", "WideSum", "accumulate", "exponent", "multiply", "multiply_significands", "pow2",
-           "round_pair_to_float32", "split_codes", "to_odd_float32"]
+           "round_pair_to_float32", "round_to", "split_codes", "to_odd_float32"]
 
 
 # -- the multiplier -----------------------------------------------------------------------
@@ -91,6 +91,13 @@ def to_odd_float32(x: torch.Tensor) -> torch.Tensor:
     inexact = (back != x) & ~torch.isnan(x)
     f = torch.where(inexact & (back.abs() > x.abs()), torch.nextafter(f, torch.zeros_like(f)), f)
     return (f.view(torch.int32) | inexact.int()).view(torch.float32)
+
+
+def round_to(fmt: FloatFormat, x: torch.Tensor) -> torch.Tensor:
+    """Exact float64 values, or float32 values rounded toward odd, rounded (nearest even) to a
+    format of at most 22 significand bits, as float32: through float32 toward odd, so that the
+    float32 cast route of ``fmt.quantize`` can run (bfloat16 and half are one cast)."""
+    return fmt.quantize(to_odd_float32(x) if x.dtype == torch.float64 else x)
 
 
 def accumulate(acc: torch.Tensor, x: torch.Tensor, fmt: FloatFormat) -> torch.Tensor:
