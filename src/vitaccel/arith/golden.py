@@ -234,7 +234,7 @@ def f32_add(acc: Number, x: Number) -> Number:
 
 
 F32_MAX = (2 - Fraction(1, 2 ** 23)) * Fraction(2) ** 127
-FP32 = FloatFormat(8, 23)
+FP32 = FloatFormat.named("fp32")
 
 
 def dot_float(a: Sequence[float], b: Sequence[float], config: AcceleratorConfig) -> float:
