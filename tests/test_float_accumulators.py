@@ -168,3 +168,17 @@ def test_cost_model_reads_the_accumulator_width():
     assert half.adds["fp16"] == groups
     assert wide.energy_pj["add"] - half.energy_pj["add"] == pytest.approx(groups * (table.fp32_add - table.fp16_add))
     assert bf16.energy_pj["add"] < half.energy_pj["add"]
+
+
+@pytest.mark.parametrize("acc", ["fp32", "fp16", "tf32"])
+def test_tf32_operands_equal_golden_in_every_tier(acc):
+    """TF32 operands (TensorFloat-32 matmuls) against TF32, FP13 and bfloat16 ones, wide spans and an
+    infinity, every operand rounding's neighbour pair: exact tiers equal golden."""
+    g = torch.Generator().manual_seed(len(acc))
+    for align, other, rounding in ((None, "tf32", "nearest_even"), (10, "e5m7", "down"), (40, "e8m7", "ties_away")):
+        cfg = config(acc, rounding, align, a="tf32", b=other)
+        a = _spread((3, 50), seed=int(torch.randint(0, 99, (1,), generator=g)), binades=60)
+        b = _spread((50, 3), seed=int(torch.randint(0, 99, (1,), generator=g)), binades=60)
+        a[0, 3] = math.inf
+        expected = golden.matmul(a, b, cfg)
+        assert same_bits(emulated_matmul(a, b, cfg), expected), (acc, align, other)

@@ -127,14 +127,15 @@ def test_simulate_per_token_scales_equal_golden():
         hw.simulate("int8-dyn", a, b, a_scale=torch.tensor(0.1))
 
 
-@pytest.mark.parametrize("acc,rounding", [("fp16", "ties_away"), ("bf16", "up"), ("tf32", "down"),
-                                          ("fp24", "toward_zero")])
-def test_dot_unit_with_a_narrow_accumulator_equals_golden(acc, rounding):
+@pytest.mark.parametrize("acc,rounding,operands", [("fp16", "ties_away", "e5m7"), ("bf16", "up", "e5m7"),
+                                                   ("tf32", "down", "tf32"), ("fp24", "toward_zero", "e5m7")])
+def test_dot_unit_with_a_narrow_accumulator_equals_golden(acc, rounding, operands):
     """The whole unit with the accumulator format and operand rounding of the config: lanes, tree
     rounding to the accumulator, the accumulator add; K = 45 over three groups, magnitudes spread
     so that the accumulator's rounding decides low bits; and the exported golden accumulators."""
     config = AcceleratorConfig.from_dict({"name": f"fp13-{acc}", "datapath": "float", "float_datapath": {
-        "accumulator": acc, "operand_rounding": rounding}})
+        "accumulator": acc, "operand_rounding": rounding, "a_format": operands, "b_format": operands,
+        "align_bits": 20 if operands == "tf32" else None}})
     g = torch.Generator().manual_seed(len(acc))
     a = torch.randn(1, 45, generator=g) * torch.exp2(torch.randint(-8, 9, (1, 45), generator=g).float())
     b = torch.randn(45, 2, generator=g) * 30

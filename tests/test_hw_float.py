@@ -244,3 +244,13 @@ def test_accumulator_add_element_vectors_are_golden():
 def test_accumulator_circuits_refuse_formats_they_do_not_build():
     with pytest.raises(ValueError, match="accumulator format e4m3"):
         FloatAdd(FloatFormat.named("e4m3"))
+
+
+def test_lane_tf32_random_codes_and_specials():
+    """TF32 operands: 11-bit significands, float32's exponent range, against TF32 and FP13."""
+    tf32 = FloatFormat.named("tf32")
+    rng = random.Random(6)
+    vectors = [{"a": rng.randrange(2 ** 19), "b": rng.randrange(2 ** 19)} for _ in range(600)]
+    vectors += [{"a": a, "b": b} for a in special_codes(tf32) for b in special_codes(tf32)]
+    assert lane_mismatches(tf32, tf32, "direct", vectors) == 0
+    assert lane_mismatches(tf32, FP13, "nibble", [{"a": v["a"], "b": v["b"] & 0x1FFF} for v in vectors]) == 0

@@ -19,8 +19,9 @@ from vitaccel.arith.intpath import OVERFLOWS, ROUNDINGS
 from vitaccel.arith.psum import FLOAT_ROUNDINGS, TRUNC_ROUNDINGS, Codec, FloatCodec, TruncCodec
 from vitaccel.configtools import ConfigError, field, from_dict, load_yaml, shipped, shipped_names, to_yaml, validate
 
-# Operand formats: the signed named formats of at most 16 bits (the multiplier's exact products fit float64).
-OPERAND_FORMATS = tuple(sorted(n for n, f in NAMED.items() if f.signed and f.bits <= 16))
+# Operand formats: the signed named formats with at most 10 mantissa bits (of at most 16 bits, and tf32):
+# the multiplier's exact products fit float64 with room for the exact tiers' group sums.
+OPERAND_FORMATS = tuple(sorted(n for n, f in NAMED.items() if f.signed and f.man_bits <= 10))
 OPERAND_ROUNDINGS = ("nearest_even", "ties_away", "toward_zero", "up", "down")
 
 
