@@ -95,9 +95,19 @@ def to_odd_float32(x: torch.Tensor) -> torch.Tensor:
 
 def round_to(fmt: FloatFormat, x: torch.Tensor) -> torch.Tensor:
     """Exact float64 values, or float32 values rounded toward odd, rounded (nearest even) to a
-    format of at most 22 significand bits, as float32: through float32 toward odd, so that the
-    float32 cast route of ``fmt.quantize`` can run (bfloat16 and half are one cast)."""
-    return fmt.quantize(to_odd_float32(x) if x.dtype == torch.float64 else x)
+    format of at most 22 significand bits, as float32: through float32 toward odd, then for formats
+    with float32's exponent range (bfloat16, tf32, fp24) by rounding the float32 bits, else by
+    ``fmt.quantize`` (half: one cast)."""
+    x = to_odd_float32(x) if x.dtype == torch.float64 else x
+    if (fmt.exp_bits, fmt.bias, fmt.specials, fmt.subnormals, fmt.saturate) != (8, 127, "ieee", True, False):
+        return fmt.quantize(x)
+    # float32's grid at 23 - m fewer bits, subnormals included; a carry out of the mantissa moves
+    # the exponent (max + half an ulp and beyond: infinity); no carry reaches the sign bit
+    drop = 23 - fmt.man_bits
+    bits = x.view(torch.int32)
+    up = (1 << (drop - 1)) - 1 + ((bits >> drop) & 1)
+    rounded = ((bits + up) & ~((1 << drop) - 1)).view(torch.float32)
+    return torch.where(torch.isnan(x), x, rounded)
 
 
 def accumulate(acc: torch.Tensor, x: torch.Tensor, fmt: FloatFormat) -> torch.Tensor:
@@ -110,7 +120,7 @@ def accumulate(acc: torch.Tensor, x: torch.Tensor, fmt: FloatFormat) -> torch.Te
     total = hi + lo
     finite = torch.isfinite(total)
     odd = round_pair_to_float32(torch.where(finite, hi, 0.0), torch.where(finite, lo, 0.0), odd=True)
-    return fmt.quantize(torch.where(finite, odd, total.float()))
+    return round_to(fmt, torch.where(finite, odd, total.float()))
 
 
 class ExactSum:
