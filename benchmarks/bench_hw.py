@@ -44,7 +44,7 @@ from vitaccel.hw import build
 from vitaccel.hw.export import _float_operands, _int_operands, export, golden_accumulators
 from vitaccel.hw.float_lane import FloatLane
 from vitaccel.hw.float_tree import FloatTree
-from vitaccel.hw.fp32 import F32Add
+from vitaccel.hw.fp32 import FloatAdd
 from vitaccel.hw.int_lane import IntLane
 from vitaccel.hw.sim import group_stream, run_comb, run_streams
 from vitaccel.hw.tree import IntTree
@@ -90,7 +90,7 @@ def elements(n: int) -> None:
         v, _ = rate(lambda fp=fp: FloatTree(fp), grp)
         print(f"{f'float tree G=16 align={fp.align_bits} (groups)':<34} {v:>10.0f}  {'(tests)':>10}")
     ab = [{"a": rng.getrandbits(31), "b": rng.getrandbits(31)} for _ in range(n)]
-    v, _ = rate(F32Add, ab)
+    v, _ = rate(FloatAdd, ab)
     print(f"{'float32 accumulator add':<34} {v:>10.0f}  {'(tests)':>10}")
 
 

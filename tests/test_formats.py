@@ -280,8 +280,10 @@ def test_bad_arguments_name_what_is_allowed():
         FloatFormat(1, 3)
     with pytest.raises(ValueError, match="man_bits=-1"):
         FloatFormat(5, -1)
-    with pytest.raises(ValueError, match="17 bits.*at most 16"):
-        FloatFormat(6, 10)
+    with pytest.raises(ValueError, match="33 bits.*at most 32"):
+        FloatFormat(9, 23)
+    with pytest.raises(ValueError, match="man_bits=24 is not allowed: at most 23"):
+        FloatFormat(7, 24)
     with pytest.raises(ValueError, match="specials='x'"):
         FloatFormat(5, 7, specials="x")
     with pytest.raises(ValueError, match="bias=200"):

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from conftest import same_bits
 from vitaccel.arith import AcceleratorConfig, FloatFormat, emulated_matmul, fast_error_bound, golden
+from vitaccel.arith.config import ACCUMULATORS, OPERAND_FORMATS, OPERAND_ROUNDINGS
 from vitaccel.arith.formats import NAMED
 from vitaccel.configtools import ConfigError
 
@@ -32,19 +33,25 @@ SLOW = settings(max_examples=600, deadline=None, derandomize=True, suppress_heal
 # -- strategies ---------------------------------------------------------------------------------
 @st.composite
 def float_formats(draw: st.DrawFn) -> FloatFormat:
-    """Any valid FloatFormat of at most 16 bits (bias within float32's exponent range)."""
+    """Any valid FloatFormat of at most 32 bits (bias within float32's exponent range), signed or
+    (ieee, fn) unsigned, or the e8m0 scale format."""
+    if draw(st.integers(0, 15)) == 0:
+        return NAMED["e8m0"]
     exp_bits = draw(st.integers(2, 8))
     specials = draw(st.sampled_from(["ieee", "fn", "finite"] if exp_bits < 8 else ["ieee"]))  # else emax > 127
-    man_bits = draw(st.integers(0 if specials == "finite" else 1, 15 - exp_bits))
+    wide = draw(st.booleans())
+    man_bits = draw(st.integers(0 if specials == "finite" else 1, min(23, 31 - exp_bits) if wide else 15 - exp_bits))
     default = 2 ** (exp_bits - 1) - 1
     top = 2 ** exp_bits - (2 if specials == "ieee" else 1)
     bias = draw(st.integers(max(default - 8, top - 127), min(default + 8, 127)))
-    return FloatFormat(exp_bits, man_bits, bias, specials, draw(st.booleans()), draw(st.booleans()), nan="zero")
+    signed = specials == "finite" or draw(st.booleans())
+    return FloatFormat(exp_bits, man_bits, bias, specials, draw(st.booleans()), draw(st.booleans()), nan="zero",
+                       signed=signed)
 
 
 def _near_values(fmt: FloatFormat, draw: st.DrawFn) -> list[float]:
     """Values of fmt, the midpoints between neighbours (ties) and points just off them."""
-    codes = draw(st.lists(st.integers(0, 2 ** (fmt.bits - 1) - 2), min_size=1, max_size=8))
+    codes = draw(st.lists(st.integers(0, fmt.max_code - 1), min_size=1, max_size=8))
     lo = fmt.decode(torch.tensor(codes)).double()
     hi = fmt.decode(torch.tensor(codes) + 1).double()
     mid = (lo + hi) / 2
@@ -107,8 +114,9 @@ def int_configs(draw: st.DrawFn) -> dict:
 @st.composite
 def float_configs(draw: st.DrawFn) -> dict:
     group = 2 ** draw(st.integers(0, 5))
-    fp: dict = {"a_format": draw(st.sampled_from(sorted(NAMED))), "b_format": draw(st.sampled_from(sorted(NAMED))),
-                "operand_rounding": draw(st.sampled_from(["nearest_even", "toward_zero"])), "group_size": group,
+    fp: dict = {"a_format": draw(st.sampled_from(OPERAND_FORMATS)), "b_format": draw(st.sampled_from(OPERAND_FORMATS)),
+                "operand_rounding": draw(st.sampled_from(OPERAND_ROUNDINGS)), "group_size": group,
+                "accumulator": draw(st.sampled_from(ACCUMULATORS)),
                 "multiplier": draw(st.sampled_from(["direct", "nibble"]))}
     if draw(st.booleans()):
         fp["align_bits"] = draw(st.integers(0, min(48, 62 - (group.bit_length() - 1))))
@@ -143,7 +151,7 @@ def matrices(draw: st.DrawFn, finite: bool) -> tuple[torch.Tensor, torch.Tensor]
 def _check_format(fmt: FloatFormat, values: list[float]) -> None:
     for dtype in (torch.float32, torch.float64):
         x = torch.tensor(values, dtype=torch.float64).to(dtype)
-        for rounding in ("nearest_even", "toward_zero"):
+        for rounding in OPERAND_ROUNDINGS:
             expected = [golden.to_float(golden.quantize(fmt, v, rounding)) for v in x.double().tolist()]
             assert same_bits(fmt.quantize(x, rounding), torch.tensor(expected, dtype=torch.float64).float()), \
                 (fmt, rounding, dtype)
@@ -152,7 +160,7 @@ def _check_format(fmt: FloatFormat, values: list[float]) -> None:
 
 def _check_stochastic(fmt: FloatFormat, values: list[float], seed: int) -> None:
     """Stochastic rounding replayed with the same 62-bit draws (u = low shift bits / 2^shift)."""
-    x = torch.tensor([v for v in values if math.isfinite(v)], dtype=torch.float32)
+    x = torch.tensor([v for v in values if math.isfinite(v) and (fmt.signed or v >= 0)], dtype=torch.float32)
     got = fmt.quantize(x, "stochastic", torch.Generator().manual_seed(seed))
     draws = torch.randint(0, 2 ** 62, x.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.int64)
     for xi, d, gi in zip(x.tolist(), draws.tolist(), got.tolist()):
@@ -206,7 +214,8 @@ def _run(check_settings: settings, strategy: st.SearchStrategy, check) -> None:
 
 
 FORMAT_CASES = format_inputs()
-STOCHASTIC_CASES = st.tuples(float_formats(), st.lists(FLOAT32S, min_size=1, max_size=16), st.integers(0, 2 ** 16))
+STOCHASTIC_CASES = st.tuples(float_formats().filter(lambda f: f.specials != "e8m0"),  # e8m0: test_format_wide
+                             st.lists(FLOAT32S, min_size=1, max_size=16), st.integers(0, 2 ** 16))
 INT_CASES = st.tuples(int_configs(), matrices(finite=True)).flatmap(
     lambda t: st.tuples(st.just(t[0]), st.just(t[1][0]), st.just(t[1][1]), st.booleans()))
 FLOAT_CASES = st.tuples(float_configs(), matrices(finite=False)).map(lambda t: (t[0], *t[1]))

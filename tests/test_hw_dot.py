@@ -87,7 +87,7 @@ def test_build_elements_and_registered_wrapper():
     circuits = hw.build("int8-lot4-psum")
     assert set(circuits.makers) == {"int_lane", "int_tree", "accumulator", "codec_encoder", "codec_decoder",
                                     "codec_round_trip"}
-    assert set(hw.build("fp13").makers) == {"float_lane", "float_tree", "f32_add"}
+    assert set(hw.build("fp13").makers) == {"float_lane", "float_tree", "acc_add"}
     vectors = [{"a": a, "w": w} for a, w in ((100, 3), (-77, 99), (5, -128))]
     out = run_streams(lambda: circuits.registered("int_lane"), [vectors + [{}, {}]])[0]
     want = [golden.int_multiply(v["a"], v["w"], 4, "unbiased") for v in vectors]
@@ -126,3 +126,21 @@ def test_simulate_per_token_scales_equal_golden():
     assert torch.equal(got, golden.matmul(a, b, "int8-dyn"))
     with pytest.raises(HardwareError, match="a_scale: not allowed with activation_scale per_token"):
         hw.simulate("int8-dyn", a, b, a_scale=torch.tensor(0.1))
+
+
+@pytest.mark.parametrize("acc,rounding,operands", [("fp16", "ties_away", "e5m7"), ("bf16", "up", "e5m7"),
+                                                   ("tf32", "down", "tf32"), ("fp24", "toward_zero", "e5m7")])
+def test_dot_unit_with_a_narrow_accumulator_equals_golden(acc, rounding, operands):
+    """The whole unit with the accumulator format and operand rounding of the config: lanes, tree
+    rounding to the accumulator, the accumulator add; K = 45 over three groups, magnitudes spread
+    so that the accumulator's rounding decides low bits; and the exported golden accumulators."""
+    config = AcceleratorConfig.from_dict({"name": f"fp13-{acc}", "datapath": "float", "float_datapath": {
+        "accumulator": acc, "operand_rounding": rounding, "a_format": operands, "b_format": operands,
+        "align_bits": 20 if operands == "tf32" else None}})
+    g = torch.Generator().manual_seed(len(acc))
+    a = torch.randn(1, 45, generator=g) * torch.exp2(torch.randint(-8, 9, (1, 45), generator=g).float())
+    b = torch.randn(45, 2, generator=g) * 30
+    circuit = hw.simulate(config, a, b)
+    assert same_bits(circuit, golden.matmul(a, b, config))
+    assert same_bits(circuit, emulated_matmul(a, b, config))
+    assert len(golden_accumulators(config, [0] * 20, [0] * 20)) == 2

@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from hw_helpers import circuit_presets
+from vitaccel.arith import AcceleratorConfig
 from vitaccel.hw.export import export
 
 CIRCUIT_PRESETS = circuit_presets()
@@ -36,7 +37,7 @@ def test_exported_bench_passes_and_catches_a_corrupted_vector(name, tmp_path):
         assert built.returncode == 0, (element.name, built.stderr)
     benches = sorted((tmp_path / "benches").iterdir())
     assert {b.name for b in benches} >= ({"int_lane", "int_tree", "accumulator"} if name.startswith("int")
-                                         else {"f32_add"})
+                                         else {"acc_add"})
     for bench in benches:                                            # every element's own bench
         built = subprocess.run(["iverilog", "-g2012", "-o", "tb.vvp", "tb.v", f"{bench.name}_packed.v"], cwd=bench,
                                capture_output=True, text=True)
@@ -65,3 +66,21 @@ def test_cli_export_and_refusal(tmp_path, capsys):
     assert (tmp_path / "int8" / "tb_dot_unit.v").exists()
     assert main(["hw", "export", "--accelerator", "fp32", "--out", str(tmp_path / "fp32")]) == 2
     assert "datapath: value 'native' is not allowed for the circuits" in capsys.readouterr().err
+
+
+@needs_icarus
+def test_exported_bench_of_a_narrow_accumulator_passes(tmp_path):
+    """A bfloat16 accumulator: 16-bit ``o``, golden accumulators in its bits, Icarus passes."""
+    config = AcceleratorConfig.from_dict({"name": "fp13-bf16acc", "datapath": "float",
+                                          "float_datapath": {"accumulator": "bf16", "group_size": 4}})
+    done = export(config, tmp_path)
+    assert "16 bits: bits of the bf16 accumulator" in (tmp_path / "README.md").read_text()
+    assert {len(line) for line in (tmp_path / "expected.hex").read_text().split()} == {4}
+    ok = run_bench(tmp_path)
+    assert ok.returncode == 0 and f"PASS: {done.vectors} vectors" in ok.stdout, ok.stdout + ok.stderr
+    bench = tmp_path / "benches" / "acc_add"
+    built = subprocess.run(["iverilog", "-g2012", "-o", "tb.vvp", "tb.v", "acc_add_packed.v"], cwd=bench,
+                           capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    run = subprocess.run(["vvp", "-n", "tb.vvp"], cwd=bench, capture_output=True, text=True)
+    assert run.returncode == 0 and "PASS" in run.stdout, run.stdout

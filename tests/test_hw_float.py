@@ -1,4 +1,5 @@
-"""Co-simulation of the float lane, aligned float tree and float32 accumulator add against golden."""
+"""Co-simulation of the float lane, aligned float tree and float accumulator add (float32 and the
+narrower accumulator formats) against golden."""
 
 import math
 import random
@@ -12,9 +13,10 @@ import torch
 from vitaccel.arith import golden
 from vitaccel.arith.config import AcceleratorConfig, FloatDatapath
 from vitaccel.arith.formats import FloatFormat
+from vitaccel.hw.element_vectors import acc_add_vectors
 from vitaccel.hw.float_lane import FloatLane, product_layout
 from vitaccel.hw.float_tree import FloatTree
-from vitaccel.hw.fp32 import F32Add
+from vitaccel.hw.fp32 import FloatAdd, bits_value, value_bits
 from vitaccel.hw.sim import run_comb
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -101,7 +103,8 @@ def tree_reference(fp: FloatDatapath, a: list[int], b: list[int]) -> int:
     """Golden group sum, through dot_float on one group (its accumulator turns -0 into +0)."""
     cfg = AcceleratorConfig(datapath="float", float_datapath=fp)
     fa, fb = FloatFormat.named(fp.a_format), FloatFormat.named(fp.b_format)
-    return f32_bits(golden.dot_float([decoded(fa, x) for x in a], [decoded(fb, y) for y in b], cfg))
+    facc = FloatFormat.named(fp.accumulator)
+    return value_bits(facc, golden.dot_float([decoded(fa, x) for x in a], [decoded(fb, y) for y in b], cfg))
 
 
 def tree_mismatches(fp: FloatDatapath, groups: list[tuple[list[int], list[int]]]) -> int:
@@ -112,10 +115,11 @@ def tree_mismatches(fp: FloatDatapath, groups: list[tuple[list[int], list[int]]]
     g = fp.group_size
     tree_in = [{f"p[{i}]": prods[j * g + i]["p"] for i in range(g)} for j in range(len(groups))]
     sums = run_comb(lambda: FloatTree(fp), tree_in)
+    facc = FloatFormat.named(fp.accumulator)
     bad = 0
     for (a, b), s in zip(groups, sums):
-        got = s["sum"] if f32(s["sum"]) != 0 else 0            # the accumulator reads -0 as +0
-        got = 0x7FC00000 if math.isnan(f32(got)) else got
+        got = s["sum"] if bits_value(facc, s["sum"]) != 0 else 0            # the accumulator reads -0 as +0
+        got = facc.nan_code if math.isnan(bits_value(facc, got)) else got
         bad += got != tree_reference(fp, a, b)
     return bad
 
@@ -130,11 +134,14 @@ def random_groups(fmt: FloatFormat, g: int, n: int, rng, lo: int, hi: int) -> li
 TREES = [FloatDatapath(), FloatDatapath(align_bits=16), FloatDatapath(align_bits=3, align_rounding="nearest_even"),
          FloatDatapath(align_bits=0, group_size=4, multiplier="nibble"), FloatDatapath(a_format="e5m10",
                                                                                        b_format="e5m10", group_size=8),
-         FloatDatapath(a_format="e8m7", b_format="e8m7", group_size=4, align_bits=9, align_rounding="nearest_even")]
+         FloatDatapath(a_format="e8m7", b_format="e8m7", group_size=4, align_bits=9, align_rounding="nearest_even"),
+         FloatDatapath(accumulator="fp16", group_size=8), FloatDatapath(accumulator="bf16", align_bits=12),
+         FloatDatapath(a_format="e8m7", b_format="e8m7", group_size=4, accumulator="tf32"),
+         FloatDatapath(a_format="e5m10", b_format="e5m10", group_size=4, accumulator="fp24", align_bits=20)]
 
 
 @pytest.mark.parametrize("fp", TREES, ids=lambda fp: f"{fp.a_format}-G{fp.group_size}-A{fp.align_bits}-"
-                                                     f"{fp.align_rounding}")
+                                                     f"{fp.align_rounding}-{fp.accumulator}")
 def test_tree_random_and_crafted_groups(fp):
     rng = random.Random(fp.group_size)
     fmt = FloatFormat.named(fp.a_format)
@@ -157,7 +164,7 @@ def test_f32_add_random_and_special():
     pairs = [(f32_bits(float(p)), f32_bits(float(q))) for p, q in zip(x.tolist(), y.tolist())]
     pairs += [(a, b) for a in (0, 0x80000000, 0x7F800000, 0xFF800000, 0x7F7FFFFF, 1, 0x80000001)
               for b in (0, 0x80000000, 0x7F800000, 0xFF800000, 0x7F7FFFFF, 0x00800000)]
-    out = run_comb(F32Add, [{"a": a, "b": b} for a, b in pairs])
+    out = run_comb(FloatAdd, [{"a": a, "b": b} for a, b in pairs])
     bad = 0
     for (a, b), o in zip(pairs, out):
         gv = golden.f32_add(_g(f32(a)), _g(f32(b)))
@@ -179,14 +186,14 @@ def test_f32_add_every_exponent_difference():
     for _ in range(200):                                     # exact cancellation and near-cancellation
         a = rng.getrandbits(31)
         pairs.append((a, (a ^ (1 << 31)) ^ rng.choice((0, 1, 2, 1 << 22))))
-    out = run_comb(F32Add, [{"a": a, "b": b} for a, b in pairs])
+    out = run_comb(FloatAdd, [{"a": a, "b": b} for a, b in pairs])
     want = [golden_f32(golden.f32_add(_g(f32(a)), _g(f32(b)))) for a, b in pairs]
     assert [o["y"] for o in out] == want
 
 
 def _g(x: float):
     from fractions import Fraction
-    return x if not math.isfinite(x) else Fraction(x)
+    return x if not math.isfinite(x) or x == 0 else Fraction(x)  # zeros keep their sign (-0 + -0 = -0)
 
 
 def normaliser_vectors(bits: int, lo: int, rng: random.Random) -> list[int]:
@@ -220,3 +227,65 @@ def test_normaliser_rounds_like_golden(bits, lo):
         got = o["y"] if f32(o["y"]) != 0 else 0                       # the circuit keeps the sign of a zero
         bad += got != (want if f32(want) != 0 else 0)
     assert bad == 0
+
+
+
+ACCUMULATORS = ["fp16", "bf16", "tf32", "fp24", "fp32"]
+
+
+def _acc_add_mismatches(fmt: FloatFormat, pairs: list[tuple[int, int]]) -> int:
+    out = run_comb(lambda: FloatAdd(fmt), [{"a": a, "b": b} for a, b in pairs])
+    want = [value_bits(fmt, golden.to_float(golden.acc_add(fmt, golden.decode(fmt, a), golden.decode(fmt, b))))
+            for a, b in pairs]
+    return sum(o["y"] != w for o, w in zip(out, want))
+
+
+@pytest.mark.parametrize("name", ACCUMULATORS)
+def test_accumulator_add_every_exponent_difference_specials_ties_and_overflow(name):
+    """Every exponent difference of the format (both orders and signs, random mantissas), every
+    pair of specials, exact ties (a + half its ulp, odd and even), ties with sticky bits,
+    cancellation, subnormals and overflow past max: 0 mismatches against golden.acc_add."""
+    fmt = FloatFormat.named(name)
+    rng = random.Random(len(name))
+    mb, sign, top = fmt.man_bits, 1 << (fmt.bits - 1), 2 ** fmt.exp_bits - 2
+    pairs = []
+    for d in range(top + 1):                              # exponent fields d apart, anywhere in range
+        for _ in range(3):
+            ea = rng.randint(d, top)
+            pairs.append(((rng.getrandbits(1) * sign) | (ea << mb) | rng.getrandbits(mb),
+                          (rng.getrandbits(1) * sign) | ((ea - d) << mb) | rng.getrandbits(mb)))
+    for _ in range(60):                                   # ties: b is half an ulp of a (+ a sticky bit)
+        ea = rng.randint(mb + 2, top)
+        a = (ea << mb) | rng.getrandbits(mb)
+        half = (ea - mb - 1) << mb
+        pairs += [(a, half), (a | sign, half | sign), (a, half | 1), (a, half | sign), (a | sign, (half | 1) | sign)]
+        pairs.append((a, a ^ sign))                       # exact cancellation
+        pairs.append((a, (a ^ sign) + rng.choice((1, 2))))  # near cancellation
+    pairs += [(fmt.max_code, fmt.max_code), (fmt.max_code, (top - mb - 1) << mb), (fmt.max_code | sign, fmt.max_code
+                                                                                    | sign)]
+    ins, _ = acc_add_vectors(fmt, rng, n=300)             # every pair of specials, random pairs
+    pairs += [(v["a"], v["b"]) for v in ins]
+    assert _acc_add_mismatches(fmt, pairs) == 0
+
+
+def test_accumulator_add_element_vectors_are_golden():
+    fmt = FloatFormat.named("fp16")
+    ins, outs = acc_add_vectors(fmt, random.Random(3), n=200)
+    got = run_comb(lambda: FloatAdd(fmt), ins)
+    assert [o["y"] for o in got] == [o["y"] for o in outs]
+    assert len(ins) == 300
+
+
+def test_accumulator_circuits_refuse_formats_they_do_not_build():
+    with pytest.raises(ValueError, match="accumulator format e4m3"):
+        FloatAdd(FloatFormat.named("e4m3"))
+
+
+def test_lane_tf32_random_codes_and_specials():
+    """TF32 operands: 11-bit significands, float32's exponent range, against TF32 and FP13."""
+    tf32 = FloatFormat.named("tf32")
+    rng = random.Random(6)
+    vectors = [{"a": rng.randrange(2 ** 19), "b": rng.randrange(2 ** 19)} for _ in range(600)]
+    vectors += [{"a": a, "b": b} for a in special_codes(tf32) for b in special_codes(tf32)]
+    assert lane_mismatches(tf32, tf32, "direct", vectors) == 0
+    assert lane_mismatches(tf32, FP13, "nibble", [{"a": v["a"], "b": v["b"] & 0x1FFF} for v in vectors]) == 0

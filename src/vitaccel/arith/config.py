@@ -14,13 +14,48 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from vitaccel.arith.formats import NAMED
+from vitaccel.arith.formats import NAMED, FloatFormat
 from vitaccel.arith.intpath import OVERFLOWS, ROUNDINGS
 from vitaccel.arith.mx import MX_NAMES
 from vitaccel.arith.psum import FLOAT_ROUNDINGS, TRUNC_ROUNDINGS, Codec, FloatCodec, TruncCodec
 from vitaccel.configtools import ConfigError, field, from_dict, load_yaml, shipped, shipped_names, to_yaml, validate
 
-_FORMATS = tuple(sorted(NAMED)) + MX_NAMES  # float formats, then the OCP MX block formats (arith/mx.py)
+# Operand formats: the signed named formats with at most 10 mantissa bits (of at most 16 bits, and tf32):
+# the multiplier's exact products fit float64 with room for the exact tiers' group sums; then the
+# OCP MX block formats (arith/mx.py).
+OPERAND_FORMATS = tuple(sorted(n for n, f in NAMED.items() if f.signed and f.man_bits <= 10)) + MX_NAMES
+OPERAND_ROUNDINGS = ("nearest_even", "ties_away", "toward_zero", "up", "down")
+
+
+def is_accumulator(fmt: FloatFormat) -> bool:
+    """Whether a float accumulator can be ``fmt``: signed, IEEE specials (a sum can overflow to
+    infinity and carry NaN), subnormals, at least 16 bits and at most 21 mantissa bits or float32
+    itself (the exact tiers round group sums through float32 rounded to odd, which is correct for
+    targets of at most 22 significand bits)."""
+    return (fmt.signed and fmt.specials == "ieee" and fmt.subnormals and not fmt.saturate and fmt.bits >= 16
+            and (fmt.man_bits <= 21 or fmt == NAMED["fp32"]))
+
+
+ACCUMULATORS = tuple(sorted(n for n, f in NAMED.items() if is_accumulator(f)))
+
+
+def _accumulator(v: str) -> str | None:
+    if v in ACCUMULATORS:
+        return None
+    if v in NAMED:
+        f = NAMED[v]
+        return (f"{v} ({f.bits} bits, specials {f.specials!r}) is too narrow or has no infinity: an accumulator "
+                f"needs a signed IEEE-style format of at least 16 bits; choose one of {list(ACCUMULATORS)}")
+    return f"choose one of {list(ACCUMULATORS)}"
+
+
+def _operand_rounding(v: str) -> str | None:
+    if v in OPERAND_ROUNDINGS:
+        return None
+    if v == "stochastic":
+        return ("stochastic operand rounding is not offered by the float datapath (its draws would not be "
+                f"reproducible through a config); choose one of {list(OPERAND_ROUNDINGS)}")
+    return f"choose one of {list(OPERAND_ROUNDINGS)}"
 
 
 ACTIVATION_SCALES = ("per_tensor", "per_token")
@@ -83,16 +118,19 @@ class CodecSpec:
 class FloatDatapath:
     """Float operands, exact multiplier, aligned adder tree of width G, float32 accumulator."""
 
-    a_format: str = field("e5m7", choices=_FORMATS, help="format of the first operand (activations)")
-    b_format: str = field("e5m7", choices=_FORMATS, help="format of the second operand (weights)")
-    operand_rounding: str = field("nearest_even", choices=("nearest_even", "toward_zero"),
-                                  help="rounding of float32 operands to their formats")
+    a_format: str = field("e5m7", choices=OPERAND_FORMATS, help="format of the first operand (activations)")
+    b_format: str = field("e5m7", choices=OPERAND_FORMATS, help="format of the second operand (weights)")
+    operand_rounding: str = field("nearest_even", check=_operand_rounding,
+                                  help="rounding of float32 operands to their formats: "
+                                       + " | ".join(OPERAND_ROUNDINGS))
     group_size: int = field(16, check=_power_of_two, help="adder-tree width G = 2^n")
     align_bits: int | None = field(None, check=_align_bits,
                                    help="fraction bits kept below the group's largest exponent; null = exact")
     align_rounding: str = field("toward_zero", choices=("toward_zero", "nearest_even"),
                                 help="how aligned products drop their low bits")
-    accumulator: str = field("fp32", choices=("fp32",), help="accumulator format (K order)")
+    accumulator: str = field("fp32", check=_accumulator,
+                             help="accumulator format: group sums and every accumulator add (K order) are rounded to "
+                                  "it, nearest even, overflow to infinity: " + " | ".join(ACCUMULATORS))
     multiplier: str = field("direct", choices=("direct", "nibble"),
                             help="significand multiplier form of the circuit: one b x b array, or two 4-bit "
                                  "nibbles of the first operand, ((hi * b) << 4) + lo * b; the numbers are the same")

@@ -8,7 +8,11 @@
                one native float64 matmul per group, exact wherever a row's and a column's
                binade spans allow; wider rows and columns redone over exponent bands (each band
                product sums exactly) and recombined exactly. Each sum is rounded once to
-               float32 as the accumulator adds it: bit-identical to the golden model.
+               float32 as the accumulator adds it: bit-identical to the golden model. With an
+               accumulator narrower than float32 (``float_datapath.accumulator``) group sums that
+               are not exact in float64 come rounded to float32 toward odd, so that rounding them
+               to the accumulator is correct, and each add is rounded to it
+               (``floatpath.accumulate``).
 * ``faithful`` every product of a group materialised (bounded row chunks), aligned to the
                group's largest exponent, summed exactly: bit-identical; needed for ``align_bits``.
 """
@@ -58,11 +62,15 @@ def float_matmul(a: torch.Tensor, b: torch.Tensor, fp: FloatDatapath, tier: str,
     group_sums = _with_specials(Ag, Bg, lambda finite_a, finite_b: make(finite_a, finite_b, fa, fb, fp))
     rows = max(1, min(m, chunk_bytes // row_bytes(fp, tier, A.shape[0], n)))
     out = torch.empty(A.shape[0], m, n, dtype=torch.float32, device=a.device)
+    facc = FloatFormat.named(fp.accumulator)
     for r0 in range(0, m, rows):
         r1 = min(m, r0 + rows)
         acc = torch.zeros(A.shape[0], r1 - r0, n, dtype=torch.float32, device=a.device)
-        for gi in range(ng):  # the float32 accumulator, in K order: each group sum rounded as it is added
-            acc.add_(group_sums(r0, r1, gi).float())
+        for gi in range(ng):  # the accumulator, in K order: each group sum rounded as it is added
+            if facc.man_bits == 23:  # float32: the exact sum's one rounding is the native add's
+                acc.add_(group_sums(r0, r1, gi).float())
+            else:  # the group sum rounded to the accumulator, then the add rounded to it
+                acc = floatpath.accumulate(acc, floatpath.round_to(facc, group_sums(r0, r1, gi)), facc)
         out[:, r0:r1] = acc
     return out.reshape(*batch, m, n)
 
@@ -182,17 +190,24 @@ def _banded_sums(A: torch.Tensor, B: torch.Tensor, fa: Format, fb: Format,
     q_min = ra[0] - fa.man_bits + rb[0] - fb.man_bits
     p_max = ra[1] + rb[1] + 2 + n_bits
     terms = len(bands_a) * len(bands_b)
+    odd = _odd(fp)
     if floatpath.ExactSum.fits(q_min, p_max, terms):
         two = floatpath.ExactSum(q_min, p_max, terms)
         for band_a, _, _ in bands_a:
             for band_b, _, _ in bands_b:
                 two.add(torch.matmul(band_a, band_b))
-        return two.result()
+        return two.result(odd)
     wide = floatpath.WideSum(q_min, p_max, terms)
     for band_a, lo_a, hi_a in bands_a:
         for band_b, lo_b, hi_b in bands_b:
             wide.add(torch.matmul(band_a, band_b), lo_a - fa.man_bits + lo_b - fb.man_bits, hi_a + hi_b + 2 + n_bits)
-    return wide.result()
+    return wide.result(odd)
+
+
+def _odd(fp: FloatDatapath) -> bool:
+    """Whether rounded group sums must come rounded to float32 toward odd: for an accumulator
+    narrower than float32, which rounds them again."""
+    return FloatFormat.named(fp.accumulator).man_bits != 23
 
 
 def _exp_range(x: torch.Tensor) -> tuple[int, int] | None:
@@ -250,7 +265,7 @@ def _aligned_group_sums(A: torch.Tensor, B: torch.Tensor, fa: Format, fb: Format
         if int_dtype == torch.int32:  # below 2^24, scaled within float32's normal range: exact
             return total.to(dtype) * scale
         low = total & 0x7FF  # int64 sums reach 2^62: two exact float64 limbs, then one rounding
-        return floatpath.round_pair_to_float32((total - low).double() * scale, low.double() * scale)
+        return floatpath.round_pair_to_float32((total - low).double() * scale, low.double() * scale, _odd(fp))
 
     return exact_fn
 

@@ -8,7 +8,9 @@ Exactness rests on three facts, each tested:
   exponents far inside float64's range);
 * a float64 sum of values that are all multiples of 2^Q and stay below 2^(Q+53) is exact;
 * rounding an exact value to float64 *toward odd* and then to float32 is correctly rounded
-  (53 >= 24 + 2), which turns an exact two-limb sum into a correctly rounded float32.
+  (53 >= 24 + 2), which turns an exact two-limb sum into a correctly rounded float32; rounding it
+  to float32 toward odd as well and then to a format of at most 22 significand bits (an
+  accumulator narrower than float32) is correctly rounded for the same reason (24 >= 22 + 2).
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ import torch
 from vitaccel.arith.bits import exponent, pow2
 from vitaccel.arith.formats import FloatFormat
 
-__all__ = ["ExactSum", "WideSum", "exponent", "multiply", "multiply_significands", "pow2", "round_pair_to_float32",
-           "split_codes"]
+__all__ = ["ExactSum", "WideSum", "accumulate", "exponent", "multiply", "multiply_significands", "pow2",
+           "round_pair_to_float32", "round_to", "split_codes", "to_odd_float32"]
 
 
 # -- the multiplier -----------------------------------------------------------------------
@@ -63,8 +65,9 @@ def multiply(fmt_a: FloatFormat, a_codes: torch.Tensor, fmt_b: FloatFormat, b_co
 
 
 # -- exact sums to float32 -------------------------------------------------------------------
-def round_pair_to_float32(hi: torch.Tensor, lo: torch.Tensor) -> torch.Tensor:
-    """float32 nearest-even of the exact value ``hi + lo`` (float64 tensors, finite).
+def round_pair_to_float32(hi: torch.Tensor, lo: torch.Tensor, odd: bool = False) -> torch.Tensor:
+    """float32 nearest-even of the exact value ``hi + lo`` (float64 tensors, finite), or with
+    ``odd=True`` float32 rounded toward odd (for a second, correct rounding to a narrower format).
 
     TwoSum gives s = fl(hi + lo) and the exact error; rounding s toward odd (when inexact)
     before the float32 conversion avoids double rounding.
@@ -76,7 +79,48 @@ def round_pair_to_float32(hi: torch.Tensor, lo: torch.Tensor) -> torch.Tensor:
     toward_zero = inexact & ((err < 0) != (s < 0))     # |exact| < |s|: truncation is one ulp below
     bits = s.view(torch.int64) - toward_zero.long()
     bits = bits | inexact.long()
-    return bits.view(torch.float64).float()
+    s = bits.view(torch.float64)
+    return to_odd_float32(s) if odd else s.float()
+
+
+def to_odd_float32(x: torch.Tensor) -> torch.Tensor:
+    """float64 ``x`` rounded to float32 toward odd: truncated, the last bit set when inexact
+    (beyond float32's range: +-max, odd, so that a narrower format then overflows as it should)."""
+    f = x.float()
+    back = f.double()
+    inexact = (back != x) & ~torch.isnan(x)
+    f = torch.where(inexact & (back.abs() > x.abs()), torch.nextafter(f, torch.zeros_like(f)), f)
+    return (f.view(torch.int32) | inexact.int()).view(torch.float32)
+
+
+def round_to(fmt: FloatFormat, x: torch.Tensor) -> torch.Tensor:
+    """Exact float64 values, or float32 values rounded toward odd, rounded (nearest even) to a
+    format of at most 22 significand bits, as float32: through float32 toward odd, then for formats
+    with float32's exponent range (bfloat16, tf32, fp24) by rounding the float32 bits, else by
+    ``fmt.quantize`` (half: one cast)."""
+    x = to_odd_float32(x) if x.dtype == torch.float64 else x
+    if (fmt.exp_bits, fmt.bias, fmt.specials, fmt.subnormals, fmt.saturate) != (8, 127, "ieee", True, False):
+        return fmt.quantize(x)
+    # float32's grid at 23 - m fewer bits, subnormals included; a carry out of the mantissa moves
+    # the exponent (max + half an ulp and beyond: infinity); no carry reaches the sign bit
+    drop = 23 - fmt.man_bits
+    bits = x.view(torch.int32)
+    up = (1 << (drop - 1)) - 1 + ((bits >> drop) & 1)
+    rounded = ((bits + up) & ~((1 << drop) - 1)).view(torch.float32)
+    return torch.where(torch.isnan(x), x, rounded)
+
+
+def accumulate(acc: torch.Tensor, x: torch.Tensor, fmt: FloatFormat) -> torch.Tensor:
+    """``acc + x`` correctly rounded to the accumulator format ``fmt`` (nearest even, IEEE
+    specials), for float32 tensors holding values of fmt: the native add for float32 itself, else
+    TwoSum in float64, rounded to float32 toward odd, then to fmt."""
+    if fmt.man_bits == 23:
+        return acc + x
+    hi, lo = acc.double(), x.double()
+    total = hi + lo
+    finite = torch.isfinite(total)
+    odd = round_pair_to_float32(torch.where(finite, hi, 0.0), torch.where(finite, lo, 0.0), odd=True)
+    return round_to(fmt, torch.where(finite, odd, total.float()))
 
 
 class ExactSum:
@@ -109,10 +153,11 @@ class ExactSum:
         self.hi = self.hi + high
         self.lo = self.lo + (term - high)
 
-    def result(self) -> torch.Tensor:
+    def result(self, odd: bool = False) -> torch.Tensor:
+        """The total as float32: nearest even, or toward odd (``odd=True``); exact when it fits."""
         if self.single:
-            return self.hi.float()
-        return round_pair_to_float32(self.hi, self.lo)
+            return to_odd_float32(self.hi) if odd else self.hi.float()
+        return round_pair_to_float32(self.hi, self.lo, odd)
 
 
 class WideSum:
@@ -148,7 +193,8 @@ class WideSum:
             self.acc[j] += torch.where(neg, -digit, digit)
             m = high
 
-    def result(self) -> torch.Tensor:
+    def result(self, odd: bool = False) -> torch.Tensor:
+        """The total as float32: nearest even, or toward odd (``odd=True``)."""
         w = self.width
         if self.acc is None:
             raise ValueError("WideSum.result: no term was added")
@@ -169,7 +215,7 @@ class WideSum:
         hi64 = hi.double() * 2.0 ** w * scale
         lo64 = (lo.double() + 0.5 * sticky.double()) * scale
         sign = torch.where(negative, -1.0, 1.0).double()
-        return round_pair_to_float32(hi64 * sign, lo64 * sign)
+        return round_pair_to_float32(hi64 * sign, lo64 * sign, odd)
 
     def _carry(self, digits: torch.Tensor) -> None:
         """In place: every limb but the top one brought into [0, 2^w), the carries moved up."""

@@ -1,8 +1,8 @@
 """Floating-point number formats, written as a readable spec (DESIGN.md section 2).
 
-``FloatFormat(exp_bits, man_bits, bias, specials, subnormals, saturate)`` describes a binary
-float of ``1 + exp_bits + man_bits`` bits. Values of a code (sign s, exponent field E, mantissa
-field M, m = man_bits):
+``FloatFormat(exp_bits, man_bits, bias, specials, subnormals, saturate, nan, signed)`` describes a
+binary float of ``1 + exp_bits + man_bits`` bits (``exp_bits + man_bits`` with ``signed=False``), at
+most 32. Values of a code (sign s, exponent field E, mantissa field M, m = man_bits):
 
 * normal,    1 <= E <= Emax_field:  (-1)^s * (1 + M / 2^m) * 2^(E - bias)
 * subnormal, E = 0:                 (-1)^s * (M / 2^m) * 2^(1 - bias)   (zero if not subnormals)
@@ -16,6 +16,15 @@ field M, m = man_bits):
 * specials="p3109":  (IEEE P3109 binary8pP: exp_bits = 8 - P, bias 2^(exp_bits-1), ``p3109(P)``)
                      the sign-bit-only code is the one NaN, no -0, the all-ones magnitude is
                      +-infinity; overflow as "ieee".
+* specials="e8m0":   (the OCP MX scale format: ``e8m0`` = 8 exponent bits, m = 0, unsigned, bias
+                     127) every field E but all ones is 2^(E - bias); all ones is NaN; no zero, no
+                     infinity, no subnormals (``subnormals`` is stored as False). Magnitudes below
+                     2^-bias (zero included) give 2^-bias in every rounding (no smaller value
+                     exists); overflow and infinities give NaN (max with ``saturate=True``).
+
+``signed=False`` drops the sign bit: a negative input (not -0, which gives +0) gives NaN where the
+format has a NaN code and a ``UserError`` otherwise. Formats wider than 16 bits (``tf32`` = e8m10,
+``fp24`` = 1-8-15, ``fp32`` = e8m23) hold their codes in int32 and decode arithmetically.
 
 Rounding rules (x exact, q the format's quantum at |x|, the result one of the two neighbours of x):
 
@@ -44,7 +53,8 @@ a flush.
 Encoding works on the integer bit pattern of the input (``view(torch.int32)`` for float32,
 ``torch.int64`` for float64) and is correctly rounded for every input: no ``log2``/``pow``/
 ``floor`` on floats. Codes are int16 tensors holding the bit pattern (for 16-bit formats the
-sign bit is the int16 sign bit, exactly as ``x.half().view(torch.int16)``).
+sign bit is the int16 sign bit, exactly as ``x.half().view(torch.int16)``), int32 tensors for
+formats wider than 16 bits (32-bit: as ``x.view(torch.int32)``).
 """
 
 from __future__ import annotations
@@ -61,7 +71,8 @@ from vitaccel.errors import UserError
 
 Rounding = Literal["nearest_even", "ties_away", "toward_zero", "up", "down", "stochastic"]
 ROUNDINGS: tuple[str, ...] = ("nearest_even", "ties_away", "toward_zero", "up", "down", "stochastic")
-SPECIALS: tuple[str, ...] = ("ieee", "fn", "finite", "fnuz", "p3109")
+SPECIALS: tuple[str, ...] = ("ieee", "fn", "finite", "fnuz", "p3109", "e8m0")
+MAX_BITS = 32
 
 _CHUNK = 2 ** 14  # elements per piece of the integer encoder: its int64 temporaries stay in cache
 
@@ -74,7 +85,7 @@ _SOURCES = {
 
 @dataclass(frozen=True)
 class FloatFormat:
-    """A binary floating-point format of at most 16 bits; see the module docstring."""
+    """A binary floating-point format of at most 32 bits; see the module docstring."""
 
     exp_bits: int
     man_bits: int
@@ -83,6 +94,7 @@ class FloatFormat:
     subnormals: bool = True
     saturate: bool = False
     nan: str = "raise"
+    signed: bool = True
 
     def __post_init__(self) -> None:
         for name in ("exp_bits", "man_bits"):
@@ -94,14 +106,26 @@ class FloatFormat:
                              "(1 with specials='p3109')")
         if self.man_bits < 0:
             raise UserError(f"man_bits={self.man_bits} is not allowed: it must be >= 0")
-        for name in ("subnormals", "saturate"):
+        for name in ("subnormals", "saturate", "signed"):
             v = getattr(self, name)
             if not isinstance(v, bool):  # "no" and "false" are truthy: refuse anything but a bool
                 raise TypeError(f"{name} must be a bool (True or False), got {type(v).__name__} {v!r}")
-        if self.bits > 16:
-            raise UserError(f"1 + exp_bits + man_bits = {self.bits} bits is not allowed: at most 16 bits in all")
+        if self.bits > MAX_BITS:
+            raise UserError(f"{'1 + ' if self.signed else ''}exp_bits + man_bits = {self.bits} bits is not allowed: "
+                             f"at most {MAX_BITS} bits in all")
+        if self.man_bits > 23:
+            raise UserError(f"man_bits={self.man_bits} is not allowed: at most 23 (every value must be a float32 "
+                             "value)")
         if self.specials not in SPECIALS:
             raise UserError(f"specials={self.specials!r} is not allowed; choose one of {list(SPECIALS)}")
+        if not self.signed and self.specials in ("fnuz", "p3109"):
+            raise UserError(f"signed=False is not allowed with specials={self.specials!r}: its NaN is the "
+                             "sign-bit-only code; use specials 'ieee', 'fn', 'finite' or 'e8m0'")
+        if self.specials == "e8m0":
+            if self.man_bits != 0 or self.signed:
+                raise UserError(f"specials='e8m0' needs man_bits=0 and signed=False, got man_bits={self.man_bits}, "
+                                 f"signed={self.signed}")
+            object.__setattr__(self, "subnormals", False)  # every field is a power of two: none to have
         if self.specials in ("ieee", "fn") and self.man_bits < 1:
             raise UserError(f"man_bits={self.man_bits} is not allowed with specials={self.specials!r}: "
                              "NaN needs a mantissa bit; use man_bits >= 1 or specials='finite'")
@@ -112,8 +136,9 @@ class FloatFormat:
         if not isinstance(self.bias, int) or isinstance(self.bias, bool):
             raise TypeError(f"bias must be an int, got {type(self.bias).__name__}")
         # Every value must be a float32 value and share float32's normal exponent range at the
-        # bottom, so that decode is exact and encode from float32 needs no renormalisation.
-        if self.emin < -126 or self.emax > 127:
+        # bottom, so that decode is exact and encode from float32 needs no renormalisation (e8m0
+        # encodes from float64, where 2^-149 .. 2^127 are all normal).
+        if self.emin < (-149 if self.specials == "e8m0" else -126) or self.emax > 127:
             raise UserError(f"bias={self.bias} is not allowed for exp_bits={self.exp_bits}: the format's "
                              f"exponents [{self.emin}, {self.emax}] must lie within float32's [-126, 127]")
 
@@ -121,7 +146,9 @@ class FloatFormat:
     @staticmethod
     def named(name: str) -> "FloatFormat":
         """A named format: e5m7 (FP13), e5m10 (IEEE half), e8m7 (bfloat16), e5m2, e4m3 (OCP, fn),
-        e4m3fnuz, e5m2fnuz, binary8p1 .. binary8p7 (P3109)."""
+        e4m3fnuz, e5m2fnuz, binary8p1 .. binary8p7 (P3109), e8m0 (OCP MX scale), ue4m3 (unsigned
+        e4m3, fn), tf32 (e8m10), fp24 (e8m15), fp32 (e8m23, IEEE single); fp16 and bf16 are other
+        names of e5m10 and e8m7."""
         if name not in NAMED:
             raise UserError(f"format name {name!r} is unknown; choose one of {sorted(NAMED)}")
         return NAMED[name]
@@ -135,23 +162,29 @@ class FloatFormat:
 
     @property
     def bits(self) -> int:
-        return 1 + self.exp_bits + self.man_bits
+        return int(self.signed) + self.exp_bits + self.man_bits
+
+    @property
+    def code_dtype(self) -> torch.dtype:
+        """Integer dtype of the codes: int16 up to 16 bits, int32 above."""
+        return torch.int16 if self.bits <= 16 else torch.int32
 
     @property
     def emin(self) -> int:
-        """Exponent of the smallest normal value."""
-        return 1 - self.bias
+        """Exponent of the smallest normal value (e8m0: of its smallest value, field 0)."""
+        return -self.bias if self.specials == "e8m0" else 1 - self.bias
 
     @property
     def negative_zero(self) -> bool:
-        """Whether -0 is a value (not in fnuz and p3109, whose sign-bit-only code is NaN)."""
-        return self.specials not in ("fnuz", "p3109")
+        """Whether -0 is a value (not in fnuz and p3109, whose sign-bit-only code is NaN, nor in
+        unsigned formats)."""
+        return self.signed and self.specials not in ("fnuz", "p3109")
 
     @property
     def _top_field(self) -> int:
         """Largest exponent field that holds finite values."""
         all_ones = 2 ** self.exp_bits - 1
-        return all_ones - 1 if self.specials == "ieee" else all_ones
+        return all_ones - 1 if self.specials in ("ieee", "e8m0") else all_ones
 
     @property
     def emax(self) -> int:
@@ -160,6 +193,8 @@ class FloatFormat:
     @property
     def max_code(self) -> int:
         """Code (magnitude bits) of the largest finite value."""
+        if self.specials == "e8m0":
+            return self._top_field
         top_man = 2 ** self.man_bits - 1
         if self.specials in ("fn", "p3109"):
             top_man -= 1  # the all-ones code is NaN (fn) or infinity (p3109)
@@ -176,7 +211,7 @@ class FloatFormat:
         """The NaN code (fnuz and p3109: the whole code, sign bit included; else the magnitude)."""
         if self.specials == "ieee":
             return self.inf_code | (1 << (self.man_bits - 1))
-        if self.specials == "fn":
+        if self.specials in ("fn", "e8m0"):
             return 2 ** (self.exp_bits + self.man_bits) - 1
         if self.specials in ("fnuz", "p3109"):
             return 1 << (self.exp_bits + self.man_bits)
@@ -202,27 +237,31 @@ class FloatFormat:
     # -- decode ---------------------------------------------------------------------------
     def decode(self, codes: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
         """Float32 values of ``codes`` (an integer tensor or NumPy array of bit patterns; a NumPy
-        array in gives one out)."""
+        array in gives one out). Up to 16 bits by a table of every code, wider bitwise."""
         if isinstance(codes, np.ndarray):
             return self.decode(torch.from_numpy(np.ascontiguousarray(codes))).numpy()
         if not isinstance(codes, torch.Tensor) or codes.dtype.is_floating_point or codes.dtype == torch.bool \
                 or codes.is_complex():
             raise TypeError(f"codes must be an integer tensor, got {getattr(codes, 'dtype', type(codes))}")
-        table = _decode_table(self, codes.device)
-        return table[codes.long() & (2 ** self.bits - 1)]
+        codes = codes.long() & (2 ** self.bits - 1)
+        if self.bits > 16:
+            return _decode_values(self, codes)
+        return _decode_table(self, codes.device)[codes]
 
     # -- encode ---------------------------------------------------------------------------
     def encode(self, x: torch.Tensor | np.ndarray, rounding: str = "nearest_even",
                generator: torch.Generator | None = None, *,
                stochastic_bits: int | None = None) -> torch.Tensor | np.ndarray:
-        """Int16 codes of ``x`` rounded to this format (correctly rounded; see module doc). A NumPy
-        array in gives a NumPy array out."""
+        """Codes (``code_dtype``: int16, int32 above 16 bits) of ``x`` rounded to this format
+        (correctly rounded; see module doc). A NumPy array in gives a NumPy array out."""
         if isinstance(x, np.ndarray):
             return self.encode(_from_numpy(x), rounding, generator, stochastic_bits=stochastic_bits).numpy()
         x = _check_float_input(x)
         _check_rounding(rounding, generator, stochastic_bits)
+        if self.specials == "e8m0":
+            x = x.double()  # exact; no float32 subnormals among values near e8m0's bottom
         draws = _draws(x, generator, stochastic_bits).reshape(-1) if rounding == "stochastic" else None
-        flat, out = x.reshape(-1), torch.empty(x.numel(), dtype=torch.int16, device=x.device)
+        flat, out = x.reshape(-1), torch.empty(x.numel(), dtype=self.code_dtype, device=x.device)
         for start in range(0, flat.numel(), _CHUNK):  # cache-sized pieces: same codes, less memory traffic
             stop = start + _CHUNK
             out[start:stop] = self._encode(flat[start:stop], rounding, stochastic_bits,
@@ -239,6 +278,10 @@ class FloatFormat:
         sign_shift = ebits + mbits
         sign = (bits >> sign_shift) & 1
         mag = bits & ((1 << sign_shift) - 1)
+        negative = None
+        if not self.signed:  # no sign bit: -0 is +0, a negative value is NaN (or an error) below
+            negative = (sign == 1) & (mag != 0)
+            sign = torch.zeros_like(sign)
         exp_field = mag >> mbits
         frac = mag & ((1 << mbits) - 1)
         all_ones = (1 << ebits) - 1
@@ -259,12 +302,15 @@ class FloatFormat:
         kept = sig >> shift
         rem = sig - (kept << shift)
         base = torch.clamp(e - self.emin, min=0) << m  # the code is base + kept (kept << m below min_normal
-        if rounding == "nearest_even":                 # without subnormals): ties go to the even code
-            half = torch.ones_like(shift) << (shift - 1)
-            odd = ((base + kept) & 1) == 1
-            kept = kept + ((rem > half) | ((rem == half) & odd)).to(torch.int64)
+        # without subnormals); e8m0 has no zero below its field 0: there the code is base + kept - 1
+        offset = -1 if self.specials == "e8m0" else 0
+        inexact = shift > 0  # shift 0 (a 23-bit mantissa from float32) keeps every bit
+        half = torch.ones_like(shift) << torch.clamp(shift - 1, min=0)
+        if rounding == "nearest_even":                 # ties go to the even code
+            odd = ((base + kept + offset) & 1) == 1
+            kept = kept + (inexact & ((rem > half) | ((rem == half) & odd))).to(torch.int64)
         elif rounding == "ties_away":
-            kept = kept + (rem >= (torch.ones_like(shift) << (shift - 1))).to(torch.int64)
+            kept = kept + (inexact & (rem >= half)).to(torch.int64)
         elif rounding in ("up", "down"):  # the magnitude goes up where x lies on that side of zero
             kept = kept + ((rem != 0) & (sign == (0 if rounding == "up" else 1))).to(torch.int64)
         elif rounding == "stochastic" and stochastic_bits is not None:
@@ -282,6 +328,8 @@ class FloatFormat:
         if not self.subnormals:
             kept = torch.where(tiny, kept << m, kept)
         code = base + kept  # a carry out of the mantissa lands in the exponent
+        if offset:
+            code = torch.clamp(code + offset, min=0)  # below 2^emin: the smallest value, field 0
 
         over = code > self.max_code
         if rounding in ("up", "down"):  # overflow past max unless the rounding truncated
@@ -292,8 +340,8 @@ class FloatFormat:
         if not self.saturate and self.inf_code is not None:
             code = torch.where(past, self.inf_code, code)
 
-        if self.specials in ("fnuz", "p3109"):  # no -0; one NaN code (fnuz: also overflow and inf)
-            if self.specials == "fnuz":
+        if self.specials in ("fnuz", "p3109", "e8m0"):  # no -0; one NaN code (fnuz, e8m0: also overflow, inf)
+            if self.specials in ("fnuz", "e8m0"):
                 if not self.saturate:
                     is_nan = is_nan | is_inf | past
                 code = torch.where(is_inf, self.max_code, code)
@@ -314,8 +362,13 @@ class FloatFormat:
                                      "specials='finite' cannot store; pass nan='zero' to map NaN to 0")
                 code = torch.where(is_nan, 0, code)
                 sign = torch.where(is_nan, 0, sign)
+        if negative is not None and bool(negative.any()):
+            if self.nan_code is None:
+                raise UserError(f"x holds negative values, which the unsigned format {self.name} cannot store "
+                                 "and it has no NaN code for them; pass non-negative values or use a signed format")
+            code = torch.where(negative, self.nan_code, code)
         code = code | (sign << (self.exp_bits + m))
-        return code.to(torch.int16)
+        return code.to(self.code_dtype)
 
     def quantize(self, x: torch.Tensor | np.ndarray, rounding: str = "nearest_even",
                  generator: torch.Generator | None = None, *, stochastic_bits: int | None = None,
@@ -337,11 +390,12 @@ class FloatFormat:
         _check_holds(self, dtype)
         _check_rounding(rounding, generator, stochastic_bits)
         q = None
-        if rounding == "nearest_even" and x.dtype == torch.float32:
+        fast = x.dtype == torch.float32 and self.signed and self.bits <= 16  # the speed routes' domain
+        if fast and rounding == "nearest_even":
             q = _fastcast.quantize(self, x)
-        if q is None and rounding != "stochastic" and x.dtype == torch.float32:
+        if fast and q is None and rounding != "stochastic":
             q = _fastround.quantize(self, x, rounding)
-        if rounding == "stochastic" and x.dtype == torch.float32 and x.is_cpu:  # the encoder's draws
+        if fast and rounding == "stochastic" and x.is_cpu:  # the encoder's draws
             q = _fastround.stochastic(self, x, lambda: _draws(x, generator, stochastic_bits), stochastic_bits)
         if q is None:
             q = self.decode(self.encode(x, rounding, generator, stochastic_bits=stochastic_bits))
@@ -349,7 +403,8 @@ class FloatFormat:
 
     def __repr__(self) -> str:
         return (f"FloatFormat(exp_bits={self.exp_bits}, man_bits={self.man_bits}, bias={self.bias}, "
-                f"specials={self.specials!r}, subnormals={self.subnormals}, saturate={self.saturate})")
+                f"specials={self.specials!r}, subnormals={self.subnormals}, saturate={self.saturate}"
+                + (")" if self.signed else ", signed=False)"))
 
 
 def quantize(x: torch.Tensor | np.ndarray, fmt: str | FloatFormat, rounding: str = "nearest_even",
@@ -409,7 +464,10 @@ _RESULT_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16, t
 
 @functools.lru_cache(maxsize=None)
 def _holds(fmt: FloatFormat, dtype: torch.dtype) -> bool:
-    """Whether ``dtype`` stores every value of ``fmt`` exactly: checked on all of fmt's codes."""
+    """Whether ``dtype`` stores every value of ``fmt`` exactly: checked on all of fmt's codes (above
+    16 bits only float32 and float64 can: a 16-bit dtype has fewer values than the format)."""
+    if fmt.bits > 16:
+        return dtype in (torch.float32, torch.float64)
     table = _decode_table_cpu(fmt)
     back = table.to(dtype).float()
     return bool(torch.equal(back.isnan(), table.isnan())
@@ -424,28 +482,37 @@ def _check_holds(fmt: FloatFormat, dtype: torch.dtype) -> None:
 
 @functools.lru_cache(maxsize=None)
 def _decode_table_cpu(fmt: FloatFormat) -> torch.Tensor:
-    """Float32 value of every code, built from the spec with integer arithmetic (exact)."""
+    """Float32 value of every code of a format of at most 16 bits."""
+    return _decode_values(fmt, torch.arange(2 ** fmt.bits, dtype=torch.int64))
+
+
+def _decode_values(fmt: FloatFormat, codes: torch.Tensor) -> torch.Tensor:
+    """Float32 values of int64 ``codes`` (in [0, 2^bits)), from the spec with integer arithmetic
+    (exact: every value is a float32 value, formed in float64 as significand * 2^k)."""
     m = fmt.man_bits
-    codes = torch.arange(2 ** fmt.bits, dtype=torch.int64)
-    sign = (codes >> (fmt.exp_bits + m)) & 1
-    e_field = (codes >> m) & (2 ** fmt.exp_bits - 1)
+    mag_bits = fmt.exp_bits + m
+    sign = (codes >> mag_bits) & 1 if fmt.signed else torch.zeros_like(codes)
+    magnitude = codes & (2 ** mag_bits - 1)
+    e_field = magnitude >> m
     man = codes & (2 ** m - 1)
-    # |value| = (e_field ? 2^m + man : man) * 2^(max(e_field, 1) - bias - m), exact in float64
-    sig = torch.where(e_field > 0, man + 2 ** m, man).double()
-    if not fmt.subnormals:
-        sig = torch.where(e_field > 0, sig, 0.0)
-    scale = ((torch.clamp(e_field, min=1) - fmt.bias - m + 1023) << 52).view(torch.float64)  # 2^k, exact
-    value = sig * scale
+    if fmt.specials == "e8m0":  # 2^(E - bias) for every field E
+        sig, k = torch.ones_like(codes).double(), e_field - fmt.bias
+    else:  # |value| = (e_field ? 2^m + man : man) * 2^(max(e_field, 1) - bias - m)
+        sig = torch.where(e_field > 0, man + 2 ** m, man).double()
+        if not fmt.subnormals:
+            sig = torch.where(e_field > 0, sig, 0.0)
+        k = torch.clamp(e_field, min=1) - fmt.bias - m
+    value = sig * ((k + 1023) << 52).view(torch.float64)  # 2^k, exact
     if fmt.specials == "ieee":
         top = e_field == 2 ** fmt.exp_bits - 1
         value = torch.where(top & (man == 0), torch.inf, value)
         value = torch.where(top & (man != 0), torch.nan, value)
-    elif fmt.specials == "fn":
-        value = torch.where((codes & (2 ** (fmt.bits - 1) - 1)) == fmt.nan_code, torch.nan, value)
+    elif fmt.specials in ("fn", "e8m0"):
+        value = torch.where(magnitude == fmt.nan_code, torch.nan, value)
     elif fmt.specials == "p3109":
-        value = torch.where((codes & (2 ** (fmt.bits - 1) - 1)) == fmt.inf_code, torch.inf, value)
+        value = torch.where(magnitude == fmt.inf_code, torch.inf, value)
     value = torch.where(sign == 1, -value, value)
-    if not fmt.negative_zero:
+    if fmt.specials in ("fnuz", "p3109"):
         value = torch.where(codes == fmt.nan_code, torch.nan, value)
     return value.float()
 
@@ -480,6 +547,15 @@ def p3109(precision: int) -> FloatFormat:
 
 
 NAMED.update({f"binary8p{p}": p3109(p) for p in range(1, 8)})
+NAMED.update({
+    "e8m0": FloatFormat(8, 0, bias=127, specials="e8m0", signed=False),  # OCP MX v1.0 scale
+    "ue4m3": FloatFormat(4, 3, specials="fn", signed=False),             # e4m3 without its sign bit: 7 bits
+    "tf32": FloatFormat(8, 10),                                          # NVIDIA TensorFloat-32, 19 bits
+    "fp24": FloatFormat(8, 15),                                          # 1-8-15: float32's range, 16-bit significand
+    "fp32": FloatFormat(8, 23),                                          # IEEE binary32
+    "fp16": FloatFormat(5, 10),                                          # = e5m10 (its name stays e5m10)
+    "bf16": FloatFormat(8, 7),                                           # = e8m7
+})
 
 FP13: FloatFormat = NAMED["e5m7"]
 """The 13-bit 1-5-7 float: FP16 with its three low mantissa bits removed; max 65280."""

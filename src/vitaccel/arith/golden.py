@@ -36,14 +36,16 @@ def exponent(v: Fraction) -> int:
 
 
 def round_real(v: Fraction, man_bits: int, emin: int, max_value: Fraction, rounding: str = "nearest_even",
-               u: Fraction | None = None, overflow: str = "inf", stochastic_bits: int | None = None) -> Number:
+               u: Fraction | None = None, overflow: str = "inf", stochastic_bits: int | None = None,
+               bias: int | None = None) -> Number:
     """Round the real ``v`` to a binary float with ``man_bits`` fraction bits and min normal 2^emin.
 
     The result is ``kept`` or ``kept + 1`` quanta, ``frac`` the fraction of a quantum between them:
     ``nearest_even`` goes up iff frac > 1/2, or frac = 1/2 and the code is odd (the even
-    significand, or with ``man_bits=0`` (one value per binade) the even exponent field, as P3109
-    and gfloat do); ``ties_away`` iff frac >= 1/2; ``toward_zero`` never; ``up`` / ``down`` iff
-    frac > 0 and v > 0 / v < 0; ``stochastic`` iff frac + u >= 1 (``u`` in [0, 1) the draw), with
+    significand, or with ``man_bits=0`` (one value per binade) the even exponent field q + ``bias``,
+    bias 1 - emin unless given, as P3109 and gfloat do); ``ties_away`` iff frac >= 1/2;
+    ``toward_zero`` never; ``up`` / ``down`` iff frac > 0 and v > 0 / v < 0; ``stochastic`` iff
+    frac + u >= 1 (``u`` in [0, 1) the draw), with
     ``stochastic_bits=n`` iff floor(frac * 2^n) / 2^n + u >= 1 (u = r / 2^n).
     Overflow beyond ``max_value`` gives +-inf (``overflow="inf"``), +-max (``"saturate"``, and
     whenever the rounding truncated the magnitude) or NaN (``"nan"``). A zero result keeps the
@@ -58,7 +60,8 @@ def round_real(v: Fraction, man_bits: int, emin: int, max_value: Fraction, round
     kept = math.floor(n)
     frac = n - kept
     if rounding == "nearest_even":
-        code = q - emin + 1 if man_bits == 0 and kept else kept  # the code's parity is kept's for man_bits > 0
+        field = q + (1 - emin if bias is None else bias)
+        code = field if man_bits == 0 and kept else kept  # the code's parity is kept's for man_bits > 0
         up = frac > Fraction(1, 2) or (frac == Fraction(1, 2) and code % 2 == 1)
     elif rounding == "ties_away":
         up = frac >= Fraction(1, 2)
@@ -91,10 +94,12 @@ def decode(fmt: FloatFormat, code: int) -> Number:
     """The value of one code, straight from the definition in DESIGN.md section 2."""
     m, e_bits = fmt.man_bits, fmt.exp_bits
     code &= 2 ** fmt.bits - 1
-    s = code >> (e_bits + m)
+    s = code >> (e_bits + m) if fmt.signed else 0
     e_field = (code >> m) & (2 ** e_bits - 1)
     man = code & (2 ** m - 1)
     sign = -1 if s else 1
+    if fmt.specials == "e8m0":  # no zero, no subnormal: every field but all ones is a power of two
+        return math.nan if e_field == 2 ** e_bits - 1 else Fraction(2) ** (e_field - fmt.bias)
     if fmt.specials == "ieee" and e_field == 2 ** e_bits - 1:
         return math.nan if man else sign * math.inf
     if fmt.specials == "fn" and e_field == 2 ** e_bits - 1 and man == 2 ** m - 1:
@@ -114,13 +119,26 @@ def decode(fmt: FloatFormat, code: int) -> Number:
 
 @functools.lru_cache(maxsize=None)
 def format_max(fmt: FloatFormat) -> Fraction:
-    """Largest finite value, by scanning the top of the code space."""
-    return max(v for c in range(2 ** (fmt.bits - 1)) if isinstance(v := decode(fmt, c), Fraction))
+    """Largest finite value, by scanning every non-negative code (above 16 bits, where that is too
+    many, the codes of the two top binades' last 4 mantissas: ieee, fn and p3109 reserve at most
+    the top binade or its top code)."""
+    mags = 2 ** (fmt.exp_bits + fmt.man_bits)
+    if fmt.bits <= 16:
+        codes = range(mags)
+    else:
+        top = [(mags >> fmt.man_bits) - k for k in (1, 2)]
+        mans = range(max(0, 2 ** fmt.man_bits - 4), 2 ** fmt.man_bits)
+        codes = [(f << fmt.man_bits) + man for f in top for man in mans]
+    return max(v for c in codes if isinstance(v := decode(fmt, c), Fraction))
 
 
 def quantize(fmt: FloatFormat, x: float, rounding: str = "nearest_even", u: Fraction | None = None,
              stochastic_bits: int | None = None) -> Number:
     """One float (exact value of a float32/float64) rounded to ``fmt``, semantics of DESIGN.md 2."""
+    if not fmt.signed and (x < 0 or math.isnan(x)):  # -0 is not below 0: it gives +0
+        if fmt.nan_code is None:
+            raise ValueError("a negative value or NaN cannot be stored in an unsigned format without NaN")
+        return math.nan
     if math.isnan(x):
         if fmt.specials == "finite":
             if fmt.nan == "raise":
@@ -131,13 +149,17 @@ def quantize(fmt: FloatFormat, x: float, rounding: str = "nearest_even", u: Frac
     if math.isinf(x):
         if fmt.specials in ("ieee", "p3109"):
             return x
-        if fmt.specials == "fnuz" and not fmt.saturate:
+        if fmt.specials in ("fnuz", "e8m0") and not fmt.saturate:
             return math.nan
         return top if x > 0 else -top
     if fmt.saturate or fmt.specials in ("fn", "finite"):
         overflow = "saturate"
     else:
-        overflow = "nan" if fmt.specials == "fnuz" else "inf"
+        overflow = "nan" if fmt.specials in ("fnuz", "e8m0") else "inf"
+    if fmt.specials == "e8m0":  # no zero: below the smallest value 2^emin everything rounds to it
+        if abs(Fraction(x)) <= Fraction(2) ** fmt.emin:
+            return Fraction(2) ** fmt.emin
+        return round_real(Fraction(x), 0, fmt.emin, top, rounding, u, overflow, stochastic_bits, bias=fmt.bias)
     # without subnormals the neighbours below min_normal are 0 and min_normal: round between them
     tiny = not fmt.subnormals and abs(Fraction(x)) < Fraction(2) ** fmt.emin
     r = round_real(Fraction(x), 0 if tiny else fmt.man_bits, fmt.emin, top, rounding, u, overflow, stochastic_bits)
@@ -236,23 +258,39 @@ def align(products: Sequence[Fraction], align_bits: int | None, rounding: str) -
     return out
 
 
-def f32_add(acc: Number, x: Number) -> Number:
-    """One float32 accumulator add, correctly rounded (IEEE rules for specials)."""
+def round_to(fmt: FloatFormat, v: Fraction) -> Number:
+    """The exact ``v`` rounded to the accumulator format ``fmt`` (nearest even, overflow to inf)."""
+    return round_real(v, fmt.man_bits, fmt.emin, format_max(fmt))
+
+
+def acc_add(fmt: FloatFormat, acc: Number, x: Number) -> Number:
+    """One accumulator add in format ``fmt``, correctly rounded (IEEE rules for specials and signed
+    zeros: -0 + -0 = -0, any other exact zero sum +0)."""
     if isinstance(acc, float) or isinstance(x, float):
         if not (math.isfinite(float(acc)) and math.isfinite(float(x))):
             return float(acc) + float(x)
+        if acc == 0 and x == 0 and math.copysign(1.0, float(acc)) < 0 and math.copysign(1.0, float(x)) < 0:
+            return -0.0
         acc, x = Fraction(acc), Fraction(x)
-    return round_real(acc + x, *F32[:2], F32_MAX)
+    return round_to(fmt, acc + x)
+
+
+def f32_add(acc: Number, x: Number) -> Number:
+    """One float32 accumulator add, correctly rounded (IEEE rules for specials)."""
+    return acc_add(FP32, acc, x)
 
 
 F32_MAX = (2 - Fraction(1, 2 ** 23)) * Fraction(2) ** 127
+FP32 = FloatFormat.named("fp32")
 
 
 def dot_float(a: Sequence[float], b: Sequence[float], config: AcceleratorConfig) -> float:
-    """One output of the float datapath: quantise, multiply exactly, adder tree, accumulate."""
+    """One output of the float datapath: quantise, multiply exactly, adder tree, accumulate (each
+    group sum and each accumulator add rounded to ``float_datapath.accumulator``)."""
     fp = config.float_datapath
     fa, fb = operand_format(fp.a_format, fp.mx_block), operand_format(fp.b_format, fp.mx_block)
     qa, qb = operand_values(fa, a, fp.operand_rounding), operand_values(fb, b, fp.operand_rounding)
+    facc = FloatFormat.named(fp.accumulator)
     products = [fp_mul(x, y) for x, y in zip(qa, qb)]
     acc: Number = Fraction(0)
     for start in range(0, len(products), fp.group_size):
@@ -262,9 +300,8 @@ def dot_float(a: Sequence[float], b: Sequence[float], config: AcceleratorConfig)
             group_sum: Number = special
         else:
             exact = [Fraction(p) for p in group]  # -0.0 products are zeros here
-            group_sum = round_real(sum(align(exact, fp.align_bits, fp.align_rounding), Fraction(0)),
-                                   *F32[:2], F32_MAX)
-        acc = f32_add(acc, group_sum)
+            group_sum = round_to(facc, sum(align(exact, fp.align_bits, fp.align_rounding), Fraction(0)))
+        acc = acc_add(facc, acc, group_sum)
     return to_float(acc)
 
 

@@ -46,6 +46,8 @@ def _tiers(config: AcceleratorConfig, exact: bool, k: int | None) -> list[Tier]:
         return [Tier(name, True) for name in names + ["tiled", "faithful"]]
     if config.float_datapath.align_bits is not None:
         return [Tier("faithful", True)]
+    if config.float_datapath.accumulator != "fp32":  # fast's bound is float32 accumulation's: run exact
+        return [Tier("tiled", True)]
     return [Tier("tiled", True) if exact else Tier("fast", False)]
 
 

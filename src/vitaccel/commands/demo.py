@@ -72,9 +72,10 @@ def formats_table() -> tuple[list[str], list[list[str]]]:
 
     header = ["format", "bits", "max", "min normal", "min subnormal", "unit roundoff", "specials"]
     rows = []
-    for name in sorted(NAMED):
+    aliases = {f.name: name for name, f in NAMED.items() if f.name != name}  # fp16 -> e5m10, bf16 -> e8m7
+    for name in sorted(n for n in NAMED if NAMED[n].name == n):
         f = FloatFormat.named(name)
-        label = f"{name} (FP13)" if name == "e5m7" else name
+        label = f"{name} (FP13)" if name == "e5m7" else f"{name} ({aliases[name]})" if name in aliases else name
         rows.append([label, f.bits, fmt(f.max, ".6g"), fmt(f.min_normal, ".3e"), fmt(f.min_subnormal, ".3e"),
                      fmt(f.eps, ".3e"), f.specials])
     return header, rows

@@ -10,9 +10,10 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from vitaccel.arith.config import IntDatapath
+from vitaccel.arith.formats import FloatFormat
 from vitaccel.hw.codecs import CodecRoundTrip
 from vitaccel.hw.common import overflow
-from vitaccel.hw.fp32 import F32Add
+from vitaccel.hw.fp32 import FP32, FloatAdd
 from vitaccel.hw.tree import psum_bits
 
 
@@ -75,15 +76,17 @@ class IntAccumulatorUnit(wiring.Component):
 
 
 class FloatAccumulatorUnit(wiring.Component):
-    """Registered float32 accumulator: ``sum`` (float32 bits of one group sum), ``first``, ``en`` ->
-    ``acc`` (float32 bits): on a clock with ``en``, ``acc = F32Add(0 if first else acc, sum)``."""
+    """Registered float accumulator in format ``fmt`` (``float_datapath.accumulator``): ``sum`` (fmt
+    bits of one group sum), ``first``, ``en`` -> ``acc`` (fmt bits): on a clock with ``en``,
+    ``acc = FloatAdd(fmt)(0 if first else acc, sum)``."""
 
-    def __init__(self) -> None:
-        super().__init__({"sum": In(32), "first": In(1), "en": In(1), "acc": Out(32)})
+    def __init__(self, fmt: FloatFormat = FP32) -> None:
+        self.fmt = fmt
+        super().__init__({"sum": In(fmt.bits), "first": In(1), "en": In(1), "acc": Out(fmt.bits)})
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        m.submodules.add = add = F32Add()
+        m.submodules.add = add = FloatAdd(self.fmt)
         m.d.comb += [add.a.eq(Mux(self.first, 0, self.acc)), add.b.eq(self.sum)]
         with m.If(self.en):
             m.d.sync += self.acc.eq(add.y)

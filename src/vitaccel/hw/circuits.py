@@ -16,8 +16,8 @@ from vitaccel.hw.codecs import CodecRoundTrip, check_codec, decoder, encoder
 from vitaccel.hw.common import MAX_LANES, refuse
 from vitaccel.hw.dot import FloatDotUnit, IntDotUnit, Registered
 from vitaccel.hw.float_lane import FloatLane
-from vitaccel.hw.float_tree import FloatTree, check_tree, formats
-from vitaccel.hw.fp32 import F32Add
+from vitaccel.hw.float_tree import FloatTree, accumulator, check_tree, formats
+from vitaccel.hw.fp32 import FP32, FloatAdd
 from vitaccel.hw.int_lane import IntLane
 from vitaccel.hw.tree import IntTree
 
@@ -52,10 +52,12 @@ class Circuits:
 
     def shared_name(self, element: str) -> str | None:
         """The top-module name of an element that every config of its datapath shares (the float32
-        accumulator and adder do not depend on the formats), so one synthesis serves them all."""
+        accumulator and adder depend only on the accumulator format), so one synthesis serves them all."""
         if self.config.datapath != "float":
             return None
-        return {"accumulator_unit": "u_f32_accumulator_unit", "f32_add": "u_f32_add"}.get(element)
+        fmt = accumulator(self.config.float_datapath)
+        tag = "f32" if fmt == FP32 else fmt.name
+        return {"accumulator_unit": f"u_{tag}_accumulator_unit", "acc_add": f"u_{tag}_acc_add"}.get(element)
 
     def maker(self, element: str) -> Callable[[], wiring.Component]:
         """The factory of ``element``: a combinational element, ``accumulator_unit`` or ``dot_unit``."""
@@ -112,7 +114,7 @@ def build(config: AcceleratorConfig | str) -> Circuits:
         fa, fb = formats(fp)
         check_tree(fp)
         out.makers.update(float_lane=lambda: FloatLane(fa, fb, fp.multiplier), float_tree=lambda: FloatTree(fp),
-                          f32_add=F32Add)
+                          acc_add=lambda: FloatAdd(accumulator(fp)))
         out.dot = lambda: FloatDotUnit(fp)
-        out.accumulator_unit = FloatAccumulatorUnit
+        out.accumulator_unit = lambda: FloatAccumulatorUnit(accumulator(fp))
     return out

@@ -1,19 +1,18 @@
 """Golden test vectors for the elements on their own (exported with a bench each): the integer lane
 (every operand pair when a_bits + b_bits <= 16), adder tree, accumulator step, codec round trip and
-float32 add. Expected outputs come from ``vitaccel.arith.golden`` only. The float lane and tree
+the float accumulator add. Expected outputs come from ``vitaccel.arith.golden`` only. The float lane and tree
 exchange the circuit's own product format (significand, exponent, flags), which golden does not
 define, so they are checked inside the dot unit's bench."""
 
 from __future__ import annotations
 
-import math
 import random
-import struct
-from fractions import Fraction
 from typing import Callable
 
 from vitaccel.arith import golden
 from vitaccel.arith.config import AcceleratorConfig
+from vitaccel.arith.formats import FloatFormat
+from vitaccel.hw.fp32 import value_bits
 from vitaccel.hw.int_lane import lane_bits
 from vitaccel.hw.sim import Vector
 from vitaccel.hw.tree import psum_bits
@@ -75,31 +74,30 @@ def _codec_round_trip(config: AcceleratorConfig, rng: random.Random) -> Vectors:
                                         for v in values]
 
 
-def _f32(bits: int):
-    x = struct.unpack("<f", struct.pack("<I", bits))[0]
-    return Fraction(x) if math.isfinite(x) else x
-
-
-def _f32_bits(v) -> int:
-    x = golden.to_float(v)
-    return 0x7FC00000 if math.isnan(x) else struct.unpack("<I", struct.pack("<f", x))[0]
-
-
-def _f32_add(config: AcceleratorConfig, rng: random.Random) -> Vectors:
-    specials = [0, 0x80000000, 0x7F800000, 0xFF800000, 0x7F7FFFFF, 0xFF7FFFFF, 1, 0x80000001, 0x00800000, 0x7FC00000]
+def acc_add_vectors(fmt: FloatFormat, rng: random.Random, n: int = 4000) -> Vectors:
+    """Inputs and golden outputs of the accumulator add in ``fmt``: every pair of specials, extremes
+    and subnormals, and ``n`` random pairs with exponent fields at most 30 apart."""
+    sign, mb, top = 1 << (fmt.bits - 1), fmt.man_bits, 2 ** fmt.exp_bits - 2
+    specials = [0, sign, fmt.inf_code, fmt.inf_code | sign, fmt.max_code, fmt.max_code | sign, 1, 1 | sign,
+                1 << mb, fmt.nan_code]
     pairs = [(a, b) for a in specials for b in specials]
-    for _ in range(4000):
-        ea = rng.randint(0, 254)
-        eb = min(254, max(0, ea + rng.randint(-30, 30)))
-        pairs.append(((rng.getrandbits(1) << 31) | (ea << 23) | rng.getrandbits(23),
-                      (rng.getrandbits(1) << 31) | (eb << 23) | rng.getrandbits(23)))
+    for _ in range(n):
+        ea = rng.randint(0, top)
+        eb = min(top, max(0, ea + rng.randint(-30, 30)))
+        pairs.append(((rng.getrandbits(1) << (fmt.bits - 1)) | (ea << mb) | rng.getrandbits(mb),
+                      (rng.getrandbits(1) << (fmt.bits - 1)) | (eb << mb) | rng.getrandbits(mb)))
     return ([{"a": a, "b": b} for a, b in pairs],
-            [{"y": _f32_bits(golden.f32_add(_f32(a), _f32(b)))} for a, b in pairs])
+            [{"y": value_bits(fmt, golden.to_float(golden.acc_add(fmt, golden.decode(fmt, a), golden.decode(fmt, b))))}
+             for a, b in pairs])
+
+
+def _acc_add(config: AcceleratorConfig, rng: random.Random) -> Vectors:
+    return acc_add_vectors(FloatFormat.named(config.float_datapath.accumulator), rng)
 
 
 GENERATORS: dict[str, Callable[[AcceleratorConfig, random.Random], Vectors]] = {
     "int_lane": _int_lane, "int_tree": _int_tree, "accumulator": _accumulator, "codec_round_trip": _codec_round_trip,
-    "f32_add": _f32_add}
+    "acc_add": _acc_add}
 
 
 def element_vectors(config: AcceleratorConfig, name: str, seed: int = 0) -> Vectors | None:

@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import math
 import random
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,10 +12,9 @@ from vitaccel.arith.config import AcceleratorConfig
 from vitaccel.arith.formats import FloatFormat
 from vitaccel.hw.circuits import build
 from vitaccel.hw.element_vectors import GENERATORS, element_vectors
+from vitaccel.hw.fp32 import value_bits
 from vitaccel.hw.sim import Packed, Vector, group_stream
 from vitaccel.hw.verilog import to_verilog
-
-NAN_BITS = 0x7FC00000
 
 
 @dataclass
@@ -28,11 +25,6 @@ class Exported:
     vectors: int
     dot_products: int
     files: list[Path]
-
-
-def golden_f32_bits(v: float) -> int:
-    """float32 bits of a golden float result; NaN as the unit's canonical quiet NaN."""
-    return NAN_BITS if math.isnan(v) else struct.unpack("<I", struct.pack("<f", v))[0]
 
 
 def _int_operands(config: AcceleratorConfig, rng: random.Random) -> list[tuple[list[int], list[int]]]:
@@ -98,7 +90,8 @@ def golden_accumulators(config: AcceleratorConfig, a: list[int], b: list[int]) -
     va = [golden.to_float(golden.decode(fa, c)) for c in a]
     vb = [golden.to_float(golden.decode(fb, c)) for c in b]
     g = fp.group_size
-    return [golden_f32_bits(golden.dot_float(va[:min(end, len(a))], vb[:min(end, len(a))], config))
+    facc = FloatFormat.named(fp.accumulator)
+    return [value_bits(facc, golden.dot_float(va[:min(end, len(a))], vb[:min(end, len(a))], config))
             for end in range(g, len(a) + g, g)]
 
 
@@ -259,7 +252,7 @@ def export(config: AcceleratorConfig | str, out: str | Path, seed: int = 0, prog
         storage = ", partial-sum storage"
         tile = f" and tile_k = {config.int_datapath.psum_storage.tile_k}"
     result = (f"signed {config.int_datapath.acc_bits}-bit accumulator" if config.datapath == "int"
-              else "float32 bits")
+              else f"bits of the {config.float_datapath.accumulator} accumulator")
     (out / "README.md").write_text(README.format(name=config.name, g=g, storage=storage, iw=iw, layout=layout, ow=ow,
                                                  result=result, elements=", ".join(names), n=len(cycles), dots=dots,
                                                  tile=tile, benches=", ".join(benches)))

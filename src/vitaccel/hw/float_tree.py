@@ -1,6 +1,7 @@
 """Aligned float adder tree (DESIGN.md section 3): G exact products aligned to the group's largest
 exponent keeping ``align_bits`` fraction bits (toward zero or nearest even), summed exactly, rounded
-to float32. ``align_bits=None``: exact sum, the alignment window is the whole exponent span."""
+to the accumulator format (float32 by default). ``align_bits=None``: exact sum, the alignment window is
+the whole exponent span."""
 
 from __future__ import annotations
 
@@ -12,12 +13,19 @@ from vitaccel.arith.config import FloatDatapath
 from vitaccel.arith.formats import FloatFormat
 from vitaccel.hw.common import check_width, clog2, leading_one, shift_right_sticky
 from vitaccel.hw.float_lane import exp_range, product_layout
-from vitaccel.hw.fp32 import INF, NAN, round_to_f32
+from vitaccel.hw.fp32 import FP32, check_accumulator, round_to_format
 from vitaccel.hw.tree import balanced_sum
 
 
 def formats(fp: FloatDatapath) -> tuple[FloatFormat, FloatFormat]:
     return FloatFormat.named(fp.a_format), FloatFormat.named(fp.b_format)
+
+
+def accumulator(fp: FloatDatapath) -> FloatFormat:
+    """The accumulator format (group sums are rounded to it)."""
+    fmt = FloatFormat.named(fp.accumulator)
+    check_accumulator(fmt)
+    return fmt
 
 
 def term_bits(fp: FloatDatapath) -> int:
@@ -91,12 +99,13 @@ class ExactAligner(wiring.Component):
 
 
 class Normaliser(wiring.Component):
-    """``y`` = float32 bits of ``x * 2^exp`` (nearest even), ``exp`` a port or, given ``fixed_exp``,
-    a constant inside the block (the exact tree's quantum), so that no constant crosses its boundary."""
+    """``y`` = ``fmt`` bits (the accumulator format) of ``x * 2^exp`` (nearest even), ``exp`` a port
+    or, given ``fixed_exp``, a constant inside the block (the exact tree's quantum), so that no
+    constant crosses its boundary."""
 
-    def __init__(self, bits: int, exp_bits: int, fixed_exp: int | None = None) -> None:
-        self.exp_bits, self.fixed_exp = exp_bits, fixed_exp
-        ports = {"x": In(signed(bits)), "y": Out(32)}
+    def __init__(self, bits: int, exp_bits: int, fixed_exp: int | None = None, fmt: FloatFormat = FP32) -> None:
+        self.exp_bits, self.fixed_exp, self.fmt = exp_bits, fixed_exp, fmt
+        ports = {"x": In(signed(bits)), "y": Out(fmt.bits)}
         if fixed_exp is None:
             ports["exp"] = In(signed(exp_bits))
         super().__init__(ports)
@@ -104,18 +113,18 @@ class Normaliser(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         exp = self.exp if self.fixed_exp is None else Const(self.fixed_exp, signed(self.exp_bits))
-        m.d.comb += self.y.eq(round_to_f32(m, self.x, exp, "round"))
+        m.d.comb += self.y.eq(round_to_format(m, self.x, exp, "round", self.fmt))
         return m
 
 
 class FloatTree(wiring.Component):
-    """Ports: ``p`` (G products, ``product_layout``) -> ``sum`` (float32 bits of the group sum)."""
+    """Ports: ``p`` (G products, ``product_layout``) -> ``sum`` (accumulator-format bits of the group sum)."""
 
     def __init__(self, fp: FloatDatapath) -> None:
         self.fp = fp
         fa, fb = formats(fp)
         check_tree(fp)
-        super().__init__({"p": In(product_layout(fa, fb)).array(fp.group_size), "sum": Out(32)})
+        super().__init__({"p": In(product_layout(fa, fb)).array(fp.group_size), "sum": Out(accumulator(fp).bits)})
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -160,7 +169,8 @@ class FloatTree(wiring.Component):
             exp = Signal(signed(ew + 1), name="quantum")
             m.d.comb += exp.eq(top - a)
         total = balanced_sum(m, terms, "sum", blocks=True)
-        m.submodules.normalise = norm = Normaliser(len(total), ew + 1, lo if exp is None else None)
+        facc = accumulator(fp)
+        m.submodules.normalise = norm = Normaliser(len(total), ew + 1, lo if exp is None else None, facc)
         m.d.comb += norm.x.eq(total)
         if exp is not None:
             m.d.comb += norm.exp.eq(exp)
@@ -170,11 +180,11 @@ class FloatTree(wiring.Component):
                      pos_inf.eq(Cat(p.inf & ~p.sign for p in self.p).any()),
                      neg_inf.eq(Cat(p.inf & p.sign for p in self.p).any())]
         with m.If(nan | (pos_inf & neg_inf)):
-            m.d.comb += self.sum.eq(NAN)
+            m.d.comb += self.sum.eq(facc.nan_code)
         with m.Elif(pos_inf):
-            m.d.comb += self.sum.eq(INF)
+            m.d.comb += self.sum.eq(facc.inf_code)
         with m.Elif(neg_inf):
-            m.d.comb += self.sum.eq(INF | (1 << 31))
+            m.d.comb += self.sum.eq(facc.inf_code | (1 << (facc.bits - 1)))
         with m.Else():
             m.d.comb += self.sum.eq(norm.y)
         return m

@@ -15,6 +15,7 @@ from vitaccel.arith.config import AcceleratorConfig
 from vitaccel.arith.formats import FloatFormat
 from vitaccel.errors import HardwareError
 from vitaccel.hw.circuits import build
+from vitaccel.hw.fp32 import bits_value
 from vitaccel.hw.sim import group_stream, run_streams
 
 
@@ -40,11 +41,6 @@ def float_code(fmt: FloatFormat, x: float, rounding: str = "nearest_even") -> in
     return _code_table(fmt)[_key(golden.quantize(fmt, x, rounding))]
 
 
-def f32_value(bits: int) -> float:
-    """The float32 of a bit pattern."""
-    return struct.unpack("<f", struct.pack("<I", bits & 0xFFFFFFFF))[0]
-
-
 def f32_bits(x: float) -> int:
     return struct.unpack("<I", struct.pack("<f", x))[0]
 
@@ -52,7 +48,7 @@ def f32_bits(x: float) -> int:
 def simulate_accumulators(config: AcceleratorConfig | str, rows: Sequence[Sequence[int]],
                           cols: Sequence[Sequence[int]], progress: bool = False) -> list[list[int]]:
     """The dot unit's accumulator for every (row, col) pair of operand codes: integers (int) or
-    float32 bit patterns (float). Row i and column j must have the same length K >= 1."""
+    bit patterns of the accumulator format (float). Row i and column j must have the same length K >= 1."""
     circuits = build(config)
     g = (circuits.config.int_datapath or circuits.config.float_datapath).group_size
     streams = [group_stream(r, c, g) for r in rows for c in cols]
@@ -95,5 +91,6 @@ def simulate(config: AcceleratorConfig | str, a: torch.Tensor, b: torch.Tensor, 
         rows = [[float_code(fa, x, fp.operand_rounding) for x in row] for row in ma]
         cols = [[float_code(fb, row[n], fp.operand_rounding) for row in mb] for n in range(len(mb[0]))]
         accs = simulate_accumulators(config, rows, cols, progress)
-        out = [[f32_value(v) for v in r] for r in accs]
+        facc = FloatFormat.named(fp.accumulator)
+        out = [[bits_value(facc, v) for v in r] for r in accs]
     return torch.tensor(out, dtype=torch.float32)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from vitaccel.arith import AcceleratorConfig
+from vitaccel.arith import AcceleratorConfig, FloatFormat
 from vitaccel.arith.mx import MXFormat, operand_format
 from vitaccel.configtools import ConfigError
 from vitaccel.measure.energy_table import EnergyTable
@@ -28,11 +28,13 @@ SOURCES = ("table", "synthesized")
 ASSUMPTIONS = (
     "multiplier energy scales with the product of operand widths (int: int8_mult * wa*wb/64; "
     "float: fp16_mult * significand widths product / 11^2; native float32: fp32_mult)",
-    "integer adds scale with width (int32_add * bits/32); float32 accumulator adds cost fp32_add",
+    "integer adds scale with width (int32_add * bits/32); float accumulator adds cost fp32_add for float32 "
+    "and, for a narrower accumulator of significand width s, fp16_add + (fp32_add - fp16_add) * (s - 11) / 13 "
+    "(fp16_add at half precision's 11 bits)",
     "the adder tree sums G products per group with G-1 adds at the partial-sum width; "
     "the accumulator adds each group sum once",
     "partial sums are written to SRAM every tile_k elements of K and read back before the next "
-    "tile (float and native datapaths: tile_k = 64, 32-bit partial sums)",
+    "tile (float and native datapaths: tile_k = 64, partial sums as wide as the accumulator format)",
     "each operand element is read from SRAM once per matmul (no reuse modelled); SRAM energy per "
     "bit = sram_64bit_read / 64",
     "only matrix products are counted (softmax, norms, activations excluded)",
@@ -200,6 +202,13 @@ def _stored_bits(fmt: object) -> float:
     return fmt.bits + 8 / fmt.block if isinstance(fmt, MXFormat) else fmt.bits
 
 
+def _float_add(fmt: FloatFormat):
+    """Energy of one add in float format ``fmt``: the table's fp32_add or fp16_add, linear in the
+    significand width between them."""
+    s = fmt.man_bits + 1
+    return lambda t: t.fp16_add + (t.fp32_add - t.fp16_add) * (s - 11) / 13
+
+
 def _datapath_widths(config: AcceleratorConfig) -> dict:
     """Operand, multiplier and adder widths of a datapath, with their unit energies."""
     if config.datapath == "native":
@@ -218,10 +227,11 @@ def _datapath_widths(config: AcceleratorConfig) -> dict:
         elem = fa.element_format if isinstance(fa, MXFormat) else fa
         span = 2 * 2 ** (elem.exp_bits if elem is not None else 0)   # MXINT8: integer elements
         tree_bits = (fp.align_bits + 2 + n) if fp.align_bits is not None else (sa + sb + n + span)
+        facc = FloatFormat.named(fp.accumulator)
         return dict(wa=sa, wb=sb, a_bits=_stored_bits(fa), b_bits=_stored_bits(fb), group=fp.group_size,
-                    tile_k=64, psum_bits=32, acc_bits=32, tree_label=f"{tree_bits}-bit int", acc_label="fp32",
-                    mult_pj=lambda t: t.fp16_mult * sa * sb / 121, tree_pj=_int_add(tree_bits),
-                    acc_pj=lambda t: t.fp32_add)
+                    tile_k=64, psum_bits=facc.bits, acc_bits=facc.bits, tree_label=f"{tree_bits}-bit int",
+                    acc_label=fp.accumulator, mult_pj=lambda t: t.fp16_mult * sa * sb / 121,
+                    tree_pj=_int_add(tree_bits), acc_pj=_float_add(facc))
     ip = config.int_datapath
     wa = ip.keep_bits if ip.keep_bits is not None else ip.a_bits - 1  # magnitude bits into the multiplier
     wb = ip.b_bits
