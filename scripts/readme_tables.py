@@ -24,8 +24,8 @@ README = ROOT / "README.md"
 
 DEMO_HEADER = "| accelerator | density | top-1 % | MACs (M) | energy µJ | tier |"
 DEMO_ROWS = [("fp32", "dense"), ("fp32", "mass=0.8"), ("fp13", "dense"), ("fp13", "mass=0.8"), ("bf16", "mass=0.8"),
-             ("int8", "dense"), ("int8-lot4", "dense"), ("int8-lot4-psum", "dense"), ("int8-lot4-psum", "mass=0.8"),
-             ("int8-lot4-psum", "mass=0.6")]
+             ("int8", "dense"), ("int8-dyn", "dense"), ("int8-lot4", "dense"), ("int8-lot4n-dyn", "dense"),
+             ("int8-lot4-psum", "dense"), ("int8-lot4-psum", "mass=0.8"), ("int8-lot4-psum", "mass=0.6")]
 TRAIN_HEADER = "| model | top-1 | patches after P | MACs / image |"
 
 

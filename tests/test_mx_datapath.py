@@ -181,3 +181,9 @@ def test_empty_operands():
             got = emulated_matmul(a, b, preset)
             assert torch.equal(got, torch.zeros(shape_a[0], shape_b[1]))  # K = 0: zeros, else empty
     assert MXFormat.named("mxint8").quantize(torch.zeros(0, 4)).shape == (0, 4)
+
+
+def test_mx_operands_refuse_other_operand_roundings_at_config_load():
+    with pytest.raises(ConfigError, match=r"float_datapath.operand_rounding: value 'ties_away' is not allowed with MX"):
+        AcceleratorConfig.from_dict({"name": "x", "datapath": "float",
+                                     "float_datapath": {"a_format": "mxfp8_e4m3", "operand_rounding": "ties_away"}})

@@ -16,7 +16,7 @@ from typing import Callable
 
 from vitaccel.arith.formats import NAMED, FloatFormat
 from vitaccel.arith.intpath import OVERFLOWS, ROUNDINGS
-from vitaccel.arith.mx import MX_NAMES
+from vitaccel.arith.mx import MX_NAMES, MX_ROUNDINGS
 from vitaccel.arith.psum import FLOAT_ROUNDINGS, TRUNC_ROUNDINGS, Codec, FloatCodec, TruncCodec
 from vitaccel.configtools import ConfigError, field, from_dict, load_yaml, shipped, shipped_names, to_yaml, validate
 
@@ -144,6 +144,10 @@ class FloatDatapath:
             raise ConfigError(f"float_datapath.mx_block: value {self.mx_block} is only used by MX operand formats "
                               f"{list(MX_NAMES)}; a_format is {self.a_format!r} and b_format {self.b_format!r} "
                               "(leave mx_block at 32 or choose an MX format)")
+        if {self.a_format, self.b_format} & set(MX_NAMES) and self.operand_rounding not in MX_ROUNDINGS:
+            raise ConfigError(f"float_datapath.operand_rounding: value {self.operand_rounding!r} is not allowed with "
+                              f"MX operand formats (a_format {self.a_format!r}, b_format {self.b_format!r}); choose "
+                              f"one of {list(MX_ROUNDINGS)}")
         if self.align_bits is not None and self.align_bits + self.group_size.bit_length() - 1 > 62:
             raise ConfigError(f"float_datapath.align_bits: value {self.align_bits} is not allowed with group_size "
                               f"{self.group_size}; align_bits + log2(group_size) must be at most 62 (the aligned "

@@ -65,6 +65,7 @@ from vitaccel.errors import UserError
 
 E8M0_BIAS = 127
 E8M0_NAN = 0xFF
+_E8M0 = NAMED["e8m0"]  # the scale format (arith/formats.py)
 SCALE_MIN, SCALE_MAX = -127, 127          # the exponents E8M0 codes 0 .. 254 hold
 MX_ROUNDINGS: tuple[str, ...] = ("nearest_even", "toward_zero")
 INT8_FRACTION_BITS = 6                    # MXINT8 elements: two's complement with an implicit 2^-6
@@ -100,10 +101,9 @@ class MXEncoded(NamedTuple):
 
 
 def decode_scale(codes: torch.Tensor) -> torch.Tensor:
-    """Float32 value of E8M0 codes: 2^(code - 127), NaN for 0xFF (2^-127 is a float32 subnormal)."""
-    c = codes.long() & 0xFF
-    return torch.where(c == E8M0_NAN, torch.nan, _pow2(torch.where(c == E8M0_NAN, E8M0_BIAS, c) - E8M0_BIAS,
-                                                       torch.float32))
+    """Float32 value of E8M0 codes: 2^(code - 127), NaN for 0xFF (2^-127 is a float32 subnormal);
+    the ``e8m0`` FloatFormat's own decoder."""
+    return _E8M0.decode((codes.long() & 0xFF).to(torch.int16))
 
 
 @dataclass(frozen=True)
