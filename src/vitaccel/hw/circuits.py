@@ -51,8 +51,8 @@ class Circuits:
         return exact_float and element in ("float_tree", "dot_unit")
 
     def shared_name(self, element: str) -> str | None:
-        """The top-module name of an element that every config of its datapath shares (the float32
-        accumulator and adder depend only on the accumulator format), so one synthesis serves them all."""
+        """The top-module name of an element that configs share (a float accumulator and its adder
+        depend only on the accumulator format), so one synthesis serves every config with that format."""
         if self.config.datapath != "float":
             return None
         fmt = accumulator(self.config.float_datapath)
