@@ -21,6 +21,7 @@ ones and the OCP/finite, no-subnormal and saturating variants) x every rounding:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 from typing import Callable
 
@@ -115,6 +116,11 @@ def main() -> None:
     rows.append(("fp13 emulated_matmul exact=False (fast)", f"{m}x{k}@{k}x{n}", r, "<= 3x"))
     r = ratio(lambda: emulated_matmul(a, b, fp13, exact=True, chunk_bytes=chunk), lambda: a @ b, max(3, reps // 4))
     rows.append(("fp13 emulated_matmul exact=True (tiled)", f"{m}x{k}@{k}x{n}", r, "report"))
+    for acc in ("bf16", "fp16"):
+        narrow = dataclasses.replace(fp13, float_datapath=dataclasses.replace(fp13.float_datapath, accumulator=acc))
+        r = ratio(lambda c=narrow: emulated_matmul(a, b, c, exact=True, chunk_bytes=chunk), lambda: a @ b,
+                  max(3, reps // 4))
+        rows.append((f"  same, {acc} accumulator", f"{m}x{k}@{k}x{n}", r, "report"))
     mf = 64 if args.quick else 197
     af = a[:mf]
     r = ratio(lambda: emulated_matmul(af, b, "fp13-align16", chunk_bytes=chunk), lambda: af @ b, 3)

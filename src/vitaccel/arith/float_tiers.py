@@ -12,7 +12,7 @@
                accumulator narrower than float32 (``float_datapath.accumulator``) group sums that
                are not exact in float64 come rounded to float32 toward odd, so that rounding them
                to the accumulator is correct, and each add is rounded to it
-               (``floatpath.accumulate``).
+               (``floatpath.accumulate``; on the CPU the same steps fused: ``_fastacc``).
 * ``faithful`` every product of a group materialised (bounded row chunks), aligned to the
                group's largest exponent, summed exactly: bit-identical; needed for ``align_bits``.
 """
@@ -24,7 +24,7 @@ from typing import Callable
 
 import torch
 
-from vitaccel.arith import floatpath
+from vitaccel.arith import _fastacc, floatpath
 from vitaccel.arith.config import FloatDatapath
 from vitaccel.arith.formats import FloatFormat
 from vitaccel.arith.mx import MXFormat, operand_format, quantize_operand
@@ -69,6 +69,8 @@ def float_matmul(a: torch.Tensor, b: torch.Tensor, fp: FloatDatapath, tier: str,
         for gi in range(ng):  # the accumulator, in K order: each group sum rounded as it is added
             if facc.man_bits == 23:  # float32: the exact sum's one rounding is the native add's
                 acc.add_(group_sums(r0, r1, gi).float())
+            elif acc.is_cpu:  # the same roundings, fused (arith/_fastacc.py)
+                _fastacc.add_group(acc, group_sums(r0, r1, gi), facc)
             else:  # the group sum rounded to the accumulator, then the add rounded to it
                 acc = floatpath.accumulate(acc, floatpath.round_to(facc, group_sums(r0, r1, gi)), facc)
         out[:, r0:r1] = acc
