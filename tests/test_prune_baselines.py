@@ -81,6 +81,7 @@ def test_quick_run(tmp_path):
     table = (tmp_path / "table.md").read_text()
     assert "ToMe-style" in table and "vitaccel mass (attention, 1)" in table and "SaiT (attention)" in table
     assert "vitaccel topk (attention, 1-3-5+6)" in table and "SaiT (attention, 1-3-5)" in table
+    assert "vitaccel topk (attention, 1-3-5+6, per stage)" in table
 
 
 def test_schedules_meet_the_budget_and_their_macs_match_a_forward():
