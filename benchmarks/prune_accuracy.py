@@ -30,8 +30,8 @@ the lowest KL of many noisy estimates would fit the images it is measured on (a 
 settings scored on ``CALIB`` images did worse on fold 0 and was dropped). On the 5 folds it is
 below the shared value at 75 % on every SaiT student (README: "Accuracy at matched MACs").
 
-For every method, top-1 is then counted over the validation fold and summed over folds; the MACs in brackets (% of
-dense) are the mean over the validation images. The table is rewritten (``--out``/table.md)
+For every method, top-1 is then counted over the validation fold and summed over folds; the MACs
+in brackets (% of dense) are the mean over the validation images. The table is rewritten (``--out``/table.md)
 after every fold, so a partial run still reports what it has.
 
 Baselines (vitaccel's own reimplementations, training-free, on the same weights):
