@@ -81,3 +81,43 @@ def test_quick_run(tmp_path):
     table = (tmp_path / "table.md").read_text()
     assert "ToMe-style" in table and "vitaccel mass (attention, 1)" in table and "SaiT (attention)" in table
     assert "vitaccel topk (attention, 1-3-5+6)" in table and "SaiT (attention, 1-3-5)" in table
+    assert "vitaccel topk (attention, 1-3-5+6, per stage)" in table
+
+
+def test_schedules_meet_the_budget_and_their_macs_match_a_forward():
+    # the analytic token counts and MACs of per-stage topk schedules equal what a forward records;
+    # each schedule is the largest a = k / 64 within the budget; ratio 1 is the shared value
+    torch.manual_seed(0)
+    model = VisionTransformer(img_size=32, patch_size=4, embed_dim=32, depth=6, num_heads=2, num_classes=10).eval()
+    x = torch.randn(2, 3, 32, 32)
+    layers = list(harness.LAYOUTS[harness.PER_STAGE[0]][0])
+    prune.patch(model, layers=layers, rule="topk", value=[0.5] * len(layers), placement="attention")
+    assert harness.schedule(0.5, 1.0) == harness.stage_values(harness.PER_STAGE[0], "topk", 0.5)
+    with torch.no_grad():
+        model.pruning.configure(dense=True)
+        model(x)
+        dense = int(model.pruning.stats["macs"][0])
+        model.pruning.configure(dense=False)
+        budget = 0.6 * dense
+        options = harness.schedule_options(model, 64, budget)
+        assert 1 < len(options) <= len(harness.RATIOS)
+        for values in options:
+            model.pruning.configure(value=list(values))
+            model(x)
+            macs = harness.topk_macs(model, 64, list(values))
+            assert [s.keep.shape[1] for s in model.pruning.stages[1:]] == harness.topk_lengths(values, 64)[:-1]
+            assert model.pruning.stats["macs"].tolist() == [macs] * 2 and macs <= budget
+            a = values[0] + 1 / 64  # one token more at stage 1 breaks the budget
+            r = [r for r in harness.RATIOS if tuple(harness.schedule(values[0], r)) == values][0]
+            assert harness.topk_macs(model, 64, harness.schedule(a, r)) > budget
+
+
+def test_faithful_setting_prefers_the_dense_like_setting():
+    torch.manual_seed(0)
+    model = VisionTransformer(img_size=32, patch_size=4, embed_dim=32, depth=6, num_heads=2, num_classes=10).eval()
+    x = torch.randn(8, 3, 32, 32)
+    with torch.no_grad():
+        dense_logp = model(x).log_softmax(-1)
+        prune.patch(model, layers=[1, 3, 5, 6], rule="topk", value=[1.0] * 4, placement="attention")
+        keep_all, cut = (1.0, 1.0, 1.0, harness.LAST["topk"]), (0.3, 0.3, 0.3, harness.LAST["topk"])
+        assert harness.faithful_setting(model, x, dense_logp, [cut, keep_all]) == keep_all
