@@ -103,6 +103,19 @@ def quantize(fmt: FloatFormat, x: torch.Tensor) -> torch.Tensor | None:
     return _add_round(fmt, x)
 
 
+def faster(fmt: FloatFormat, x: torch.Tensor, dtype: torch.dtype) -> bool:
+    """Whether this route should round ``x`` (nearest even, float32) for a result of ``dtype``
+    rather than the fused loop of ``_fastround`` (measured, ``bench_float.py --formats``): off the
+    CPU always (the loop runs on the CPU only); on it where one cast gives the result's dtype
+    (fmt is a torch dtype and ``dtype`` is it), or a 16-bit result through a wider peer's cast."""
+    if not x.is_cpu:
+        return True
+    peer = _peer_dtype(fmt)
+    if peer is not None:
+        return dtype == peer
+    return dtype.itemsize == 2 and _wider_peer(fmt) is not None
+
+
 @functools.lru_cache(maxsize=None)
 def _peer_dtype(fmt: FloatFormat) -> torch.dtype | None:
     """The PyTorch dtype that is fmt, or None."""
