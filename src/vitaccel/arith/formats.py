@@ -412,18 +412,6 @@ class FloatFormat:
                 + (")" if self.signed else ", signed=False)"))
 
 
-def quantize(x: torch.Tensor | np.ndarray, fmt: str | FloatFormat, rounding: str = "nearest_even",
-             generator: torch.Generator | None = None, *, stochastic_bits: int | None = None,
-             dtype: torch.dtype = torch.float32) -> torch.Tensor | np.ndarray:
-    """One call: ``x`` (tensor or NumPy array) rounded to ``fmt`` (a name such as ``"e4m3"`` or a
-    ``FloatFormat``); ``FloatFormat.quantize`` says the rest."""
-    if isinstance(fmt, str):
-        fmt = FloatFormat.named(fmt)
-    elif not isinstance(fmt, FloatFormat):
-        raise TypeError(f"fmt must be a format name or a FloatFormat, got {type(fmt).__name__}")
-    return fmt.quantize(x, rounding, generator, stochastic_bits=stochastic_bits, dtype=dtype)
-
-
 def _from_numpy(x: np.ndarray) -> torch.Tensor:
     if x.dtype.kind != "f":
         raise TypeError(f"x must be a real floating-point array (float16, float32 or float64), got dtype {x.dtype}")
