@@ -358,6 +358,78 @@ def _round_kernel(xb, out, mode, seed, n, p, q, fq):
     return bad
 
 
+@numba.njit(inline="always", **_JIT)
+def _pow2_bits(k):
+    """The float32 pattern of 2^k, k in [-127, 127] (2^-127 is a subnormal)."""
+    return np.uint32(0x00400000) if k == -127 else np.uint32((k + 127) << 23)
+
+
+@numba.njit(inline="always", **_JIT)
+def _mx_blocks(xb, out, n, block, emax, mode, int8, q, fq):
+    """``_mx_kernel`` for one mode and element kind (constants after inlining)."""
+    nan = np.float32(np.nan)
+    for row in range(0, xb.size, n):
+        for start in range(row, row + n, block):
+            stop = min(start + block, row + n)
+            top = np.uint32(0)
+            for i in range(start, stop):
+                top = max(top, xb[i] & np.uint32(0x7FFFFFFF))
+            special = top >= np.uint32(0x7F800000)
+            shared = min(max(np.int64(top >> np.uint32(23)) - 127 - emax, -127), 127)
+            inv = _bits_f32(np.int32(_pow2_bits(-shared)))
+            scale = nan if special else _bits_f32(np.int32(_pow2_bits(shared)))
+            for i in range(start, stop):
+                v = _bits_f32(np.int32(xb[i])) * inv
+                if special:  # a NaN scale: its elements are 0
+                    v = np.float32(0.0)
+                if int8:
+                    v = np.rint(v * np.float32(64.0)) if mode == 0 else np.trunc(v * np.float32(64.0))
+                    p = (min(max(v, np.float32(-127.0)), np.float32(127.0)) + np.float32(0.0)) * np.float32(1 / 64)
+                else:
+                    w, _ = _fast(np.uint32(_f32_bits(v)), mode, 0, 62, q, fq)
+                    if w & np.uint32(0x7FFFFFFF) > np.uint32(q[_FMAXB]):  # the spec's clamp to max normal
+                        w = (w & np.uint32(0x80000000)) | np.uint32(q[_FMAXB])
+                    p = _bits_f32(np.int32(w))
+                out[i] = p * scale
+
+
+@numba.njit(**_JIT)
+def _mx_kernel(xb, out, n, block, emax, mode, int8, q, fq):
+    """OCP MX quantize of each row of n values of xb (uint32 float32 patterns) in blocks of
+    ``block`` along the row, as ``mx.MXFormat.quantize``: shared = clamp(floor(log2 max|V|) - emax,
+    -127, 127) from the exponent bits of the largest magnitude (a NaN or infinity: the scale is NaN
+    and every element +0), P = the element rounding (``mode`` 0 or 2) of V * 2^-shared, saturating
+    (int8: rint or trunc of 64 V 2^-shared clamped to +-127, over 64), out = P * 2^shared."""
+    if int8:
+        if mode == 0:
+            _mx_blocks(xb, out, n, block, emax, 0, True, q, fq)
+        else:
+            _mx_blocks(xb, out, n, block, emax, 2, True, q, fq)
+    elif mode == 0:
+        _mx_blocks(xb, out, n, block, emax, 0, False, q, fq)
+    else:
+        _mx_blocks(xb, out, n, block, emax, 2, False, q, fq)
+
+
+def mx_quantize(element: FloatFormat | None, x: torch.Tensor, block: int, emax: int, rounding: str) -> torch.Tensor:
+    """``MXFormat.quantize`` of a contiguous float32 CPU ``x`` in blocks of ``block`` along its last
+    axis, float32: ``element`` the saturating element format (None: MXINT8), ``emax`` its emax_elem."""
+    out = torch.empty(x.shape, dtype=torch.float32)
+    if x.numel() == 0:
+        return out
+    n = x.shape[-1]
+    xb = x.reshape(-1).numpy().view(np.uint32)
+    q, fq = _fast_params(element) if element is not None else _fast_params_none()
+    _mx_kernel(xb, out.reshape(-1).numpy(), n, block, emax, MODES.index(rounding), element is None, q, fq)
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def _fast_params_none() -> tuple[tuple[int, ...], tuple[np.float32, ...]]:
+    """Placeholder element parameters for MXINT8 (its elements are rounded without them)."""
+    return (0,) * 12, (np.float32(1.0),) * 4
+
+
 def applies(x: torch.Tensor) -> bool:
     """Whether this route takes ``x``: a contiguous float32 CPU tensor."""
     return x.is_cpu and x.dtype == torch.float32 and x.is_contiguous()
