@@ -227,7 +227,8 @@ def _stochastic(w, draw, n, p):
 
 
 # the common case, vectorised: indices into _fast_params' int tuple and float tuple
-_D, _HALF, _LOW, _MASK, _PARITY, _TINYB, _RAREB, _FMAXB, _FNEGZ, _FSIGNED, _HALF1, _ODD = range(12)
+(_D, _HALF, _LOW, _MASK, _PARITY, _TINYB, _RAREB, _FMAXB, _FNEGZ, _FSIGNED, _HALF1, _ODD, _FPASTB, _FPASTNAN, _FNANP,
+ _FNEGBAD) = range(16)
 _C1, _C2, _Q1, _Q2 = range(4)
 
 
@@ -237,7 +238,7 @@ def _fast_params(fmt: FloatFormat) -> tuple[tuple[int, ...], tuple[np.float32, .
     min_normal, the subnormal grid 2^k0 (k0 = emin - m, or emin without subnormals) by scaling
     with c1 c2 = 2^-k0 and back with q1 q2 = 2^k0 (each a float32 normal: every step exact) below
     min_normal (``_TINYB``), and magnitudes below ``_RAREB`` left to the generic path."""
-    m, emin = fmt.man_bits, fmt.emin
+    m, emin, p = fmt.man_bits, fmt.emin, _params(fmt)
     d = 23 - m
     k0 = emin - (m if fmt.subnormals else 0)
     tiny_bits = rare_bits = 0
@@ -249,8 +250,8 @@ def _fast_params(fmt: FloatFormat) -> tuple[tuple[int, ...], tuple[np.float32, .
     q1 = max(k0, -126)
     parity = (fmt.bias - 127) & 1 if m == 0 else 0  # m = 0: the code's parity is the exponent field's
     ints = (d, 1 << (d - 1) if d else 0, (1 << d) - 1, (0xFFFFFFFF << d) & 0xFFFFFFFF, parity, tiny_bits,
-            rare_bits, _params(fmt)[_MAXB], int(fmt.negative_zero), int(fmt.signed), max((1 << d) // 2 - 1, 0),
-            int(d > 0))  # (d = 0, fp32: nothing dropped, nothing to add)
+            rare_bits, p[_MAXB], int(fmt.negative_zero), int(fmt.signed), max((1 << d) // 2 - 1, 0),
+            int(d > 0), p[_PASTB], p[_PASTNAN], p[_NANP], p[_NEGBAD])  # (d = 0, fp32: nothing dropped, nothing added)
     floats = tuple(np.float32(2.0 ** k) for k in (c1, -k0 - c1, q1, k0 - q1))
     return ints, floats
 
@@ -269,15 +270,17 @@ def _bits_f32(typingctx, x):
 @numba.njit(inline="always", **_JIT)
 def _fast(w, mode, draw, n, q, fq):
     """(pattern, 1 where the generic path must decide) of the float32 pattern w (uint32) rounded
-    by ``mode`` (5: stochastic with the n-bit ``draw``); the rare cases are |result| above max
-    (overflow, infinity, NaN), magnitudes below ``_RAREB`` and an unsigned format's negatives.
+    by ``mode`` (5: stochastic with the n-bit ``draw``), overflow by mode and sign; the rare cases
+    are infinity and NaN in, magnitudes below ``_RAREB`` and negatives into an unsigned format
+    without NaN.
     In uint32 arithmetic (``u``), so that the loop runs on 8 or 16 lanes."""
     u = np.uint32
     sign = w & u(0x80000000)
     a = w & u(0x7FFFFFFF)
-    rare = a < u(q[_RAREB])
+    rare = (a < u(q[_RAREB])) | (a >= u(0x7F800000))  # (infinity and NaN in)
+    negative = (q[_FSIGNED] == 0) & (sign != 0) & (a != 0)  # into an unsigned format: its NaN (or an error)
     if q[_FSIGNED] == 0:
-        rare |= (sign != 0) & (a != 0)
+        rare |= negative & (q[_FNEGBAD] == 1)
         sign = u(0)
     d = u(q[_D])
     if mode == 5:
@@ -311,10 +314,23 @@ def _fast(w, mode, draw, n, q, fq):
         else:
             v = np.ceil(v) if (sign != 0) == (mode == 4) else np.floor(v)
         r = u(_f32_bits(v * fq[_Q1] * fq[_Q2]))
-    rare |= r > u(q[_FMAXB])
+    over = r > u(q[_FMAXB])  # overflow: max, or past it (infinity, NaN) where the rounding moved up
+    if mode == 2:
+        past = False
+    elif mode == 3 or mode == 4:
+        past = over & ((sign != 0) == (mode == 4))
+    else:
+        past = over
+    if over:
+        r = u(q[_FMAXB])
+    if past:
+        r = u(q[_FPASTB])
     if r == 0 and q[_FNEGZ] == 0:
         sign = u(0)
-    return u(r | sign), rare
+    out = u(r | sign)
+    if (past & (q[_FPASTNAN] == 1)) | negative:
+        out = u(q[_FNANP])
+    return out, rare
 
 
 @numba.njit(inline="always", **_JIT)
@@ -427,7 +443,7 @@ def mx_quantize(element: FloatFormat | None, x: torch.Tensor, block: int, emax: 
 @functools.lru_cache(maxsize=None)
 def _fast_params_none() -> tuple[tuple[int, ...], tuple[np.float32, ...]]:
     """Placeholder element parameters for MXINT8 (its elements are rounded without them)."""
-    return (0,) * 12, (np.float32(1.0),) * 4
+    return (0,) * 16, (np.float32(1.0),) * 4
 
 
 def applies(x: torch.Tensor) -> bool:
