@@ -268,9 +268,9 @@ def _bits_f32(typingctx, x):
 
 
 @numba.njit(inline="always", **_JIT)
-def _fast(w, mode, draw, n, q, fq):
+def _fast(w, mode, draw, n, two_n, q, fq):
     """(pattern, 1 where the generic path must decide) of the float32 pattern w (uint32) rounded
-    by ``mode`` (5: stochastic with the n-bit ``draw``), overflow by mode and sign; the rare cases
+    by ``mode`` (5: stochastic with the n-bit ``draw``, ``two_n`` = 2^n), overflow by mode and sign; the rare cases
     are infinity and NaN in, magnitudes below ``_RAREB`` and negatives into an unsigned format
     without NaN.
     In uint32 arithmetic (``u``), so that the loop runs on 8 or 16 lanes."""
@@ -310,7 +310,7 @@ def _fast(w, mode, draw, n, q, fq):
             v = np.trunc(v)
         elif mode == 5:
             t = np.floor(v)
-            v = t + np.float32((np.int64((v - t) * np.float32(2.0 ** n)) + draw) >> n)
+            v = t + np.float32((np.int64((v - t) * two_n) + draw) >> n)
         else:
             v = np.ceil(v) if (sign != 0) == (mode == 4) else np.floor(v)
         r = u(_f32_bits(v * fq[_Q1] * fq[_Q2]))
@@ -337,9 +337,10 @@ def _fast(w, mode, draw, n, q, fq):
 def _fast_loop(xb, out, mode, seed, n, q, fq):
     """The common case over the whole array; the count of values left to the generic path."""
     rare = 0
+    two_n = np.float32(2.0 ** n)
     for i in range(xb.size):
         draw = _draw(seed, i, n) if mode == 5 else 0
-        r, b = _fast(xb[i], mode, draw, n, q, fq)
+        r, b = _fast(xb[i], mode, draw, n, two_n, q, fq)
         out[i] = r
         rare += b
     return rare
@@ -363,11 +364,12 @@ def _round_kernel(xb, out, mode, seed, n, p, q, fq):
     else:
         rare = _fast_loop(xb, out, 5, seed, n, q, fq)
     bad = 0
+    two_n = np.float32(2.0 ** n)
     if rare:
         for i in range(xb.size):
             w = np.int64(xb[i])
             draw = _draw(seed, i, n) if mode == 5 else 0
-            if _fast(xb[i], mode, draw, n, q, fq)[1]:
+            if _fast(xb[i], mode, draw, n, two_n, q, fq)[1]:
                 r, b = _stochastic(w, draw, n, p) if mode == 5 else _deterministic(w, mode, p)
                 out[i] = r
                 bad += b
@@ -402,7 +404,7 @@ def _mx_blocks(xb, out, n, block, emax, mode, int8, q, fq):
                     v = np.rint(v * np.float32(64.0)) if mode == 0 else np.trunc(v * np.float32(64.0))
                     p = (min(max(v, np.float32(-127.0)), np.float32(127.0)) + np.float32(0.0)) * np.float32(1 / 64)
                 else:
-                    w, _ = _fast(np.uint32(_f32_bits(v)), mode, 0, 62, q, fq)
+                    w, _ = _fast(np.uint32(_f32_bits(v)), mode, 0, 62, np.float32(1.0), q, fq)
                     if w & np.uint32(0x7FFFFFFF) > np.uint32(q[_FMAXB]):  # the spec's clamp to max normal
                         w = (w & np.uint32(0x80000000)) | np.uint32(q[_FMAXB])
                     p = _bits_f32(np.int32(w))
