@@ -335,14 +335,14 @@ def _fast(w, mode, draw, n, two_n, q, fq):
 
 @numba.njit(inline="always", **_JIT)
 def _fast_loop(xb, out, mode, seed, n, q, fq):
-    """The common case over the whole array; the count of values left to the generic path."""
-    rare = 0
+    """The common case over the whole array; whether it left values to the generic path."""
+    rare = False
     two_n = np.float32(2.0 ** n)
     for i in range(xb.size):
         draw = _draw(seed, i, n) if mode == 5 else 0
         r, b = _fast(xb[i], mode, draw, n, two_n, q, fq)
         out[i] = r
-        rare += b
+        rare |= b
     return rare
 
 

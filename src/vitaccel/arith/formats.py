@@ -386,8 +386,8 @@ class FloatFormat:
         exactly, e.g. ``torch.bfloat16`` for FP13: half the memory of float32, the same values.
         For a float32 (or half, bfloat16) CPU ``x`` the CPU speed routes give the encoder's bits
         without running it: a native cast where it is provably exact for nearest_even and faster
-        (``_fastcast.quantize``: formats that are a torch dtype, or FP13 and the like with a
-        16-bit ``dtype``), else one fused loop per element (``_fastround.quantize``, every format
+        (``_fastcast.quantize``: half and bfloat16, FP13 and the like for a 16-bit ``dtype``),
+        else one fused loop per element (``_fastround.quantize``, every format
         and rounding, stochastic with the encoder's draws). The integer encoder runs for the rest
         (float64 input, other devices).
         """
