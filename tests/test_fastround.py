@@ -87,7 +87,13 @@ def test_every_high_half_equals_the_encoder_for_every_format(fmt):
         check(fmt, x, rounding)
 
 
-@pytest.mark.parametrize("fmt", FORMATS, ids=repr)
+QUICK = [FloatFormat.named(n) for n in ("e5m7", "e4m3", "e5m2fnuz", "binary8p1", "e8m0", "ue4m3", "tf32", "fp32")] + [
+    FloatFormat(7, 12, bias=122), FloatFormat(3, 2, specials="finite", signed=False, nan="zero"),
+    FloatFormat(2, 0, specials="finite"), FloatFormat(5, 7, subnormals=False)]
+
+
+@pytest.mark.parametrize("fmt", [*QUICK, *[pytest.param(f, marks=pytest.mark.slow) for f in FORMATS if f not in QUICK]],
+                         ids=repr)
 def test_every_half_pattern_equals_the_encoder_for_every_format_and_rounding(fmt):
     """Every float16 pattern (the ties of every format of at most 10 mantissa bits among them),
     every rounding: stochastic with 62-bit and 3-bit draws from the same seed on both sides."""
