@@ -118,7 +118,7 @@ def _f32_bits(typingctx, x):
 _JIT = dict(cache=True, nogil=True)
 
 
-@numba.njit(inline="always", **_JIT)
+@numba.njit(**_JIT)
 def _problem(w, p):
     """(s, a, kept, rem, fs, shift, E, tiny) of the float32 pattern w (see the module doc)."""
     s = (w >> 31) & 1
@@ -142,7 +142,7 @@ def _problem(w, p):
     return s, a, kept, rem, fs, shift, big, tiny
 
 
-@numba.njit(inline="always", **_JIT)
+@numba.njit(**_JIT)
 def _value(w, s, a, kept, big, tiny, past_pos, past_neg, p):
     """(float32 pattern of kept * 2^(E - m) with fmt's specials, 1 where the encoder must decide)."""
     m = p[_M]
@@ -187,7 +187,7 @@ def _value(w, s, a, kept, big, tiny, past_pos, past_neg, p):
     return out, bad
 
 
-@numba.njit(inline="always", **_JIT)
+@numba.njit(**_JIT)
 def _deterministic(w, mode, p):
     """(float32 pattern of fmt's rounding of the float32 pattern w by ``mode``, the encoder flag)."""
     s, a, kept, rem, fs, shift, big, tiny = _problem(w, p)
@@ -216,7 +216,7 @@ def _draw(seed, i, bits):
     return np.int64(z >> np.uint64(64 - bits))
 
 
-@numba.njit(inline="always", **_JIT)
+@numba.njit(**_JIT)
 def _stochastic(w, draw, n, p):
     """As ``_deterministic`` for stochastic rounding with an n-bit ``draw``: up iff the top n bits
     of the dropped fraction plus the draw reach 2^n."""
