@@ -68,8 +68,6 @@ def format_table(reps: int, quick: bool) -> None:
                            cast, reps if r != "stochastic" else max(3, reps // 3))[0]
                      for r in ROUNDINGS]
             print(f"{name:12s}" + "".join(f"{c:13.2f}" for c in cells))
-        draws = ratio(lambda a=a: torch.randint(0, 2 ** 62, a.shape, generator=gen, dtype=torch.int64), cast, reps)
-        print(f"stochastic's 62-bit draws alone (torch.randint, int64, the caller's generator): {draws[0]:.2f}")
         print()
 
 

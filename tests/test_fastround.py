@@ -1,7 +1,8 @@
-"""The bit-rounding route behind ``FloatFormat.quantize`` for every deterministic rounding
-(``arith/_fastround.py``): bit for bit the integer encoder's, NaN patterns included, over every
-float32 high half-word at and next to each format's ties, and on whole tensors whose pieces hold
-subnormals, zeros, overflow, infinities and NaN."""
+"""The fused numba route behind ``FloatFormat.quantize`` for every rounding (``arith/_fastround.py``):
+bit for bit the integer encoder's, NaN patterns included, for every format (signed and unsigned,
+fnuz, P3109, e8m0, up to 32 bits), over every float32 high half-word at and next to each format's
+ties, every float16 pattern, and whole tensors holding subnormals, zeros, overflow, infinities and
+NaN; its stochastic draws are ``formats.stochastic_draws``'."""
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import torch
 
 from conftest import random_float32
 from vitaccel.arith import FP13, FloatFormat, _fastround
-from vitaccel.arith.formats import NAMED, ROUNDINGS
+from vitaccel.arith.formats import NAMED, ROUNDINGS, stochastic_draws
 from vitaccel.errors import UserError
 
 DETERMINISTIC = [r for r in ROUNDINGS if r != "stochastic"]
@@ -19,7 +20,10 @@ VARIANTS = [FloatFormat(5, 7, saturate=True), FloatFormat(5, 7, subnormals=False
             FloatFormat(8, 7, subnormals=False), FloatFormat(6, 9, bias=20),
             FloatFormat(4, 3, specials="fn", saturate=True), FloatFormat(4, 3, bias=8, specials="fnuz", saturate=True),
             FloatFormat(3, 12), FloatFormat(2, 13, subnormals=False),
-            FloatFormat(4, 3, specials="finite", subnormals=False)]
+            FloatFormat(4, 3, specials="finite", subnormals=False), FloatFormat(7, 8, bias=122),
+            FloatFormat(5, 2, signed=False), FloatFormat(3, 2, specials="finite", signed=False, nan="zero"),
+            FloatFormat(8, 3, subnormals=False), FloatFormat(7, 12, bias=122), FloatFormat(2, 0, specials="finite"),
+            FloatFormat(3, 0, specials="finite", bias=2), FloatFormat(8, 23, saturate=True)]
 FORMATS = [FloatFormat.named(n) for n in NAMED] + VARIANTS
 
 
@@ -34,13 +38,28 @@ def every_high_half(fmt: FloatFormat) -> torch.Tensor:
     hold them), and at the ends (low 0 and 0xFFFF: exact and sticky)."""
     d = 23 - fmt.man_bits
     lows = {0x0000, 0x0001, 0x7FFF, 0x8000, 0x8001, 0xFFFF}
-    if d <= 16:
+    if 0 < d <= 16:
         tie, lsb = 1 << (d - 1), (1 << d) % (1 << 16)
         lows |= {(v + k) % (1 << 16) for v in (tie, tie + lsb) for k in (-1, 0, 1)}
     high = torch.arange(2 ** 16, dtype=torch.int64) << 16
     low = torch.tensor(sorted(lows), dtype=torch.int64)
     x = ((high[:, None] | low[None, :]).flatten().to(torch.int32)).view(torch.float32)
-    return x[~x.isnan()] if fmt.specials == "finite" else x
+    return _allowed(fmt, x)
+
+
+def _allowed(fmt: FloatFormat, x: torch.Tensor) -> torch.Tensor:
+    """x without the values the encoder refuses for fmt (NaN into 'finite' with nan='raise',
+    negatives into an unsigned format without NaN): those raise, tested below."""
+    if fmt.nan_code is None and fmt.nan == "raise":
+        x = x[~x.isnan()]
+    if fmt.nan_code is None and not fmt.signed:
+        x = x[~(x < 0) & ~x.isnan()]
+    return x
+
+
+def every_half(fmt: FloatFormat) -> torch.Tensor:
+    """All 2^16 float16 bit patterns as float32 (every binade of half, its subnormals, NaN, inf)."""
+    return _allowed(fmt, torch.arange(-2 ** 15, 2 ** 15, dtype=torch.int32).to(torch.int16).view(torch.float16).float())
 
 
 def check(fmt: FloatFormat, x: torch.Tensor, rounding: str) -> None:
@@ -51,12 +70,13 @@ def check(fmt: FloatFormat, x: torch.Tensor, rounding: str) -> None:
 
 @pytest.mark.parametrize("fmt", [FP13, FloatFormat.named("e4m3"), FloatFormat.named("binary8p3"),
                                  FloatFormat(2, 1, specials="finite"), FloatFormat(5, 7, subnormals=False),
-                                 FloatFormat(6, 9, bias=20), FloatFormat.named("e8m7")], ids=repr)
+                                 FloatFormat(6, 9, bias=20), FloatFormat.named("e8m7"), FloatFormat.named("e8m0"),
+                                 FloatFormat.named("ue4m3"), FloatFormat.named("binary8p1"),
+                                 FloatFormat.named("tf32"), FloatFormat(7, 8, bias=122)], ids=repr)
 def test_every_high_half_equals_the_encoder(fmt):
     x = every_high_half(fmt)
     for rounding in DETERMINISTIC:
-        if _fastround._plan(fmt, rounding) is not None:
-            check(fmt, x, rounding)
+        check(fmt, x, rounding)
 
 
 @pytest.mark.slow
@@ -64,28 +84,51 @@ def test_every_high_half_equals_the_encoder(fmt):
 def test_every_high_half_equals_the_encoder_for_every_format(fmt):
     x = every_high_half(fmt)
     for rounding in DETERMINISTIC:
-        if _fastround._plan(fmt, rounding) is not None:
-            check(fmt, x, rounding)
+        check(fmt, x, rounding)
 
 
-def test_the_route_covers_every_format_and_rounding_but_even_ties_of_man_bits_0():
-    """nearest_even with man_bits=0 breaks a tie by the even exponent field, not by the even bit
-    pattern; those formats (and none else here) go to the encoder."""
-    skipped = {(fmt, r) for fmt in FORMATS for r in DETERMINISTIC if _fastround._plan(fmt, r) is None}
-    assert skipped == {(fmt, "nearest_even") for fmt in FORMATS if fmt.man_bits == 0}
-    assert _fastround._plan(FloatFormat(7, 8, bias=122), "up") is None  # 1 / 2^(emin - m) is no float32
-    assert _fastround.quantize(FP13, torch.ones(3, dtype=torch.float64), "up") is None
-    assert _fastround.quantize(FP13, torch.ones(4)[::2], "up") is None
+QUICK = [FloatFormat.named(n) for n in ("e5m7", "e4m3", "e5m2fnuz", "binary8p1", "e8m0", "ue4m3", "tf32", "fp32")] + [
+    FloatFormat(7, 12, bias=122), FloatFormat(3, 2, specials="finite", signed=False, nan="zero"),
+    FloatFormat(2, 0, specials="finite"), FloatFormat(5, 7, subnormals=False)]
+
+
+@pytest.mark.parametrize("fmt", [*QUICK, *[pytest.param(f, marks=pytest.mark.slow) for f in FORMATS if f not in QUICK]],
+                         ids=repr)
+def test_every_half_pattern_equals_the_encoder_for_every_format_and_rounding(fmt):
+    """Every float16 pattern (the ties of every format of at most 10 mantissa bits among them),
+    every rounding: stochastic with 62-bit and 3-bit draws from the same seed on both sides."""
+    x = every_half(fmt)
+    for rounding in DETERMINISTIC:
+        check(fmt, x, rounding)
+    for n in (None, 3):
+        got = _fastround.quantize(fmt, x, "stochastic", 12345, n)
+        codes = fmt._encode_all(x, "stochastic", 12345, n)
+        assert got is not None and bits_equal(got, fmt.decode(codes)), (fmt, n)
+
+
+def test_quantize_never_runs_the_encoder_on_float32_cpu_input(monkeypatch):
+    """Every format and rounding, float32 CPU in: the fused route decides every value (the
+    encoder is not called); float64 or strided input is not the route's."""
+    from vitaccel.arith import formats
+    monkeypatch.setattr(formats.FloatFormat, "_encode_all", lambda *a: pytest.fail("the encoder ran"))
+    x = torch.cat([random_float32(5000, seed=1), torch.tensor([float("inf"), -float("inf"), float("nan"), -0.0])])
+    for fmt in FORMATS:
+        xs = _allowed(fmt, x)
+        for rounding in ROUNDINGS:
+            fmt.quantize(xs, rounding, torch.Generator().manual_seed(0) if rounding == "stochastic" else None)
+    assert not _fastround.applies(torch.ones(3, dtype=torch.float64))
+    assert not _fastround.applies(torch.ones(4)[::2])
 
 
 @pytest.mark.parametrize("rounding", DETERMINISTIC)
 @pytest.mark.parametrize("fmt", [FP13, FloatFormat.named("e5m10"), FloatFormat.named("e4m3"),
                                  FloatFormat.named("e5m2fnuz"), FloatFormat(3, 2, specials="finite"),
-                                 FloatFormat(5, 7, subnormals=False)], ids=repr)
-def test_whole_tensors_with_zeros_subnormals_and_specials_across_pieces(fmt, rounding, monkeypatch):
+                                 FloatFormat(5, 7, subnormals=False), FloatFormat.named("e8m0"),
+                                 FloatFormat.named("binary8p3"), FloatFormat.named("fp24"),
+                                 FloatFormat(5, 2, signed=False)], ids=repr)
+def test_whole_tensors_with_zeros_subnormals_and_specials(fmt, rounding):
     """Activations, weights and ReLU outputs with overflow, infinities, NaN (payloads too) and -0
-    spread over pieces of an odd size (so over piece ends), against the encoder."""
-    monkeypatch.setattr(_fastround, "_CHUNK", 997)
+    spread over the tensor (the rare values the generic path decides among the common ones)."""
     g = torch.Generator().manual_seed(3)
     act = torch.randn(40, 384, generator=g)
     weights = torch.randn(40, 384, generator=g) * 0.02
@@ -97,8 +140,7 @@ def test_whole_tensors_with_zeros_subnormals_and_specials_across_pieces(fmt, rou
                             float("nan"), -0.0, 0.0])
     payload = torch.tensor([0x7FC01234, 0x7F800001, -0x00001234, -0x00400000], dtype=torch.int32).view(torch.float32)
     x[torch.randperm(len(x), generator=g)[:400]] = torch.cat([special, payload]).repeat(31)[:400]
-    if fmt.specials == "finite":
-        x = x[~x.isnan()]
+    x = _allowed(fmt, x)
     check(fmt, x, rounding)
     check(fmt, x[:len(x) // 7 * 7].reshape(-1, 7)[:, :5].contiguous(), rounding)  # another shape, pieces elsewhere
 
@@ -117,44 +159,81 @@ def test_quantize_runs_the_route_and_half_and_bfloat16_input_too(rounding, monke
     assert calls == [rounding] * 3
 
 
+def test_numpy_in_and_out():
+    """A NumPy array in gives a float32 NumPy array out, the tensor route's bits."""
+    x = torch.randn(3000, generator=torch.Generator().manual_seed(2)) * 300
+    for name in ("e4m3", "e5m7", "ue4m3", "e8m0"):
+        fmt = FloatFormat.named(name)
+        xs = x.abs() if not fmt.signed else x
+        got = fmt.quantize(xs.numpy(), "ties_away")
+        assert isinstance(got, np.ndarray) and got.dtype == np.float32
+        assert bits_equal(torch.from_numpy(got), fmt.quantize(xs, "ties_away"))
+        assert bits_equal(torch.from_numpy(fmt.quantize(xs.double().numpy(), "up")), fmt.quantize(xs, "up"))
+
+
 def test_nan_in_a_format_without_nan_raises_as_the_encoder_does():
     fmt = FloatFormat(3, 2, specials="finite")
     x = torch.ones(70_000)
     x[50_000] = float("nan")
     with pytest.raises(UserError, match="specials='finite' cannot store"):
         fmt.quantize(x, "up")
+    with pytest.raises(UserError, match="specials='finite' cannot store"):
+        fmt.quantize(x, "stochastic", torch.Generator().manual_seed(0))
     zero = FloatFormat(3, 2, specials="finite", nan="zero")
     assert zero.quantize(x, "up")[50_000].item() == 0.0
+    x[50_000] = -2.0
+    with pytest.raises(UserError, match="unsigned format .* cannot store"):
+        FloatFormat(3, 2, specials="finite", signed=False).quantize(x, "down")
+    assert FloatFormat.named("ue4m3").quantize(x, "down")[50_000].isnan()
 
 
-def test_scratch_is_per_thread():
-    """The two scratch arrays are kept per thread, so threads quantizing at once do not share them."""
+def test_threads_quantizing_at_once_give_the_same_bits():
+    """The kernels release the GIL and keep no state: two threads at once, each its own result."""
     import threading
-    seen = []
-    worker = threading.Thread(target=lambda: seen.append(_fastround._scratch()[0]))
-    worker.start()
-    worker.join()
-    assert seen[0] is not _fastround._scratch()[0] and isinstance(seen[0], np.ndarray)
+    x = torch.randn(200_000, generator=torch.Generator().manual_seed(8))
+    want = {r: FP13.quantize(x, r) for r in DETERMINISTIC}
+    got = {}
+    workers = [threading.Thread(target=lambda r=r: got.__setitem__(r, FP13.quantize(x, r))) for r in DETERMINISTIC]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert all(bits_equal(got[r], want[r]) for r in DETERMINISTIC)
 
 
-# -- stochastic rounding: the encoder's draws, an integer addition before the mask ------------------
+# -- stochastic rounding: the encoder's draws, in the kernel ---------------------------------------
 @pytest.mark.parametrize("fmt", [FP13, FloatFormat.named("e8m7"), FloatFormat.named("e4m3"),
                                  FloatFormat.named("e5m2fnuz"), FloatFormat.named("binary8p1"),
                                  FloatFormat(5, 7, subnormals=False), FloatFormat(2, 1, specials="finite"),
-                                 FloatFormat(3, 12)], ids=repr)
+                                 FloatFormat(3, 12), FloatFormat.named("e8m0"), FloatFormat.named("ue4m3"),
+                                 FloatFormat.named("fp32")], ids=repr)
 def test_stochastic_equals_the_encoder_with_the_same_generator(fmt, monkeypatch):
     """Every high half-word (ties and sticky lows) plus random values, with 62-bit draws and with
     n bits on both sides of the dropped width 23 - m: the encoder's bits, and the generator left
-    where the encoder leaves it (the same draws, made once)."""
+    where the encoder leaves it (the same seed, drawn once)."""
     calls = []
-    real = _fastround.stochastic
-    monkeypatch.setattr(_fastround, "stochastic", lambda *a: calls.append(1) or real(*a))
-    x = torch.cat([every_high_half(fmt)[::7], random_float32(20000, seed=6), torch.randn(20000)])
-    if fmt.specials == "finite":
-        x = x[~x.isnan()]
+    real = _fastround.quantize
+    monkeypatch.setattr(_fastround, "quantize", lambda *a: calls.append(1) or real(*a))
+    x = _allowed(fmt, torch.cat([every_high_half(fmt)[::7], random_float32(20000, seed=6), torch.randn(20000)]))
     for n in (None, 1, 5, 16, 23, 40):
         ours, theirs = torch.Generator().manual_seed(n or 0), torch.Generator().manual_seed(n or 0)
         got = fmt.quantize(x, "stochastic", ours, stochastic_bits=n)
         assert bits_equal(got, fmt.decode(fmt.encode(x, "stochastic", theirs, stochastic_bits=n))), n
         assert torch.equal(torch.randint(0, 99, (4,), generator=ours), torch.randint(0, 99, (4,), generator=theirs))
     assert len(calls) == 6
+
+
+def test_the_kernel_draws_the_stream_of_stochastic_draws():
+    """Draw i of the kernel (numba, uint64) is element i of ``formats.stochastic_draws`` (torch,
+    wrapping int64) for the seed drawn from the same generator, at every bit width."""
+    from vitaccel.arith import formats
+    for n in (1, 7, 23, 40, 62):
+        want = stochastic_draws(1000, torch.Generator().manual_seed(n), n)
+        seed = formats._seed(torch.Generator().manual_seed(n))
+        got = [_fastround._draw(np.uint64(seed), i, n) for i in (0, 1, 2, 500, 999)]
+        assert got == want[[0, 1, 2, 500, 999]].tolist()
+        assert int(want.min()) >= 0 and int(want.max()) < 2 ** n
+    draws = stochastic_draws((400, 250), torch.Generator().manual_seed(3))
+    assert draws.shape == (400, 250) and draws.dtype == torch.int64
+    bits = torch.stack([(draws >> k) & 1 for k in (0, 30, 61)]).double().mean(dim=(1, 2))
+    assert bool(((bits - 0.5).abs() < 0.01).all())  # 10^5 fair bits each: 0.5 +- 0.0016 per sigma

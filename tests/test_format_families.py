@@ -129,5 +129,22 @@ def test_one_call_quantize_takes_names_formats_and_numpy_arrays():
         quantize(x, "e9m9")
     with pytest.raises(TypeError, match="real floating-point array"):
         quantize(np.arange(3), "e4m3")
-    with pytest.raises(TypeError, match="fmt must be a format name or a FloatFormat"):
+    with pytest.raises(TypeError, match="fmt must be a format name, a FloatFormat or an MXFormat"):
         quantize(x, 8)
+
+
+def test_one_call_quantize_takes_mx_names_and_formats():
+    from vitaccel.arith import MXFormat, quantize
+    x = random_float32(64 * 40, seed=9)[:64 * 40].reshape(64, 40)
+    x = torch.where(x.isfinite(), x, 1.0) * 2.0 ** -100  # finite blocks (a NaN or inf gives a NaN scale)
+    for name in ("mxfp8_e4m3", "mxfp4", "mxint8"):
+        fmt = MXFormat.named(name)
+        assert same_bits(quantize(x, name), fmt.quantize(x))
+        assert same_bits(quantize(x, name, "toward_zero", axis=0, block=16),
+                         MXFormat.named(name, 16).quantize(x, 0, "toward_zero"))
+        got = quantize(x.numpy(), fmt)
+        assert isinstance(got, np.ndarray) and same_bits(torch.from_numpy(got), fmt.quantize(x))
+    with pytest.raises(UserError, match=r"format name 'mxfp9' is unknown; choose one of .*'e4m3'.*'mxfp8_e4m3'"):
+        quantize(x, "mxfp9")
+    with pytest.raises(UserError, match="mxfp4: MX formats take no generator"):
+        quantize(x, "mxfp4", "stochastic", torch.Generator())

@@ -10,7 +10,7 @@ import torch
 
 from conftest import random_float32, same_bits
 from vitaccel.arith import FloatFormat, golden
-from vitaccel.arith.formats import ROUNDINGS
+from vitaccel.arith.formats import ROUNDINGS, stochastic_draws
 from vitaccel.errors import UserError
 
 DETERMINISTIC = [r for r in ROUNDINGS if r != "stochastic"]
@@ -119,7 +119,7 @@ def test_new_formats_stochastic_equals_golden_with_the_same_draws(name, n):
     x = torch.cat([random_float32(3000, seed=7), _crafted(fmt, seed=8)[:3000].float()])
     bits = n
     got = fmt.quantize(x, "stochastic", torch.Generator().manual_seed(9), stochastic_bits=n)
-    draws = torch.randint(0, 2 ** bits, x.shape, generator=torch.Generator().manual_seed(9), dtype=torch.int64)
+    draws = stochastic_draws(x.shape, torch.Generator().manual_seed(9), bits)
     xs = x.double() if fmt.specials == "e8m0" else x  # e8m0 encodes from float64: same draws either way
     expected = golden_tensor(golden.quantize(fmt, v, "stochastic", Fraction(r, 2 ** bits), stochastic_bits=n)
                              for v, r in zip(xs.tolist(), draws.tolist()))

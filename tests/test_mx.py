@@ -341,3 +341,26 @@ def test_floor_log2_is_exact_just_below_a_power_of_two():
     assert fmt.encode(x).scales.tolist() == [127 + 19 - 8]
     assert fmt.quantize(x)[0] == 448 * 2.0 ** 11
     assert fmt.encode(x[1:2]).scales.tolist() == [127 - 21 - 8]
+
+
+@pytest.mark.parametrize("rounding", ["nearest_even", "toward_zero"])
+@pytest.mark.parametrize("name", MX_NAMES)
+def test_fused_pass_equals_the_torch_path(name, rounding, monkeypatch):
+    """Blocks along the last axis of a float32 CPU tensor take one fused pass (``_fastround.mx_quantize``);
+    its bits are the torch path's (blocks along axis 0 of the transpose) on activations, weights,
+    zeros, NaN and infinite blocks, subnormals and a ragged last block."""
+    from vitaccel.arith import _fastround
+    calls = []
+    real = _fastround.mx_quantize
+    monkeypatch.setattr(_fastround, "mx_quantize", lambda *a: calls.append(1) or real(*a))
+    g = torch.Generator().manual_seed(4)
+    x = torch.cat([torch.randn(20, 200, generator=g), torch.randn(20, 200, generator=g) * 0.02,
+                   random_float32(4000, seed=5)[:4000].reshape(20, 200), torch.zeros(2, 200)])
+    x[3, 40] = float("nan")
+    x[5, 70] = float("inf")
+    x[7, 100:130] = 2.0 ** -140
+    fmt = MXFormat.named(name)
+    fused = fmt.quantize(x, rounding=rounding)
+    assert calls == [1]
+    assert same_bits(fused, fmt.quantize(x.t().contiguous(), axis=0, rounding=rounding).t())
+    assert same_bits(fused, fmt.decode(*fmt.encode(x, rounding=rounding)))

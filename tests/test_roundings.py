@@ -10,7 +10,7 @@ import torch
 
 from conftest import random_float32, same_bits
 from vitaccel.arith import FP13, FloatFormat, golden
-from vitaccel.arith.formats import ROUNDINGS
+from vitaccel.arith.formats import ROUNDINGS, stochastic_draws
 from vitaccel.errors import UserError
 
 DETERMINISTIC = [r for r in ROUNDINGS if r != "stochastic"]
@@ -120,7 +120,7 @@ def test_a_million_values_equal_golden(fmt, rounding):
 # -- stochastic rounding with n random bits --------------------------------------------------
 def _replay_stochastic_bits(fmt: FloatFormat, x: torch.Tensor, n: int, seed: int) -> None:
     got = fmt.quantize(x, "stochastic", torch.Generator().manual_seed(seed), stochastic_bits=n)
-    draws = torch.randint(0, 2 ** n, x.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.int64)
+    draws = stochastic_draws(x.shape, torch.Generator().manual_seed(seed), n)  # the stream quantize draws
     expected = golden_tensor(golden.quantize(fmt, xi, "stochastic", Fraction(r, 2 ** n), stochastic_bits=n)
                              for xi, r in zip(x.double().tolist(), draws.tolist()))
     assert same_bits(got, expected), (fmt, n)
@@ -198,7 +198,7 @@ def test_stochastic_bits_equal_gfloat_stochastic_fastest(n):
     """gfloat's StochasticFastest rounds away iff delta + r 2^-n >= 1, which is floor(delta 2^n) + r >= 2^n."""
     gf, pairs = _gfloat_pairs()
     x = random_float32(20000, seed=12)
-    draws = torch.randint(0, 2 ** n, x.shape, generator=torch.Generator().manual_seed(n), dtype=torch.int64)
+    draws = stochastic_draws(x.shape, torch.Generator().manual_seed(n), n)
     for fmt, fi in pairs[2:4]:
         got = fmt.quantize(x, "stochastic", torch.Generator().manual_seed(n), stochastic_bits=n)
         expected = gf.round_ndarray(fi, x.double().numpy(), gf.RoundMode.StochasticFastest, fmt.specials != "ieee",

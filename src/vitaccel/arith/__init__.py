@@ -4,7 +4,8 @@ Knows nothing of models: tensors in, tensors out.
 """
 
 from vitaccel.arith.config import AcceleratorConfig, CodecSpec, FloatDatapath, IntDatapath, PsumStorage
-from vitaccel.arith.formats import FP13, FloatFormat, p3109, quantize
+from vitaccel.arith.dispatch import quantize
+from vitaccel.arith.formats import FP13, FloatFormat, p3109
 from vitaccel.arith.intpath import dequantize_int, leading_one_truncate, quantize_int
 from vitaccel.arith.matmul import Tier, emulated_matmul, fast_error_bound, matmul_tier
 from vitaccel.arith.mx import MXFormat

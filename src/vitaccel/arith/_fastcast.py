@@ -103,6 +103,20 @@ def quantize(fmt: FloatFormat, x: torch.Tensor) -> torch.Tensor | None:
     return _add_round(fmt, x)
 
 
+def faster(fmt: FloatFormat, x: torch.Tensor, dtype: torch.dtype) -> bool:
+    """Whether this route should round ``x`` (nearest even, float32) for a result of ``dtype``
+    rather than the fused loop of ``_fastround`` (measured, ``bench_float.py --formats``): off the
+    CPU always (the loop runs on the CPU only); on it where fmt is half or bfloat16 (one cast and
+    one back to float32: about 1.6x of a bfloat16 cast), or has their cast as a wider peer (FP13)
+    and the result is 16-bit (the cast is then the result). torch's fp8 casts, the mended cast
+    widened to float32 and ``_add_round`` (five torch passes) are slower than the loop."""
+    if not x.is_cpu:
+        return True
+    fast = (torch.bfloat16, torch.float16)
+    route = _wider_peer(fmt)
+    return _peer_dtype(fmt) in fast or (dtype.itemsize == 2 and route is not None and route.dtype in fast)
+
+
 @functools.lru_cache(maxsize=None)
 def _peer_dtype(fmt: FloatFormat) -> torch.dtype | None:
     """The PyTorch dtype that is fmt, or None."""

@@ -1,272 +1,470 @@
-"""The CPU speed route behind ``FloatFormat.quantize`` for every rounding (nearest_even where no
-cast route of ``_fastcast`` applies; stochastic with the encoder's draws: ``stochastic``).
+"""The CPU speed route behind ``FloatFormat.quantize``: fused numba loops over the float32 bit
+patterns, one pass per tensor, for every format and rounding (nearest_even too where ``_fastcast``
+has no single cast for the result).
 
 ``quantize(fmt, x, rounding)`` gives the same bits as ``fmt.decode(fmt.encode(x, rounding))`` for
-a contiguous float32 CPU ``x``, by integer operations on the float32 bit patterns and exact float
-scalings, in cache-sized pieces, in NumPy (whose calls cost about a microsecond where torch's cost
-several). Values its passes cannot decide (overflow, infinity, NaN) go to the integer encoder.
-Imports nothing of vitaccel (``fmt`` brings its own methods).
+a contiguous float32 CPU ``x`` and every format (signed or not, up to 32 bits, every ``specials``).
+With s the sign, a the magnitude bits of x, m = fmt.man_bits and d = 23 - m:
 
-The pieces, with m = fmt.man_bits and d = 23 - m the float32 fraction bits a rounding drops:
+* **the common case** (``_fast``, a loop the compiler vectorises, one per mode so that each folds
+  its mode): for |x| >= min_normal the rounding to fmt's quantum 2^(e - m) is an integer rounding
+  of a at bit d (a carry out of the fraction lands in the exponent): toward_zero masks the low d
+  bits, ties_away adds 2^(d-1) first, nearest_even 2^(d-1) - 1 plus the kept lowest bit (with
+  m = 0 the exponent field's parity in fmt's bias), ``up`` / ``down`` 2^d - 1 on their side of
+  zero; stochastic adds the draw's top d bits (or, with n < d bits, carries the top n dropped
+  bits plus the draw). Below min_normal fmt's values are the multiples of q0 = 2^(emin - m)
+  (2^emin without subnormals): x / q0 (exact) rounded to an integer by ``rint``/``trunc``/
+  ``ceil``/``floor`` (ties_away: trunc plus one where the rest is at least 1/2; stochastic:
+  floor plus the carry of the fraction's top n bits and the draw), times q0 (exact). A format
+  whose emin is float32's and has subnormals needs no grid: every float32 subnormal is one of
+  its values, the bit rounding holds there too. The sign comes back (+0 where fmt has no -0).
+* **the rare values** (``_deterministic``, ``_stochastic``: the encoder of ``formats`` for one
+  element, ending in the float32 pattern of the value instead of the code) where the common case
+  does not decide: a result above max (overflow by mode, sign and ``saturate``; infinity; NaN and
+  its canonical code), a negative into an unsigned format (its NaN), e8m0 below 2^-126 (its
+  values go down to 2^-127, below float32's normals). |x| = sig * 2^(e - 23) is rounded at the
+  quantum 2^(max(e, emin) - m) (or 2^emin below min_normal without subnormals): kept = sig >> fs,
+  the dropped bits rem, up iff 2 rem + t > 2^fs, t by the mode (nearest_even the code's parity,
+  ties_away 1, up/down 2^fs - 1 on their side of zero), the value kept * 2^(E - m) as a pattern.
+  Where the encoder raises (NaN into a ``finite`` format with ``nan="raise"``, a negative into an
+  unsigned format without NaN) the kernel counts the value and the caller runs the encoder.
 
-* **bit rounding** (``_round_bits``): on the bit pattern of a float32 of magnitude at least
-  fmt.min_normal, the rounding to fmt's quantum 2^(e - m) is an integer rounding of the pattern
-  at bit d (a carry out of the fraction lands in the exponent): toward_zero masks the low d bits,
-  ties_away adds 2^(d-1) first, nearest_even adds 2^(d-1) - 1 and the kept lowest bit, ``up`` /
-  ``down`` add 2^d - 1 to positive / negative patterns. The sign bit stays.
-* **subnormal grid** (``_round_grid``): below min_normal fmt's values are the multiples of one
-  quantum q0 = 2^(emin - m) (2^emin without subnormals), so the rounding there is
-  ``R(x / q0) * q0``, both scalings exact, R NumPy's ``rint``/``trunc``/``ceil``/``floor``
-  (ties_away: ``t + trunc(2 (v - t))`` with t = ``trunc(v)``, each step exact, v's sign kept).
-* **directed modes** (toward_zero, up, down, with subnormals): ``R(x / q0) * q0`` on the whole
-  piece, then the bit rounding of that: directed roundings on nested grids compose (q0 divides
-  every quantum of fmt), and on values below min_normal the bit rounding keeps them (multiples of
-  q0 have zero low d bits). No value is singled out.
-* **nearest modes** (and directed ones without subnormals, whose grid below min_normal does not
-  divide the one above): the bit rounding of x on the whole piece, then the few values below
-  min_normal (found by one shift and ``min`` per piece) rounded on the subnormal grid and put back.
-* **stochastic**: the encoder's draws added to the bit pattern before the toward_zero mask; values
-  below min_normal take the encoder with their draws.
-
-Where |x| <= fmt.max (checked per piece by ``min``/``max`` of x, or ``max`` of the shifted
-patterns) the result is fmt's rounding, as every rounding of such x is a value of fmt; for the few
-other values (overflow: infinity or max by the mode, sign and format; infinity; NaN and its
-canonical code) the encoder is called once.
+Every format constant is a kernel argument (``_params``, ``_fast_params``: from fmt's decoded
+codes), so each kernel compiles once (``cache=True``: once per machine) and not per format.
+Stochastic draw i comes from the caller's seed and i (``_draw``; ``formats.stochastic_draws`` is
+the same stream in torch). Imports nothing of vitaccel (``fmt`` brings its own methods).
 """
 
 from __future__ import annotations
 
 import functools
-import threading
-from typing import Callable, NamedTuple, Protocol
+from typing import Protocol
 
+import numba
 import numpy as np
 import torch
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
 
-_CHUNK = 2 ** 15  # elements per piece: the piece and its two scratch arrays stay in the core's L2
-_MODES = ("nearest_even", "ties_away", "toward_zero", "up", "down")
-_GRID_ROUND = {"nearest_even": np.rint, "toward_zero": np.trunc, "up": np.ceil, "down": np.floor}
+MODES = ("nearest_even", "ties_away", "toward_zero", "up", "down")
+
+# the splitmix64 stream of formats.stochastic_draws: draw i = mix(seed + i * GAMMA) >> (64 - bits)
+GAMMA, MIX1, MIX2 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
 
 
 class FloatFormat(Protocol):
     """What this route reads of a ``formats.FloatFormat`` (not imported: ``formats`` imports this)."""
 
     man_bits: int
+    bias: int
+    specials: str
     subnormals: bool
+    saturate: bool
+    nan: str
+    signed: bool
+    exp_bits: int
 
     @property
     def emin(self) -> int: ...
     @property
-    def max(self) -> float: ...
+    def max_code(self) -> int: ...
+    @property
+    def inf_code(self) -> int | None: ...
+    @property
+    def nan_code(self) -> int | None: ...
     @property
     def negative_zero(self) -> bool: ...
-    def encode(self, x: torch.Tensor, rounding: str = ...) -> torch.Tensor: ...
-    def _encode(self, x: torch.Tensor, rounding: str, stochastic_bits: int | None,
-                draws: torch.Tensor | None) -> torch.Tensor: ...
     def decode(self, codes: torch.Tensor) -> torch.Tensor: ...
 
 
-class _Plan(NamedTuple):
-    """The constants of one format and rounding: ``directed`` selects the whole-piece subnormal
-    grid; magnitudes (as doubled bit patterns, keys) below ``small`` take the subnormal grid,
-    those above ``top`` (key ``top_key``) the encoder; ``grid`` is q0 (None: no value below
-    min_normal needs it) and ``inv`` 1 / q0."""
-
-    rounding: str
-    directed: bool
-    d: int
-    mask: np.uint32
-    small: np.uint32
-    top: float
-    top_key: np.uint32
-    grid: np.float32 | None
-    inv: np.float32 | None
-    plus_zero: bool
+# indices into the parameter tuple of _params
+(_M, _EMIN, _SUB, _KMIN, _PAR, _MAXB, _PASTB, _PASTNAN, _INFB, _INFNAN, _NANMODE, _NANP, _NANN, _NEGZ,
+ _SIGNED, _NEGBAD) = range(16)
 
 
 @functools.lru_cache(maxsize=None)
-def _plan(fmt: FloatFormat, rounding: str) -> _Plan | None:
-    """How this route rounds fmt, or None where it does not apply: nearest_even with man_bits=0
-    (its tie goes to the even exponent field, not the even pattern) and grids 1 / q0 does not hold."""
-    m = fmt.man_bits
-    if rounding not in _MODES or (rounding == "nearest_even" and m == 0):
+def _params(fmt: FloatFormat) -> tuple[int, ...]:
+    """fmt as the kernels' integer arguments (bit patterns are float32 ones, from ``fmt.decode``)."""
+    def bits(code: int) -> int:
+        return int(fmt.decode(torch.tensor([code])).view(torch.int32)[0]) & 0xFFFFFFFF
+    max_bits = bits(fmt.max_code)
+    nan_free = fmt.specials in ("fnuz", "e8m0")  # overflow and infinity give NaN (unless saturate)
+    inf_bits = 0x7F800000 if fmt.inf_code is not None else max_bits
+    nan_pos = nan_neg = 0
+    if fmt.nan_code is not None:
+        nan_pos = bits(fmt.nan_code)
+        sign_bit = 1 << (fmt.exp_bits + fmt.man_bits)
+        nan_neg = bits(fmt.nan_code | sign_bit) if fmt.signed and fmt.specials in ("ieee", "fn") else nan_pos
+    nan_mode = 0 if fmt.nan_code is not None else (1 if fmt.nan == "zero" else 2)  # NaN, +0, the encoder
+    e8m0 = int(fmt.specials == "e8m0")
+    return (fmt.man_bits, fmt.emin, int(fmt.subnormals), e8m0, e8m0, max_bits,
+            max_bits if fmt.saturate else inf_bits, int(nan_free and not fmt.saturate),
+            max_bits if nan_free else inf_bits, int(nan_free and not fmt.saturate), nan_mode, nan_pos, nan_neg,
+            int(fmt.negative_zero), int(fmt.signed), int(fmt.nan_code is None))
+
+
+@intrinsic
+def _f32_bits(typingctx, x):
+    """The bit pattern of a float32 (an LLVM bitcast), as int32."""
+    if not isinstance(x, types.Float) or x.bitwidth != 32:
         return None
-    step = fmt.emin - (m if fmt.subnormals else 0)  # q0 = 2^step
-    every = fmt.subnormals and fmt.emin == -126  # float32's own subnormals are fmt's: bit rounding is exact
-    if not every and step < -127:  # 1 / q0 = 2^-step must be a float32
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+    return types.int32(types.float32), codegen
+
+
+_JIT = dict(cache=True, nogil=True)
+
+
+@numba.njit(**_JIT)
+def _problem(w, p):
+    """(s, a, kept, rem, fs, shift, E, tiny) of the float32 pattern w (see the module doc)."""
+    s = (w >> 31) & 1
+    a = w & 0x7FFFFFFF
+    if p[_SIGNED] == 0:
+        s = 0
+    f = a >> 23
+    e = max(f, 1) - 127
+    sig = (a & 0x7FFFFF) | (0x800000 if f > 0 else 0)
+    emin = p[_EMIN]
+    big = max(e, emin)
+    tiny = (e < emin) | (f == 0)
+    if f == 0:
+        big = emin
+    fs = big - p[_M] - (e - 23)
+    if tiny and p[_SUB] == 0:
+        fs += p[_M]
+    shift = min(fs, 62)
+    kept = sig >> shift
+    rem = sig - (kept << shift)
+    return s, a, kept, rem, fs, shift, big, tiny
+
+
+@numba.njit(**_JIT)
+def _value(w, s, a, kept, big, tiny, past_pos, past_neg, p):
+    """(float32 pattern of kept * 2^(E - m) with fmt's specials, 1 where the encoder must decide)."""
+    m = p[_M]
+    if tiny and p[_SUB] == 0:
+        kept = kept << m
+    kept = max(kept, p[_KMIN])
+    if tiny:  # kept * 2^(emin - m): float(kept) moved by emin - m binades, or a float32 subnormal
+        k = big - m
+        fb = np.int64(_f32_bits(np.float32(np.int32(kept))))
+        r = fb + (k << 23)
+        if (fb >> 23) + k < 1:  # the pattern of kept * 2^(k + 149)
+            r = kept << min(max(k + 149, 0), 31)
+        if kept == 0:
+            r = 0
+    else:  # 1.fraction * 2^E: the kept fraction bits under the exponent field (a carry lands in it)
+        r = ((big + 127) << 23) + ((kept - (np.int64(1) << m)) << (23 - m))
+    over = r > p[_MAXB]
+    past = over & ((past_neg if s == 1 else past_pos) == 1)
+    nan = a > 0x7F800000
+    if over:
+        r = p[_MAXB]
+    if past:
+        r = p[_PASTB]
+        nan |= p[_PASTNAN] == 1
+    if a == 0x7F800000:
+        r = p[_INFB]
+        nan |= p[_INFNAN] == 1
+    bad = 0
+    if p[_SIGNED] == 0 and (w >> 31) & 1 == 1 and a != 0:  # a negative into an unsigned format: NaN
+        nan = True
+        bad = p[_NEGBAD]
+    if nan and p[_NANMODE] != 0:  # a format without NaN: +0 (nan="zero") or the encoder's error
+        bad |= p[_NANMODE] - 1
+        nan = False
+        r = 0
+        s = 0
+    if r == 0 and p[_NEGZ] == 0:
+        s = 0
+    out = r | (s << 31)
+    if nan:
+        out = p[_NANN] if s == 1 else p[_NANP]
+    return out, bad
+
+
+@numba.njit(**_JIT)
+def _deterministic(w, mode, p):
+    """(float32 pattern of fmt's rounding of the float32 pattern w by ``mode``, the encoder flag)."""
+    s, a, kept, rem, fs, shift, big, tiny = _problem(w, p)
+    top = np.int64(1) << shift
+    if mode == 0:  # nearest_even: a tie to the even code (with m = 0 its exponent field's parity)
+        t = (kept + (big - p[_EMIN] if p[_M] == 0 else 0) + p[_PAR]) & 1
+    elif mode == 1:
+        t = np.int64(1)
+    elif mode == 2:
+        t = -top
+    else:  # up (3) moves positive magnitudes up, down (4) negative ones
+        t = top - 1 if s == mode - 3 else -top
+    kept += (2 * rem + t) > top
+    past_pos = 1 if mode in (0, 1, 3) else 0
+    past_neg = 1 if mode in (0, 1, 4) else 0
+    return _value(w, s, a, kept, big, tiny, past_pos, past_neg, p)
+
+
+@numba.njit(inline="always", **_JIT)
+def _draw(seed, i, bits):
+    """Draw ``i`` of the stream of ``seed``: the top ``bits`` bits of splitmix64(seed + i * GAMMA)."""
+    z = seed + np.uint64(i) * np.uint64(GAMMA)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(MIX1)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(MIX2)
+    z = z ^ (z >> np.uint64(31))
+    return np.int64(z >> np.uint64(64 - bits))
+
+
+@numba.njit(**_JIT)
+def _stochastic(w, draw, n, p):
+    """As ``_deterministic`` for stochastic rounding with an n-bit ``draw``: up iff the top n bits
+    of the dropped fraction plus the draw reach 2^n."""
+    s, a, kept, rem, fs, shift, big, tiny = _problem(w, p)
+    t = rem >> min(fs - n, 62) if fs >= n else rem << (n - fs)
+    kept += (t + draw) >> n
+    return _value(w, s, a, kept, big, tiny, 1, 1, p)
+
+
+# the common case, vectorised: indices into _fast_params' int tuple and float tuple
+(_D, _HALF, _LOW, _MASK, _PARITY, _TINYB, _RAREB, _FMAXB, _FNEGZ, _FSIGNED, _HALF1, _ODD, _FPASTB, _FPASTNAN, _FNANP,
+ _FNEGBAD) = range(16)
+_C1, _C2, _Q1, _Q2 = range(4)
+
+
+@functools.lru_cache(maxsize=None)
+def _fast_params(fmt: FloatFormat) -> tuple[tuple[int, ...], tuple[np.float32, ...]]:
+    """fmt as the common case's arguments: the bit rounding at d = 23 - m of patterns at least
+    min_normal, the subnormal grid 2^k0 (k0 = emin - m, or emin without subnormals) by scaling
+    with c1 c2 = 2^-k0 and back with q1 q2 = 2^k0 (each a float32 normal: every step exact) below
+    min_normal (``_TINYB``), and magnitudes below ``_RAREB`` left to the generic path."""
+    m, emin, p = fmt.man_bits, fmt.emin, _params(fmt)
+    d = 23 - m
+    k0 = emin - (m if fmt.subnormals else 0)
+    tiny_bits = rare_bits = 0
+    if fmt.specials == "e8m0":  # values down to 2^-127: float32 subnormals take the generic path
+        rare_bits = 0x00800000
+    elif not (emin == -126 and fmt.subnormals):  # (there every float32 subnormal is one of fmt's)
+        tiny_bits = int(np.float32(2.0 ** emin).view(np.uint32))
+    c1 = min(-k0, 127)
+    q1 = max(k0, -126)
+    parity = (fmt.bias - 127) & 1 if m == 0 else 0  # m = 0: the code's parity is the exponent field's
+    ints = (d, 1 << (d - 1) if d else 0, (1 << d) - 1, (0xFFFFFFFF << d) & 0xFFFFFFFF, parity, tiny_bits,
+            rare_bits, p[_MAXB], int(fmt.negative_zero), int(fmt.signed), max((1 << d) // 2 - 1, 0),
+            int(d > 0), p[_PASTB], p[_PASTNAN], p[_NANP], p[_NEGBAD])  # (d = 0, fp32: nothing dropped, nothing added)
+    floats = tuple(np.float32(2.0 ** k) for k in (c1, -k0 - c1, q1, k0 - q1))
+    return ints, floats
+
+
+@intrinsic
+def _bits_f32(typingctx, x):
+    """The float32 of a bit pattern (int32; an LLVM bitcast)."""
+    if not isinstance(x, types.Integer) or x.bitwidth != 32:
         return None
-    grid = None if every else np.float32(2.0 ** step)
-    inv = None if every else np.float32(2.0 ** -step)
-    small = 0 if every else 2 * int(np.float32(2.0 ** fmt.emin).view(np.uint32))
-    directed = rounding in ("toward_zero", "up", "down") and fmt.subnormals
-    return _Plan(rounding, directed, 23 - m, np.uint32((0xFFFFFFFF << (23 - m)) & 0xFFFFFFFF), np.uint32(small),
-                 float(fmt.max), np.uint32(2 * int(np.float32(fmt.max).view(np.uint32))), grid, inv,
-                 not fmt.negative_zero)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+    return types.float32(x), codegen
 
 
-def quantize(fmt: FloatFormat, x: torch.Tensor, rounding: str) -> torch.Tensor | None:
-    """``fmt.quantize(x, rounding)`` (contiguous float32 CPU ``x``, a deterministic rounding) as
-    float32, or None where this route does not apply (the caller then runs the integer encoder)."""
-    plan = _plan(fmt, rounding)
-    if plan is None or not x.is_cpu or x.dtype != torch.float32 or not x.is_contiguous():
-        return None
-    out = torch.empty(x.shape, dtype=torch.float32)
-    n = x.numel()
-    if n == 0:
-        return out
-    xv, ov = x.reshape(-1).numpy(), out.reshape(-1).numpy()
-    xb, ob = xv.view(np.uint32), ov.view(np.uint32)
-    tmp, key = _scratch()
-    odd: list[np.ndarray] = []  # indices of the values the encoder decides
-    with np.errstate(all="ignore"):  # inf * 0 and the like, in values the encoder redoes
-        for start in range(0, n, _CHUNK):
-            stop = min(n, start + _CHUNK)
-            k = stop - start
-            xc = xv[start:stop]
-            if plan.directed:
-                _directed_piece(plan, xc, ov[start:stop], ob[start:stop], tmp[:k])
-                inside = xc.max() <= plan.top and xc.min() >= -plan.top  # NaN fails too
-            else:
-                inside = _nearest_piece(plan, xc, xb[start:stop], ov[start:stop], ob[start:stop], tmp[:k], key[:k])
-            if plan.plus_zero:
-                np.add(ov[start:stop], np.float32(0.0), out=ov[start:stop])  # -0 + 0 = +0: fmt has no -0
-            if not inside:
-                odd.append(start + np.flatnonzero(~(np.abs(xc) <= plan.top)))
-    if odd:
-        at = np.concatenate(odd)
-        ov[at] = fmt.decode(fmt.encode(torch.from_numpy(xv[at]), rounding)).numpy()
-    return out
-
-
-def stochastic(fmt: FloatFormat, x: torch.Tensor, make_draws: Callable[[], torch.Tensor],
-               stochastic_bits: int | None) -> torch.Tensor | None:
-    """``fmt.quantize(x, "stochastic")`` (contiguous float32 CPU ``x``) with the encoder's draws
-    (``make_draws()``: int64, one per value, below 2^62 or 2^stochastic_bits; called only where
-    this route applies, so the generator is not drawn from twice), as float32, or None where this
-    route does not apply. Where |x| >= fmt.min_normal the encoder drops d = 23 - m bits, so its rule
-    (up iff dropped + (draw mod 2^d) >= 2^d; with n bits, up iff (dropped >> (d - n)) + draw >= 2^n)
-    is an integer addition to the bit pattern before the mask; the values below min_normal, or
-    above max, infinities and NaN take the encoder with their own draws."""
-    plan = _plan(fmt, "toward_zero")
-    if plan is None or not x.is_cpu or x.dtype != torch.float32 or not x.is_contiguous():
-        return None
-    draws = make_draws()
-    out = torch.empty(x.shape, dtype=torch.float32)
-    n, d = x.numel(), plan.d
-    if n == 0:
-        return out
-    xv, ov, dv = x.reshape(-1).numpy(), out.reshape(-1).numpy(), draws.reshape(-1).numpy()
-    xb, ob = xv.view(np.uint32), ov.view(np.uint32)
-    tmp, key = _scratch()
-    odd: list[np.ndarray] = []
-    for start in range(0, n, _CHUNK):
-        stop = min(n, start + _CHUNK)
-        k = stop - start
-        oc, bc, dc, t, ky = ob[start:stop], xb[start:stop], dv[start:stop], tmp[:k], key[:k]
-        if stochastic_bits is None:  # + (draw mod 2^d), then the mask (int64 work, uint32 result)
-            np.bitwise_and(dc, np.int64((1 << d) - 1), out=t, casting="unsafe")
-            np.add(bc, t, out=oc)
-            np.bitwise_and(oc, plan.mask, out=oc)
-        elif stochastic_bits >= d:  # the fraction's d bits against the draw's top d: + floor(draw / 2^(n - d))
-            np.right_shift(dc, np.int64(stochastic_bits - d), out=t, casting="unsafe")
-            np.add(bc, t, out=oc)
-            np.bitwise_and(oc, plan.mask, out=oc)
-        else:  # the top n dropped bits + draw, carried into the kept part
-            np.right_shift(bc, np.uint32(d - stochastic_bits), out=oc)
-            np.copyto(t, dc, casting="unsafe")
-            np.add(oc, t, out=oc)
-            np.right_shift(oc, np.uint32(stochastic_bits), out=oc)
-            np.left_shift(oc, np.uint32(d), out=oc)
-        np.left_shift(bc, 1, out=ky)
-        if plan.plus_zero:
-            with np.errstate(invalid="ignore"):  # NaN patterns, redone by the encoder
-                np.add(ov[start:stop], np.float32(0.0), out=ov[start:stop])
-        if ky.min() < plan.small or ky.max() > plan.top_key:  # NaN's key is above top_key too
-            odd.append(start + np.flatnonzero((ky < plan.small) | (ky > plan.top_key)))
-    if odd:
-        at = np.concatenate(odd)
-        codes = fmt._encode(torch.from_numpy(xv[at]), "stochastic", stochastic_bits, torch.from_numpy(dv[at]))
-        ov[at] = fmt.decode(codes).numpy()
-    return out
-
-
-def _directed_piece(plan: _Plan, xc: np.ndarray, oc: np.ndarray, ob: np.ndarray, tmp: np.ndarray) -> None:
-    """A directed rounding of one piece: the subnormal grid on every value, then the bit rounding."""
-    if plan.grid is not None:
-        np.multiply(xc, plan.inv, out=oc)
-        _GRID_ROUND[plan.rounding](oc, out=oc)
-        np.multiply(oc, plan.grid, out=oc)
-        _round_bits(plan, ob, ob, tmp)
-    else:
-        _round_bits(plan, xc.view(np.uint32), ob, tmp)
-
-
-def _nearest_piece(plan: _Plan, xc: np.ndarray, xb: np.ndarray, oc: np.ndarray, ob: np.ndarray, tmp: np.ndarray,
-                   key: np.ndarray) -> bool:
-    """The bit rounding of one piece, with its values below min_normal put on the subnormal grid
-    (gathered where they are few, else the grid on the whole piece blended in by a bit mask: NumPy's
-    masked copies cost ten passes); whether every |x| is at most fmt.max."""
-    _round_bits(plan, xb, ob, tmp)
-    np.left_shift(xb, 1, out=key)  # the magnitude, doubled: the sign bit drops out
-    if plan.grid is not None and key.min() < plan.small:
-        small = key < plan.small
-        if np.count_nonzero(small) * 8 < len(key):
-            at = np.flatnonzero(small)
-            oc[at] = _round_grid(plan, xc[at])
-            return bool(key.max() <= plan.top_key)
-        mask = tmp.view(np.int32)  # all ones where |x| < min_normal: (|x| bits - min_normal bits) >> 31
-        np.right_shift(key, 1, out=tmp)
-        np.subtract(mask, np.int32(plan.small >> 1), out=mask)
-        np.right_shift(mask, 31, out=mask)
-        g = _round_grid(plan, xc).view(np.uint32)
-        np.bitwise_xor(g, ob, out=g)  # ob ^ ((ob ^ g) & mask)
-        np.bitwise_and(g, tmp, out=g)
-        np.bitwise_xor(ob, g, out=ob)
-    return bool(key.max() <= plan.top_key)
-
-
-def _round_grid(plan: _Plan, x: np.ndarray) -> np.ndarray:
-    """Float32 values below min_normal rounded on fmt's subnormal grid."""
-    v = x * plan.inv
-    if plan.rounding == "ties_away":  # trunc(v) + trunc(2 (v - trunc(v))), each step exact; v's sign (-0)
-        whole = np.trunc(v)
-        v = np.copysign(whole + np.trunc(2 * (v - whole)), v)
-    else:
-        _GRID_ROUND[plan.rounding](v, out=v)
-    return v * plan.grid
-
-
-def _round_bits(plan: _Plan, src: np.ndarray, dst: np.ndarray, tmp: np.ndarray) -> None:
-    """``dst`` = the float32 patterns ``src`` (uint32) rounded at bit d by ``plan.rounding``,
-    the sign bit kept (``tmp``: scratch of the same length; dst may be src)."""
-    d, mask, rounding = plan.d, plan.mask, plan.rounding
-    if rounding == "toward_zero":
-        np.bitwise_and(src, mask, out=dst)
-        return
-    if rounding == "ties_away":
-        np.add(src, np.uint32(1 << (d - 1)), out=dst)
-    elif rounding == "nearest_even":  # + 2^(d-1) - 1 + the lowest kept bit: a tie goes to the even one
-        np.right_shift(src, d, out=tmp)
-        np.bitwise_and(tmp, np.uint32(1), out=tmp)
-        np.add(tmp, np.uint32((1 << (d - 1)) - 1), out=tmp)
-        np.add(src, tmp, out=dst)
-    else:  # up: + 2^d - 1 where the sign bit is 0; down: where it is 1
-        np.right_shift(src, 31, out=tmp)
-        if rounding == "up":
-            np.subtract(tmp, np.uint32(1), out=tmp)  # 0 -> all ones, 1 -> 0
+@numba.njit(inline="always", **_JIT)
+def _fast(w, mode, draw, n, two_n, q, fq):
+    """(pattern, 1 where the generic path must decide) of the float32 pattern w (uint32) rounded
+    by ``mode`` (5: stochastic with the n-bit ``draw``, ``two_n`` = 2^n), overflow by mode and sign; the rare cases
+    are infinity and NaN in, magnitudes below ``_RAREB`` and negatives into an unsigned format
+    without NaN.
+    In uint32 arithmetic (``u``), so that the loop runs on 8 or 16 lanes."""
+    u = np.uint32
+    sign = w & u(0x80000000)
+    a = w & u(0x7FFFFFFF)
+    rare = (a < u(q[_RAREB])) | (a >= u(0x7F800000))  # (infinity and NaN in)
+    negative = (q[_FSIGNED] == 0) & (sign != 0) & (a != 0)  # into an unsigned format: its NaN (or an error)
+    if q[_FSIGNED] == 0:
+        rare |= negative & (q[_FNEGBAD] == 1)
+        sign = u(0)
+    d = u(q[_D])
+    if mode == 5:
+        if n >= q[_D]:
+            r = u(a + u(draw >> (n - q[_D]))) & u(q[_MASK])
         else:
-            np.negative(tmp, out=tmp)  # 1 -> all ones
-        np.bitwise_and(tmp, np.uint32((1 << d) - 1), out=tmp)
-        np.add(src, tmp, out=dst)
-    np.bitwise_and(dst, mask, out=dst)
+            r = u(u(u(a >> u(q[_D] - n)) + u(draw)) >> u(n)) << d
+    else:
+        if mode == 0:
+            inc = u(q[_HALF1]) + (u(u(a >> d) + u(q[_PARITY])) & u(q[_ODD]))
+        elif mode == 1:
+            inc = u(q[_HALF])
+        elif mode == 2:
+            inc = u(0)
+        else:  # up (3) moves positive magnitudes up, down (4) negative ones: neg is all ones below 0
+            neg = u(0) - (sign >> u(31))
+            inc = u(q[_LOW]) & (neg if mode == 4 else ~neg)
+        r = u(a + inc) & u(q[_MASK])
+    if a < u(q[_TINYB]):  # on the subnormal grid: v = |x| / 2^k0 rounded to an integer, times 2^k0
+        v = _bits_f32(np.int32(a)) * fq[_C1] * fq[_C2]
+        if mode == 0:
+            v = np.rint(v)
+        elif mode == 1:
+            t = np.trunc(v)
+            v = t + np.float32(v - t >= np.float32(0.5))
+        elif mode == 2:
+            v = np.trunc(v)
+        elif mode == 5:
+            t = np.floor(v)
+            v = t + np.float32((np.int64((v - t) * two_n) + draw) >> n)
+        else:
+            v = np.ceil(v) if (sign != 0) == (mode == 4) else np.floor(v)
+        r = u(_f32_bits(v * fq[_Q1] * fq[_Q2]))
+    over = r > u(q[_FMAXB])  # overflow: max, or past it (infinity, NaN) where the rounding moved up
+    if mode == 2:
+        past = False
+    elif mode == 3 or mode == 4:
+        past = over & ((sign != 0) == (mode == 4))
+    else:
+        past = over
+    if over:
+        r = u(q[_FMAXB])
+    if past:
+        r = u(q[_FPASTB])
+    if r == 0 and q[_FNEGZ] == 0:
+        sign = u(0)
+    out = u(r | sign)
+    if (past & (q[_FPASTNAN] == 1)) | negative:
+        out = u(q[_FNANP])
+    return out, rare
 
 
-_SCRATCH = threading.local()
+@numba.njit(inline="always", **_JIT)
+def _fast_loop(xb, out, mode, seed, n, q, fq):
+    """The common case over the whole array; whether it left values to the generic path."""
+    rare = False
+    two_n = np.float32(2.0 ** n)
+    for i in range(xb.size):
+        draw = _draw(seed, i, n) if mode == 5 else 0
+        r, b = _fast(xb[i], mode, draw, n, two_n, q, fq)
+        out[i] = r
+        rare |= b
+    return rare
 
 
-def _scratch() -> tuple[np.ndarray, np.ndarray]:
-    """Two uint32 arrays of one piece, kept per thread (fresh ones cost page faults)."""
-    arrays = getattr(_SCRATCH, "arrays", None)
-    if arrays is None:
-        arrays = _SCRATCH.arrays = (np.empty(_CHUNK, np.uint32), np.empty(_CHUNK, np.uint32))
-    return arrays
+@numba.njit(**_JIT)
+def _round_kernel(xb, out, mode, seed, n, p, q, fq):
+    """out[i] = the rounding of xb[i] (uint32 float32 patterns) by ``mode`` (0-4: MODES, 5:
+    stochastic with n-bit draw i of ``seed``'s stream); the count of values the encoder must
+    decide. One loop per mode (each folds its mode), then the rare values by the generic path."""
+    if mode == 0:
+        rare = _fast_loop(xb, out, 0, seed, n, q, fq)
+    elif mode == 1:
+        rare = _fast_loop(xb, out, 1, seed, n, q, fq)
+    elif mode == 2:
+        rare = _fast_loop(xb, out, 2, seed, n, q, fq)
+    elif mode == 3:
+        rare = _fast_loop(xb, out, 3, seed, n, q, fq)
+    elif mode == 4:
+        rare = _fast_loop(xb, out, 4, seed, n, q, fq)
+    else:
+        rare = _fast_loop(xb, out, 5, seed, n, q, fq)
+    bad = 0
+    two_n = np.float32(2.0 ** n)
+    if rare:
+        for i in range(xb.size):
+            w = np.int64(xb[i])
+            draw = _draw(seed, i, n) if mode == 5 else 0
+            if _fast(xb[i], mode, draw, n, two_n, q, fq)[1]:
+                r, b = _stochastic(w, draw, n, p) if mode == 5 else _deterministic(w, mode, p)
+                out[i] = r
+                bad += b
+    return bad
+
+
+@numba.njit(inline="always", **_JIT)
+def _pow2_bits(k):
+    """The float32 pattern of 2^k, k in [-127, 127] (2^-127 is a subnormal)."""
+    return np.uint32(0x00400000) if k == -127 else np.uint32((k + 127) << 23)
+
+
+@numba.njit(inline="always", **_JIT)
+def _mx_blocks(xb, out, n, block, emax, mode, int8, q, fq):
+    """``_mx_kernel`` for one mode and element kind (constants after inlining)."""
+    nan = np.float32(np.nan)
+    for row in range(0, xb.size, n):
+        for start in range(row, row + n, block):
+            stop = min(start + block, row + n)
+            top = np.uint32(0)
+            for i in range(start, stop):
+                top = max(top, xb[i] & np.uint32(0x7FFFFFFF))
+            special = top >= np.uint32(0x7F800000)
+            shared = min(max(np.int64(top >> np.uint32(23)) - 127 - emax, -127), 127)
+            inv = _bits_f32(np.int32(_pow2_bits(-shared)))
+            scale = nan if special else _bits_f32(np.int32(_pow2_bits(shared)))
+            for i in range(start, stop):
+                v = _bits_f32(np.int32(xb[i])) * inv
+                if special:  # a NaN scale: its elements are 0
+                    v = np.float32(0.0)
+                if int8:
+                    v = np.rint(v * np.float32(64.0)) if mode == 0 else np.trunc(v * np.float32(64.0))
+                    p = (min(max(v, np.float32(-127.0)), np.float32(127.0)) + np.float32(0.0)) * np.float32(1 / 64)
+                else:
+                    w, _ = _fast(np.uint32(_f32_bits(v)), mode, 0, 62, np.float32(1.0), q, fq)
+                    if w & np.uint32(0x7FFFFFFF) > np.uint32(q[_FMAXB]):  # the spec's clamp to max normal
+                        w = (w & np.uint32(0x80000000)) | np.uint32(q[_FMAXB])
+                    p = _bits_f32(np.int32(w))
+                out[i] = p * scale
+
+
+@numba.njit(**_JIT)
+def _mx_kernel(xb, out, n, block, emax, mode, int8, q, fq):
+    """OCP MX quantize of each row of n values of xb (uint32 float32 patterns) in blocks of
+    ``block`` along the row, as ``mx.MXFormat.quantize``: shared = clamp(floor(log2 max|V|) - emax,
+    -127, 127) from the exponent bits of the largest magnitude (a NaN or infinity: the scale is NaN
+    and every element +0), P = the element rounding (``mode`` 0 or 2) of V * 2^-shared, saturating
+    (int8: rint or trunc of 64 V 2^-shared clamped to +-127, over 64), out = P * 2^shared."""
+    if int8:
+        if mode == 0:
+            _mx_blocks(xb, out, n, block, emax, 0, True, q, fq)
+        else:
+            _mx_blocks(xb, out, n, block, emax, 2, True, q, fq)
+    elif mode == 0:
+        _mx_blocks(xb, out, n, block, emax, 0, False, q, fq)
+    else:
+        _mx_blocks(xb, out, n, block, emax, 2, False, q, fq)
+
+
+def mx_quantize(element: FloatFormat | None, x: torch.Tensor, block: int, emax: int, rounding: str) -> torch.Tensor:
+    """``MXFormat.quantize`` of a contiguous float32 CPU ``x`` in blocks of ``block`` along its last
+    axis, float32: ``element`` the saturating element format (None: MXINT8), ``emax`` its emax_elem."""
+    out = torch.empty(x.shape, dtype=torch.float32)
+    if x.numel() == 0:
+        return out
+    n = x.shape[-1]
+    xb = x.reshape(-1).numpy().view(np.uint32)
+    q, fq = _fast_params(element) if element is not None else _fast_params_none()
+    _mx_kernel(xb, out.reshape(-1).numpy(), n, block, emax, MODES.index(rounding), element is None, q, fq)
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def _fast_params_none() -> tuple[tuple[int, ...], tuple[np.float32, ...]]:
+    """Placeholder element parameters for MXINT8 (its elements are rounded without them)."""
+    return (0,) * 16, (np.float32(1.0),) * 4
+
+
+def applies(x: torch.Tensor) -> bool:
+    """Whether this route takes ``x``: a contiguous float32 CPU tensor."""
+    return x.is_cpu and x.dtype == torch.float32 and x.is_contiguous()
+
+
+def quantize(fmt: FloatFormat, x: torch.Tensor, rounding: str, seed: int | None = None,
+             stochastic_bits: int | None = None) -> torch.Tensor | None:
+    """``fmt.quantize(x, rounding)`` as float32 for a tensor ``applies`` takes (stochastic: with the
+    draws of ``seed``), or None where the encoder must decide a value (it raises there)."""
+    out = torch.empty(x.shape, dtype=torch.float32)
+    if x.numel() == 0:
+        return out
+    xb, ob = x.reshape(-1).numpy().view(np.uint32), out.reshape(-1).numpy().view(np.uint32)
+    q, fq = _fast_params(fmt)
+    if rounding == "stochastic":
+        mode, seed, n = 5, np.uint64(seed), 62 if stochastic_bits is None else stochastic_bits
+    else:
+        mode, seed, n = MODES.index(rounding), np.uint64(0), 62
+    bad = _round_kernel(xb, ob, mode, seed, n, _params(fmt), q, fq)
+    return None if bad else out

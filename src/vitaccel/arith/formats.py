@@ -33,11 +33,14 @@ Rounding rules (x exact, q the format's quantum at |x|, the result one of the tw
 * ``ties_away``: the nearer; a tie to the larger magnitude (C ``round``, QPyTorch's "nearest").
 * ``toward_zero``: the smaller magnitude (what hardware does when it drops low bits).
 * ``up`` / ``down``: toward +infinity / -infinity (IEEE roundTowardPositive / Negative).
-* ``stochastic``: the larger magnitude iff (dropped fraction of q) + u >= 1, u a uniform draw from
-  the caller's ``torch.Generator``. By default u has 62 bits (u = d / 2^62 below 62 dropped bits,
-  the low bits of d otherwise); with ``stochastic_bits=n``, as hardware does it, only the top n
-  bits of the dropped fraction are kept, t = floor(fraction * 2^n), and a draw r in [0, 2^n) is
-  added: up iff t + r >= 2^n.
+* ``stochastic``: the larger magnitude iff (dropped fraction of q) + u >= 1, u = r / 2^n a draw
+  with n = 62 bits by default; with ``stochastic_bits=n``, as hardware does it, only the top n
+  bits of the dropped fraction are kept, t = floor(fraction * 2^n): up iff t + r >= 2^n (which is
+  the default's rule too, with n = 62: r is an integer). The draws (``stochastic_draws``) come from
+  the caller's ``torch.Generator``: one 64-bit seed drawn from it, and draw i of the flattened
+  tensor the top n bits of splitmix64(seed + i * 0x9E3779B97F4A7C15) (Steele, Lea and Flood's
+  SplitMix finaliser): counter-based, so every route, piece and device gives the same draws, and
+  a float32 value and its float64 copy round alike.
 
 Overflow (a rounded magnitude above max): ``specials="ieee"`` without ``saturate`` gives infinity
 when the rounding moved the magnitude up or to the nearer (nearest, ties_away, stochastic, ``up``
@@ -258,9 +261,17 @@ class FloatFormat:
             return self.encode(_from_numpy(x), rounding, generator, stochastic_bits=stochastic_bits).numpy()
         x = _check_float_input(x)
         _check_rounding(rounding, generator, stochastic_bits)
+        seed = _seed(generator) if rounding == "stochastic" else None
+        return self._encode_all(x, rounding, seed, stochastic_bits)
+
+    def _encode_all(self, x: torch.Tensor, rounding: str, seed: int | None,
+                    stochastic_bits: int | None) -> torch.Tensor:
+        """``encode`` of a checked ``x``, stochastic rounding with the draws of ``seed``."""
         if self.specials == "e8m0":
             x = x.double()  # exact; no float32 subnormals among values near e8m0's bottom
-        draws = _draws(x, generator, stochastic_bits).reshape(-1) if rounding == "stochastic" else None
+        draws = None
+        if rounding == "stochastic":
+            draws = _stream(seed, x.numel(), 62 if stochastic_bits is None else stochastic_bits, x.device)
         flat, out = x.reshape(-1), torch.empty(x.numel(), dtype=self.code_dtype, device=x.device)
         for start in range(0, flat.numel(), _CHUNK):  # cache-sized pieces: same codes, less memory traffic
             stop = start + _CHUNK
@@ -313,18 +324,13 @@ class FloatFormat:
             kept = kept + (inexact & (rem >= half)).to(torch.int64)
         elif rounding in ("up", "down"):  # the magnitude goes up where x lies on that side of zero
             kept = kept + ((rem != 0) & (sign == (0 if rounding == "up" else 1))).to(torch.int64)
-        elif rounding == "stochastic" and stochastic_bits is not None:
-            # t = floor(rem * 2^n / 2^full_shift), the top n bits of the dropped fraction
-            n = stochastic_bits
+        elif rounding == "stochastic":
+            # t = floor(rem * 2^n / 2^full_shift), the top n (62 by default) bits of the dropped
+            # fraction; up iff t + draw >= 2^n
+            n = 62 if stochastic_bits is None else stochastic_bits
             t = torch.where(full_shift >= n, rem >> torch.clamp(full_shift - n, min=0, max=62),
                             rem << torch.clamp(n - full_shift, min=0))
             kept = kept + ((t + draws) >> n)
-        elif rounding == "stochastic":
-            # one 62-bit draw u per value, the low `shift` bits of it where shift <= 62: round up iff
-            # rem / 2^full_shift + u >= 1. Further below the quantum only rem's bits above
-            # 2^(full_shift - 62) can reach the draw's resolution: floor(rem / 2^(full_shift - 62)).
-            rand = draws & ((torch.ones_like(shift) << shift) - 1)
-            kept = kept + (((rem >> torch.clamp(full_shift - shift, max=62)) + rand) >> shift)
         if not self.subnormals:
             kept = torch.where(tiny, kept << m, kept)
         code = base + kept  # a carry out of the mantissa lands in the exponent
@@ -378,45 +384,32 @@ class FloatFormat:
 
         ``dtype`` (float32 by default) may be any float dtype that holds every value of the format
         exactly, e.g. ``torch.bfloat16`` for FP13: half the memory of float32, the same values.
-        For a float32 (or half, bfloat16) CPU ``x`` and a deterministic rounding, the CPU speed
-        routes give the encoder's bits without running it over the whole tensor: native casts
-        where they are provably exact for nearest_even (``_fastcast.quantize``), integer rounding
-        of the float32 bit patterns otherwise (``_fastround.quantize``); the integer encoder runs
-        for the rest (stochastic rounding, float64 input).
+        For a float32 (or half, bfloat16) CPU ``x`` the CPU speed routes give the encoder's bits
+        without running it: a native cast where it is provably exact for nearest_even and faster
+        (``_fastcast.quantize``: half and bfloat16, FP13 and the like for a 16-bit ``dtype``),
+        else one fused loop per element (``_fastround.quantize``, every format
+        and rounding, stochastic with the encoder's draws). The integer encoder runs for the rest
+        (float64 input, other devices).
         """
         if isinstance(x, np.ndarray):
             return self.quantize(_from_numpy(x), rounding, generator, stochastic_bits=stochastic_bits).numpy()
         x = _check_float_input(x)
         _check_holds(self, dtype)
         _check_rounding(rounding, generator, stochastic_bits)
+        seed = _seed(generator) if rounding == "stochastic" else None
         q = None
-        fast = x.dtype == torch.float32 and self.signed and self.bits <= 16  # the speed routes' domain
-        if fast and rounding == "nearest_even":
+        if rounding == "nearest_even" and x.dtype == torch.float32 and _fastcast.faster(self, x, dtype):
             q = _fastcast.quantize(self, x)
-        if fast and q is None and rounding != "stochastic":
-            q = _fastround.quantize(self, x, rounding)
-        if fast and rounding == "stochastic" and x.is_cpu:  # the encoder's draws
-            q = _fastround.stochastic(self, x, lambda: _draws(x, generator, stochastic_bits), stochastic_bits)
+        if q is None and _fastround.applies(x):
+            q = _fastround.quantize(self, x, rounding, seed, stochastic_bits)
         if q is None:
-            q = self.decode(self.encode(x, rounding, generator, stochastic_bits=stochastic_bits))
+            q = self.decode(self._encode_all(x, rounding, seed, stochastic_bits))
         return q if q.dtype == dtype else q.to(dtype)
 
     def __repr__(self) -> str:
         return (f"FloatFormat(exp_bits={self.exp_bits}, man_bits={self.man_bits}, bias={self.bias}, "
                 f"specials={self.specials!r}, subnormals={self.subnormals}, saturate={self.saturate}"
                 + (")" if self.signed else ", signed=False)"))
-
-
-def quantize(x: torch.Tensor | np.ndarray, fmt: str | FloatFormat, rounding: str = "nearest_even",
-             generator: torch.Generator | None = None, *, stochastic_bits: int | None = None,
-             dtype: torch.dtype = torch.float32) -> torch.Tensor | np.ndarray:
-    """One call: ``x`` (tensor or NumPy array) rounded to ``fmt`` (a name such as ``"e4m3"`` or a
-    ``FloatFormat``); ``FloatFormat.quantize`` says the rest."""
-    if isinstance(fmt, str):
-        fmt = FloatFormat.named(fmt)
-    elif not isinstance(fmt, FloatFormat):
-        raise TypeError(f"fmt must be a format name or a FloatFormat, got {type(fmt).__name__}")
-    return fmt.quantize(x, rounding, generator, stochastic_bits=stochastic_bits, dtype=dtype)
 
 
 def _from_numpy(x: np.ndarray) -> torch.Tensor:
@@ -438,11 +431,36 @@ def _check_float_input(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous()
 
 
-def _draws(x: torch.Tensor, generator: torch.Generator, stochastic_bits: int | None) -> torch.Tensor:
-    """Stochastic rounding's draws: one per value of x, below 2^62 (or 2^stochastic_bits), made for
-    the whole tensor at once so that pieces and routes leave the results alone."""
-    top = 2 ** (62 if stochastic_bits is None else stochastic_bits)
-    return torch.randint(0, top, x.shape, generator=generator, dtype=torch.int64, device=x.device)
+def stochastic_draws(shape: int | tuple[int, ...], generator: torch.Generator, stochastic_bits: int | None = None,
+                     device: torch.device | str = "cpu") -> torch.Tensor:
+    """The draws of stochastic rounding, as ``quantize`` and ``encode`` make them with ``generator``
+    for a tensor of ``shape``: int64, below 2^62 (or 2^stochastic_bits). One 64-bit seed is drawn
+    from the generator (two 32-bit ``torch.randint`` draws, high half first); draw i (the flat
+    index of the element) is the top 62 (or n) bits of splitmix64's output for seed + i * 0x9E37...:
+    a counter-based stream, so pieces, routes and devices give the same draws."""
+    numel = shape if isinstance(shape, int) else int(np.prod(shape, dtype=np.int64))
+    draws = _stream(_seed(generator), numel, 62 if stochastic_bits is None else stochastic_bits, device)
+    return draws if isinstance(shape, int) else draws.view(shape)
+
+
+def _seed(generator: torch.Generator) -> int:
+    """The stream's 64-bit seed, drawn from ``generator``."""
+    hi, lo = torch.randint(0, 2 ** 32, (2,), generator=generator, dtype=torch.int64,
+                           device=generator.device).tolist()
+    return (hi << 32) | lo
+
+
+def _stream(seed: int, numel: int, bits: int, device: torch.device | str) -> torch.Tensor:
+    """Draws 0 .. numel-1 of ``seed``'s stream: the top ``bits`` bits of splitmix64(seed + i * GAMMA),
+    in wrapping int64 arithmetic (logical shifts as arithmetic ones masked); the kernel of
+    ``_fastround`` computes the same numbers element by element."""
+    def signed(v: int) -> int:
+        return v - 2 ** 64 if v >= 2 ** 63 else v
+    z = torch.arange(numel, dtype=torch.int64, device=device) * signed(_fastround.GAMMA) + signed(seed)
+    z = (z ^ ((z >> 30) & (2 ** 34 - 1))) * signed(_fastround.MIX1)
+    z = (z ^ ((z >> 27) & (2 ** 37 - 1))) * signed(_fastround.MIX2)
+    z = z ^ ((z >> 31) & (2 ** 33 - 1))
+    return (z >> (64 - bits)) & (2 ** bits - 1)
 
 
 def _check_rounding(rounding: str, generator: torch.Generator | None, stochastic_bits: int | None) -> None:

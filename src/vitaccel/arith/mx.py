@@ -59,6 +59,7 @@ from typing import NamedTuple
 
 import torch
 
+from vitaccel.arith import _fastround
 from vitaccel.arith.bits import exponent, is_int, pow2
 from vitaccel.arith.formats import NAMED, FloatFormat
 from vitaccel.errors import UserError
@@ -209,10 +210,13 @@ class MXFormat:
         return self._unblocks(values, n, axis)
 
     def quantize(self, x: torch.Tensor, axis: int = -1, rounding: str = "nearest_even") -> torch.Tensor:
-        """``decode(*encode(x))`` as float32, computed without the codes (nearest_even takes the
-        element format's fast cast)."""
+        """``decode(*encode(x))`` as float32, computed without the codes: for a contiguous float32
+        CPU ``x`` blocked along its last axis in one fused numba pass (``_fastround.mx_quantize``),
+        else by the torch ops below with the element format's ``quantize``."""
         x, axis = _check_input(x), _check_axis(axis, x)
         _check_rounding(rounding)
+        if axis == x.dim() - 1 and _fastround.applies(x):  # one fused pass
+            return _fastround.mx_quantize(self.element_format, x, self.block, self.emax_elem, rounding)
         shared, scaled = self._scaled(x, axis)
         if self.element == "int8":
             p = _round_int(scaled * 2.0 ** INT8_FRACTION_BITS, rounding) * 2.0 ** -INT8_FRACTION_BITS
