@@ -15,7 +15,7 @@ float32 is the identity. The MX formats (nearest_even and toward_zero, the eleme
 take) get rows of three blocks of 32 and a ragged fourth, each block's magnitude drawn over
 float32's whole range, with zero blocks and NaN/inf blocks, against ``golden.mx_quantize``.
 Stochastic rounding is checked with the draws the library makes for the same generator
-(``formats._draws``), replayed into golden's ``u``. Prints one row per format and rounding (values
+(``formats.stochastic_draws``), replayed into golden's ``u``. Prints one row per format and rounding (values
 checked, mismatches, seconds) and exits 1 on any mismatch.
 ``--cache DIR`` keeps golden's results for the deterministic roundings, so a rerun after a change
 to the library costs only the library's own rounding (and golden's stochastic rounding).
@@ -34,8 +34,7 @@ from pathlib import Path
 import torch
 
 from vitaccel.arith import FloatFormat, golden
-from vitaccel.arith import formats as formats_module
-from vitaccel.arith.formats import ROUNDINGS
+from vitaccel.arith.formats import ROUNDINGS, stochastic_draws
 from vitaccel.arith.mx import MX_NAMES, MXFormat
 
 NEW = (["e8m0", "ue4m3", "tf32", "fp24", "fp32", "e4m3fnuz", "e5m2fnuz"] + [f"binary8p{p}" for p in range(1, 8)]
@@ -128,7 +127,7 @@ def check(name: str, rounding: str, n: int, pool: ProcessPoolExecutor, pieces: i
         fmt = FloatFormat.named(name)
         x = values(fmt, n)
         got = fmt.quantize(x, rounding, torch.Generator().manual_seed(1), stochastic_bits=STOCHASTIC_BITS)
-        draws = formats_module._draws(x, torch.Generator().manual_seed(1), STOCHASTIC_BITS).reshape(-1).tolist()
+        draws = stochastic_draws(x.numel(), torch.Generator().manual_seed(1), STOCHASTIC_BITS).tolist()
     else:
         fmt = FloatFormat.named(name)
         x = values(fmt, n)

@@ -16,7 +16,7 @@ Rounding a float32 x to ``fmt`` (an IEEE format with subnormals and infinities, 
 bits; the accumulators ``config.is_accumulator`` allows): at |x| >= min_normal an integer rounding
 of x's bit pattern at bit ``23 - m`` (a carry lands in the exponent), infinity above max; below
 min_normal ``rint(x / q0) * q0`` on fmt's subnormal grid q0 (both scalings exact).
-Imports nothing of vitaccel (``fmt`` brings its own fields).
+Imports nothing of vitaccel but the bitcasts of ``_bitcast`` (``fmt`` brings its own fields).
 """
 
 from __future__ import annotations
@@ -24,23 +24,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 import torch
-from llvmlite import ir
-from numba import types
-from numba.extending import intrinsic
 
-
-def _bitcast(source: types.Type, target: types.Type, llvm_target: ir.Type):
-    """A numba intrinsic reinterpreting a scalar's bits (source -> target), kept in registers."""
-    @intrinsic
-    def cast(typingctx, x):
-        return target(source), lambda context, builder, signature, args: builder.bitcast(args[0], llvm_target)
-    return cast
-
-
-_f32_bits = _bitcast(types.float32, types.int32, ir.IntType(32))
-_bits_f32 = _bitcast(types.int32, types.float32, ir.FloatType())
-_f64_bits = _bitcast(types.float64, types.int64, ir.IntType(64))
-_bits_f64 = _bitcast(types.int64, types.float64, ir.DoubleType())
+from vitaccel.arith._bitcast import bits_f32, bits_f64, f32_bits, f64_bits
 
 
 @numba.njit(cache=True, nogil=True)
@@ -51,16 +36,16 @@ def _odd32(x: float) -> np.float32:
     f = np.float32(x)
     back = np.float64(f)
     inexact = back != x
-    b = _f32_bits(f) - np.int32(inexact & (abs(back) > abs(x)))
-    return _bits_f32(b | np.int32(inexact))
+    b = f32_bits(f) - np.int32(inexact & (abs(back) > abs(x)))
+    return bits_f32(b | np.int32(inexact))
 
 
 @numba.njit(cache=True, nogil=True)
 def _round(x: np.float32, drop: int, min_normal: float, top: float, q0: float) -> float:
     """Float32 ``x`` rounded to the format, nearest even (as float64). Branch-free."""
-    b = _f32_bits(x)
+    b = f32_bits(x)
     b = (b + np.int32((1 << (drop - 1)) - 1) + ((b >> drop) & 1)) & np.int32(~((1 << drop) - 1))
-    r = np.float64(_bits_f32(b))
+    r = np.float64(bits_f32(b))
     r = np.copysign(np.inf, r) if abs(r) > top else r
     r = r if abs(x) >= min_normal else np.rint(np.float64(x) * (1.0 / q0)) * q0
     return r if x == x else np.float64(x)
@@ -83,8 +68,8 @@ def _add_odd(acc: np.ndarray, q: np.ndarray, odd: np.ndarray) -> None:
         err = (a - (s - bb)) + (q[i] - bb)  # inf or NaN: err is NaN, s the IEEE sum, kept
         inexact = (err != 0.0) & (err == err)
         # truncated (one ulp below where |exact| < |s|), the last bit set where inexact
-        sb = _f64_bits(s) - np.int64(inexact & ((err < 0.0) != (s < 0.0)))
-        odd[i] = _odd32(_bits_f64(sb | np.int64(inexact)))
+        sb = f64_bits(s) - np.int64(inexact & ((err < 0.0) != (s < 0.0)))
+        odd[i] = _odd32(bits_f64(sb | np.int64(inexact)))
 
 
 @numba.njit(cache=True, nogil=True)

@@ -32,7 +32,8 @@ With s the sign, a the magnitude bits of x, m = fmt.man_bits and d = 23 - m:
 Every format constant is a kernel argument (``_params``, ``_fast_params``: from fmt's decoded
 codes), so each kernel compiles once (``cache=True``: once per machine) and not per format.
 Stochastic draw i comes from the caller's seed and i (``_draw``; ``formats.stochastic_draws`` is
-the same stream in torch). Imports nothing of vitaccel (``fmt`` brings its own methods).
+the same stream in torch). Imports nothing of vitaccel but the bitcasts of ``_bitcast`` (``fmt``
+brings its own methods).
 """
 
 from __future__ import annotations
@@ -43,9 +44,8 @@ from typing import Protocol
 import numba
 import numpy as np
 import torch
-from llvmlite import ir
-from numba import types
-from numba.extending import intrinsic
+
+from vitaccel.arith._bitcast import bits_f32, f32_bits
 
 MODES = ("nearest_even", "ties_away", "toward_zero", "up", "down")
 
@@ -104,17 +104,6 @@ def _params(fmt: FloatFormat) -> tuple[int, ...]:
             int(fmt.negative_zero), int(fmt.signed), int(fmt.nan_code is None))
 
 
-@intrinsic
-def _f32_bits(typingctx, x):
-    """The bit pattern of a float32 (an LLVM bitcast), as int32."""
-    if not isinstance(x, types.Float) or x.bitwidth != 32:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(32))
-    return types.int32(types.float32), codegen
-
-
 _JIT = dict(cache=True, nogil=True)
 
 
@@ -151,7 +140,7 @@ def _value(w, s, a, kept, big, tiny, past_pos, past_neg, p):
     kept = max(kept, p[_KMIN])
     if tiny:  # kept * 2^(emin - m): float(kept) moved by emin - m binades, or a float32 subnormal
         k = big - m
-        fb = np.int64(_f32_bits(np.float32(np.int32(kept))))
+        fb = np.int64(f32_bits(np.float32(np.int32(kept))))
         r = fb + (k << 23)
         if (fb >> 23) + k < 1:  # the pattern of kept * 2^(k + 149)
             r = kept << min(max(k + 149, 0), 31)
@@ -256,17 +245,6 @@ def _fast_params(fmt: FloatFormat) -> tuple[tuple[int, ...], tuple[np.float32, .
     return ints, floats
 
 
-@intrinsic
-def _bits_f32(typingctx, x):
-    """The float32 of a bit pattern (int32; an LLVM bitcast)."""
-    if not isinstance(x, types.Integer) or x.bitwidth != 32:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
-    return types.float32(x), codegen
-
-
 @numba.njit(inline="always", **_JIT)
 def _fast(w, mode, draw, n, two_n, q, fq):
     """(pattern, 1 where the generic path must decide) of the float32 pattern w (uint32) rounded
@@ -300,7 +278,7 @@ def _fast(w, mode, draw, n, two_n, q, fq):
             inc = u(q[_LOW]) & (neg if mode == 4 else ~neg)
         r = u(a + inc) & u(q[_MASK])
     if a < u(q[_TINYB]):  # on the subnormal grid: v = |x| / 2^k0 rounded to an integer, times 2^k0
-        v = _bits_f32(np.int32(a)) * fq[_C1] * fq[_C2]
+        v = bits_f32(np.int32(a)) * fq[_C1] * fq[_C2]
         if mode == 0:
             v = np.rint(v)
         elif mode == 1:
@@ -313,7 +291,7 @@ def _fast(w, mode, draw, n, two_n, q, fq):
             v = t + np.float32((np.int64((v - t) * two_n) + draw) >> n)
         else:
             v = np.ceil(v) if (sign != 0) == (mode == 4) else np.floor(v)
-        r = u(_f32_bits(v * fq[_Q1] * fq[_Q2]))
+        r = u(f32_bits(v * fq[_Q1] * fq[_Q2]))
     over = r > u(q[_FMAXB])  # overflow: max, or past it (infinity, NaN) where the rounding moved up
     if mode == 2:
         past = False
@@ -394,20 +372,20 @@ def _mx_blocks(xb, out, n, block, emax, mode, int8, q, fq):
                 top = max(top, xb[i] & np.uint32(0x7FFFFFFF))
             special = top >= np.uint32(0x7F800000)
             shared = min(max(np.int64(top >> np.uint32(23)) - 127 - emax, -127), 127)
-            inv = _bits_f32(np.int32(_pow2_bits(-shared)))
-            scale = nan if special else _bits_f32(np.int32(_pow2_bits(shared)))
+            inv = bits_f32(np.int32(_pow2_bits(-shared)))
+            scale = nan if special else bits_f32(np.int32(_pow2_bits(shared)))
             for i in range(start, stop):
-                v = _bits_f32(np.int32(xb[i])) * inv
+                v = bits_f32(np.int32(xb[i])) * inv
                 if special:  # a NaN scale: its elements are 0
                     v = np.float32(0.0)
                 if int8:
                     v = np.rint(v * np.float32(64.0)) if mode == 0 else np.trunc(v * np.float32(64.0))
                     p = (min(max(v, np.float32(-127.0)), np.float32(127.0)) + np.float32(0.0)) * np.float32(1 / 64)
                 else:
-                    w, _ = _fast(np.uint32(_f32_bits(v)), mode, 0, 62, np.float32(1.0), q, fq)
+                    w, _ = _fast(np.uint32(f32_bits(v)), mode, 0, 62, np.float32(1.0), q, fq)
                     if w & np.uint32(0x7FFFFFFF) > np.uint32(q[_FMAXB]):  # the spec's clamp to max normal
                         w = (w & np.uint32(0x80000000)) | np.uint32(q[_FMAXB])
-                    p = _bits_f32(np.int32(w))
+                    p = bits_f32(np.int32(w))
                 out[i] = p * scale
 
 
