@@ -37,7 +37,7 @@ def _odd32(x: float) -> np.float32:
     back = np.float64(f)
     inexact = back != x
     b = f32_bits(f) - np.int32(inexact & (abs(back) > abs(x)))
-    return bits_f32(b | np.int32(inexact))
+    return bits_f32(np.int32(b | np.int32(inexact)))
 
 
 @numba.njit(cache=True, nogil=True)
@@ -45,7 +45,7 @@ def _round(x: np.float32, drop: int, min_normal: float, top: float, q0: float) -
     """Float32 ``x`` rounded to the format, nearest even (as float64). Branch-free."""
     b = f32_bits(x)
     b = (b + np.int32((1 << (drop - 1)) - 1) + ((b >> drop) & 1)) & np.int32(~((1 << drop) - 1))
-    r = np.float64(bits_f32(b))
+    r = np.float64(bits_f32(np.int32(b)))
     r = np.copysign(np.inf, r) if abs(r) > top else r
     r = r if abs(x) >= min_normal else np.rint(np.float64(x) * (1.0 / q0)) * q0
     return r if x == x else np.float64(x)
