@@ -1,10 +1,15 @@
-"""Shared helpers of the hw co-simulation tests: golden references of circuit outputs."""
+"""Shared helpers of the hw tests: golden references of circuit outputs, and ``Mul``, the small
+component the synthesis tests build."""
 
 from __future__ import annotations
 
 import math
 import struct
 from fractions import Fraction
+
+from amaranth import Module, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
 
 from vitaccel.arith import AcceleratorConfig, golden
 from vitaccel.arith.formats import FloatFormat
@@ -56,3 +61,15 @@ def golden_f32(v: object) -> int:
 
 def decoded(fmt: FloatFormat, code: int) -> float:
     return golden.to_float(golden.decode(fmt, code))
+
+
+class Mul(wiring.Component):
+    """Exact signed ``bits`` x ``bits`` multiplier."""
+
+    def __init__(self, bits: int = 8) -> None:
+        super().__init__({"a": In(signed(bits)), "b": In(signed(bits)), "p": Out(signed(2 * bits))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.p.eq(self.a * self.b)
+        return m

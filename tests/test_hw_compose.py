@@ -18,17 +18,8 @@ from vitaccel.hw import build
 from vitaccel.hw.synth import dedupe_modules, synth_element, synthesize, to_rtlil
 
 sys.path.insert(0, str(Path(__file__).parent))
+from hw_helpers import Mul  # noqa: E402
 from test_hw_float import random_groups, special_codes, tree_reference  # noqa: E402
-
-
-class Mul(wiring.Component):
-    def __init__(self, bits: int) -> None:
-        super().__init__({"a": In(signed(bits)), "b": In(signed(bits)), "p": Out(signed(2 * bits))})
-
-    def elaborate(self, platform):
-        m = Module()
-        m.d.comb += self.p.eq(self.a * self.b)
-        return m
 
 
 class Pair(wiring.Component):

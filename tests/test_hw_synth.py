@@ -9,6 +9,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
+from hw_helpers import Mul
 from vitaccel.errors import HardwareError
 from vitaccel.hw import netlist as netlist_mod
 from vitaccel.hw.synth import _run, default_cache_dir, generic_script, synth_table, synthesize, to_rtlil
@@ -24,18 +25,6 @@ LIBERTY = """library(tiny) {
                pin(Y) { direction: output; function: "(A^B)"; } }
 }
 """
-
-
-class Mul(wiring.Component):
-    """Exact signed multiplier."""
-
-    def __init__(self, bits: int = 8) -> None:
-        super().__init__({"a": In(signed(bits)), "b": In(signed(bits)), "p": Out(signed(2 * bits))})
-
-    def elaborate(self, platform):
-        m = Module()
-        m.d.comb += self.p.eq(self.a * self.b)
-        return m
 
 
 class Mixed(wiring.Component):
