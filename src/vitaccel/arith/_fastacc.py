@@ -16,7 +16,7 @@ Rounding a float32 x to ``fmt`` (an IEEE format with subnormals and infinities, 
 bits; the accumulators ``config.is_accumulator`` allows): at |x| >= min_normal an integer rounding
 of x's bit pattern at bit ``23 - m`` (a carry lands in the exponent), infinity above max; below
 min_normal ``rint(x / q0) * q0`` on fmt's subnormal grid q0 (both scalings exact).
-Imports nothing of vitaccel but the bitcasts of ``_bitcast`` (``fmt`` brings its own fields).
+Imports of vitaccel only ``_bitcast`` and the ``FormatLike`` protocol (``fmt`` brings its own fields).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from vitaccel.arith._bitcast import bits_f32, bits_f64, f32_bits, f64_bits
+from vitaccel.arith._formatlike import FormatLike
 
 
 @numba.njit(cache=True, nogil=True)
@@ -78,7 +79,7 @@ def _round_into(acc: np.ndarray, odd: np.ndarray, drop: int, min_normal: float, 
         acc[i] = np.float32(_round(odd[i], drop, min_normal, top, q0))
 
 
-def add_group(acc: torch.Tensor, sums: torch.Tensor, fmt) -> None:
+def add_group(acc: torch.Tensor, sums: torch.Tensor, fmt: FormatLike) -> None:
     """``acc`` (contiguous float32 CPU, values of the accumulator format ``fmt``) += ``sums``
     (float64, same shape), each add rounded as the module doc says, in place."""
     a, s = acc.view(-1).numpy(), sums.contiguous().view(-1).numpy()

@@ -3,7 +3,8 @@
 Kept apart from the readable spec in ``formats``: one function, ``quantize(fmt, x)``, gives the
 same bits as ``fmt.decode(fmt.encode(x))`` by native casts and float arithmetic where that is
 provably exact, and None elsewhere. The cast route, its workspace, the block search and the NumPy
-mending all live here. Imports nothing of vitaccel (``fmt`` brings its own methods).
+mending all live here. Imports of vitaccel only the ``FormatLike`` protocol (``fmt`` brings its own
+methods).
 """
 
 from __future__ import annotations
@@ -11,36 +12,12 @@ from __future__ import annotations
 import functools
 import math
 import threading
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
-
-class FloatFormat(Protocol):
-    """What this route reads of a ``formats.FloatFormat`` (not imported: ``formats`` imports this)."""
-
-    exp_bits: int
-    man_bits: int
-    bias: int
-    specials: str
-    subnormals: bool
-    saturate: bool
-
-    @property
-    def emin(self) -> int: ...
-    @property
-    def emax(self) -> int: ...
-    @property
-    def max(self) -> float: ...
-    @property
-    def min_normal(self) -> float: ...
-    @property
-    def inf_code(self) -> int | None: ...
-    @property
-    def negative_zero(self) -> bool: ...
-    def encode(self, x: torch.Tensor) -> torch.Tensor: ...
-    def decode(self, codes: torch.Tensor) -> torch.Tensor: ...
+from vitaccel.arith._formatlike import FormatLike
 
 
 class _Peer(NamedTuple):
@@ -68,7 +45,7 @@ class _Peer(NamedTuple):
     def max(self) -> float:
         return torch.finfo(self.dtype).max
 
-    def is_format(self, fmt: FloatFormat) -> bool:
+    def is_format(self, fmt: FormatLike) -> bool:
         return (fmt.exp_bits, fmt.man_bits, fmt.bias, fmt.specials, fmt.subnormals, fmt.saturate) == \
             (self.exp_bits, self.man_bits, 2 ** (self.exp_bits - 1) - 1, self.specials, True, False)
 
@@ -81,7 +58,7 @@ _PEERS = (
 )
 
 
-def quantize(fmt: FloatFormat, x: torch.Tensor) -> torch.Tensor | None:
+def quantize(fmt: FormatLike, x: torch.Tensor) -> torch.Tensor | None:
     """``fmt.quantize(x)`` (nearest even, contiguous float32 ``x``) by native float arithmetic, or
     None where that is not provably exact (the caller then runs the integer encoder). The result
     is float32 or a narrower dtype holding the same values. Tried in order of cost:
@@ -103,7 +80,7 @@ def quantize(fmt: FloatFormat, x: torch.Tensor) -> torch.Tensor | None:
     return _add_round(fmt, x)
 
 
-def faster(fmt: FloatFormat, x: torch.Tensor, dtype: torch.dtype) -> bool:
+def faster(fmt: FormatLike, x: torch.Tensor, dtype: torch.dtype) -> bool:
     """Whether this route should round ``x`` (nearest even, float32) for a result of ``dtype``
     rather than the fused loop of ``_fastround`` (measured, ``bench_float.py --formats``): off the
     CPU always (the loop runs on the CPU only); on it where fmt is half or bfloat16 (one cast and
@@ -118,7 +95,7 @@ def faster(fmt: FloatFormat, x: torch.Tensor, dtype: torch.dtype) -> bool:
 
 
 @functools.lru_cache(maxsize=None)
-def _peer_dtype(fmt: FloatFormat) -> torch.dtype | None:
+def _peer_dtype(fmt: FormatLike) -> torch.dtype | None:
     """The PyTorch dtype that is fmt, or None."""
     return next((peer.dtype for peer in _PEERS if peer.is_format(fmt)), None)
 
@@ -142,7 +119,7 @@ class _CastRoute(NamedTuple):
 
 
 @functools.lru_cache(maxsize=None)
-def _wider_peer(fmt: FloatFormat) -> _CastRoute | None:
+def _wider_peer(fmt: FormatLike) -> _CastRoute | None:
     """The route through the PyTorch dtype with fmt's mantissa width and an exponent range that
     covers fmt's, or None. A format with infinities needs a dtype with them (float8_e4m3fn has
     none: its cast would saturate what fmt rounds to infinity); one without -0 needs the encoder."""
@@ -169,7 +146,7 @@ def _wider_peer(fmt: FloatFormat) -> _CastRoute | None:
 _BLOCK = 256  # elements per block when looking for the few values a cast must not keep
 
 
-def _narrow_cast(fmt: FloatFormat, x: torch.Tensor, route: _CastRoute) -> torch.Tensor:
+def _narrow_cast(fmt: FormatLike, x: torch.Tensor, route: _CastRoute) -> torch.Tensor:
     """``fmt.quantize(x)`` for a CPU ``x``, as ``route.dtype``: ``x.to(dtype)``, with the values
     whose cast lies below fmt.min_normal rounded again at fmt's subnormal quantum
     (``_round_small``), and the 256-element blocks that hold a magnitude above fmt.max (or NaN)
@@ -269,7 +246,7 @@ def _workspace(blocks: int, width: int, dtype: torch.dtype) -> _Workspace:
     return views
 
 
-def _round_small(fmt: FloatFormat, x: np.ndarray) -> np.ndarray:
+def _round_small(fmt: FormatLike, x: np.ndarray) -> np.ndarray:
     """``fmt.quantize`` of float32 values of magnitude below fmt.min_normal: nearest even at fmt's
     subnormal quantum 2^(emin - m), one ``rint`` of x scaled by a power of two (exact both ways:
     the scaled magnitudes lie below 2^m). Without subnormals the quantum there is min_normal
@@ -278,7 +255,7 @@ def _round_small(fmt: FloatFormat, x: np.ndarray) -> np.ndarray:
     return np.ldexp(np.rint(np.ldexp(x, -step)), step)
 
 
-def _add_round(fmt: FloatFormat, x: torch.Tensor) -> torch.Tensor | None:
+def _add_round(fmt: FormatLike, x: torch.Tensor) -> torch.Tensor | None:
     """For |x| <= fmt.max (no NaN, no overflow): ``(|x| + C) - C`` with
     C = 1.5 * 2^(max(e, emin) + 23 - m), e the exponent of x, rounds |x| exactly once, to nearest
     even, at fmt's quantum 2^(max(e, emin) - m) — normal and subnormal alike — because |x| + C

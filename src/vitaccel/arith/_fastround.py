@@ -32,50 +32,25 @@ With s the sign, a the magnitude bits of x, m = fmt.man_bits and d = 23 - m:
 Every format constant is a kernel argument (``_params``, ``_fast_params``: from fmt's decoded
 codes), so each kernel compiles once (``cache=True``: once per machine) and not per format.
 Stochastic draw i comes from the caller's seed and i (``_draw``; ``formats.stochastic_draws`` is
-the same stream in torch). Imports nothing of vitaccel but the bitcasts of ``_bitcast`` (``fmt``
-brings its own methods).
+the same stream in torch). Imports of vitaccel only ``_bitcast`` and the ``FormatLike`` protocol
+(``fmt`` brings its own methods).
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Protocol
 
 import numba
 import numpy as np
 import torch
 
 from vitaccel.arith._bitcast import bits_f32, f32_bits
+from vitaccel.arith._formatlike import FormatLike
 
 MODES = ("nearest_even", "ties_away", "toward_zero", "up", "down")
 
 # the splitmix64 stream of formats.stochastic_draws: draw i = mix(seed + i * GAMMA) >> (64 - bits)
 GAMMA, MIX1, MIX2 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
-
-
-class FloatFormat(Protocol):
-    """What this route reads of a ``formats.FloatFormat`` (not imported: ``formats`` imports this)."""
-
-    man_bits: int
-    bias: int
-    specials: str
-    subnormals: bool
-    saturate: bool
-    nan: str
-    signed: bool
-    exp_bits: int
-
-    @property
-    def emin(self) -> int: ...
-    @property
-    def max_code(self) -> int: ...
-    @property
-    def inf_code(self) -> int | None: ...
-    @property
-    def nan_code(self) -> int | None: ...
-    @property
-    def negative_zero(self) -> bool: ...
-    def decode(self, codes: torch.Tensor) -> torch.Tensor: ...
 
 
 # indices into the parameter tuple of _params
@@ -84,7 +59,7 @@ class FloatFormat(Protocol):
 
 
 @functools.lru_cache(maxsize=None)
-def _params(fmt: FloatFormat) -> tuple[int, ...]:
+def _params(fmt: FormatLike) -> tuple[int, ...]:
     """fmt as the kernels' integer arguments (bit patterns are float32 ones, from ``fmt.decode``)."""
     def bits(code: int) -> int:
         return int(fmt.decode(torch.tensor([code])).view(torch.int32)[0]) & 0xFFFFFFFF
@@ -222,7 +197,7 @@ _C1, _C2, _Q1, _Q2 = range(4)
 
 
 @functools.lru_cache(maxsize=None)
-def _fast_params(fmt: FloatFormat) -> tuple[tuple[int, ...], tuple[np.float32, ...]]:
+def _fast_params(fmt: FormatLike) -> tuple[tuple[int, ...], tuple[np.float32, ...]]:
     """fmt as the common case's arguments: the bit rounding at d = 23 - m of patterns at least
     min_normal, the subnormal grid 2^k0 (k0 = emin - m, or emin without subnormals) by scaling
     with c1 c2 = 2^-k0 and back with q1 q2 = 2^k0 (each a float32 normal: every step exact) below
@@ -407,7 +382,7 @@ def _mx_kernel(xb, out, n, block, emax, mode, int8, q, fq):
         _mx_blocks(xb, out, n, block, emax, 2, False, q, fq)
 
 
-def mx_quantize(element: FloatFormat | None, x: torch.Tensor, block: int, emax: int, rounding: str) -> torch.Tensor:
+def mx_quantize(element: FormatLike | None, x: torch.Tensor, block: int, emax: int, rounding: str) -> torch.Tensor:
     """``MXFormat.quantize`` of a contiguous float32 CPU ``x`` in blocks of ``block`` along its last
     axis, float32: ``element`` the saturating element format (None: MXINT8), ``emax`` its emax_elem."""
     out = torch.empty(x.shape, dtype=torch.float32)
@@ -431,7 +406,7 @@ def applies(x: torch.Tensor) -> bool:
     return x.is_cpu and x.dtype == torch.float32 and x.is_contiguous()
 
 
-def quantize(fmt: FloatFormat, x: torch.Tensor, rounding: str, seed: int | None = None,
+def quantize(fmt: FormatLike, x: torch.Tensor, rounding: str, seed: int | None = None,
              stochastic_bits: int | None = None) -> torch.Tensor | None:
     """``fmt.quantize(x, rounding)`` as float32 for a tensor ``applies`` takes (stochastic: with the
     draws of ``seed``), or None where the encoder must decide a value (it raises there)."""
