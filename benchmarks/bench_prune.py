@@ -16,7 +16,8 @@ A second table runs blocks 5..12 on a variable-length batch (each image keeps a 
 uniformly from 20-100% of the tokens, as adaptive rules give): plain padding with a key mask,
 per-token layers on real tokens only (masked attention at the padded length), and vitaccel's
 scheme (the same in length-sorted sub-batches, each padded to its own longest image), all against
-the same blocks on all tokens; the MACs ratio counts real tokens only.
+the same blocks on all tokens; the MACs ratio counts real tokens only. Between the two tables:
+the number of aten ops one batch-1 forward dispatches, timm's and each patched setting's.
 
     python benchmarks/bench_prune.py            # full run (a few minutes on 2 CPU cores)
     python benchmarks/bench_prune.py --quick    # batch 16 and 1, fewer repeats
@@ -34,6 +35,7 @@ from contextlib import nullcontext
 
 import timm
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import vitaccel.prune as prune
 from timing import interleaved
@@ -55,6 +57,25 @@ def time_runs(runs: dict, x: torch.Tensor, warmup: int, repeats: int) -> dict[st
         times = interleaved({name: (lambda run=run: run(x)) for name, run in runs.items()}, warmup, repeats,
                             sync=lambda: _sync(x.device))
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+class _OpCounter(TorchDispatchMode):
+    """Counts the aten ops a forward dispatches (each one a kernel launch and its Python/C++ overhead)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops += 1
+        return func(*args, **(kwargs or {}))
+
+
+def op_count(run, x: torch.Tensor) -> int:
+    """Aten ops of one ``run(x)``."""
+    with torch.inference_mode(), _OpCounter() as counter:
+        run(x)
+    return counter.ops
 
 
 def varlen_table(model: torch.nn.Module, layer: int, batch: int, warmup: int, repeats: int) -> None:
@@ -167,6 +188,11 @@ def main() -> None:
             speedup, ratio = seconds["timm dense"] / sec, dense_macs / work[name]
             print(f"{batch:>5}  {name:<20} {1e3 * sec:>9.1f} {batch / sec:>8.1f} {work[name] / 1e9:>9.3f} "
                   f"{speedup:>8.2f} {ratio:>10.2f} {speedup / ratio:>10.2f}")
+    one = torch.randn(1, 3, 224, 224, device=device, dtype=dtype)
+    counts = {name: op_count(runs[name], one) for name in ("timm dense", *configs) if "compiled" not in name}
+    base = counts["timm dense"]
+    print("\naten ops per batch-1 forward: " + ", ".join(
+        f"{name} {n}" + ("" if name == "timm dense" else f" ({n - base:+d})") for name, n in counts.items()))
     varlen_table(native, args.layer, max(batches), warmup, repeats)
 
 
