@@ -223,17 +223,65 @@ def test_stochastic_equals_the_encoder_with_the_same_generator(fmt, monkeypatch)
     assert len(calls) == 6
 
 
+def _kernel_draw(seed: int, i: int, n: int) -> int:
+    """Draw i of the stream of ``seed`` as the kernel makes it (numba: keys, the two 32-bit words)."""
+    k1, k2, k3, k4 = _fastround._keys(np.uint64(seed), i >> 32)
+    c = np.uint32(i & 0xFFFFFFFF)
+    return int(_fastround._draw(_fastround._hash32(c, k1, k2), _fastround._hash32(c, k3, k4), n))
+
+
+def _reference_draw(seed: int, i: int, n: int) -> int:
+    """Draw i of ``seed``'s stream from the definition in ``stochastic_draws``, in Python integers."""
+    def mix64(z: int) -> int:
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) % 2 ** 64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) % 2 ** 64
+        return z ^ (z >> 31)
+
+    def lowbias(c: int, k1: int, k2: int) -> int:
+        x = c ^ k1
+        x = ((x ^ (x >> 16)) * 0x21F0AAAD) % 2 ** 32
+        x = (((x ^ (x >> 15)) ^ k2) * 0x735A2D97) % 2 ** 32
+        return x ^ (x >> 15)
+
+    h, c = divmod(i, 2 ** 32)
+    z0, z1 = (mix64((seed + (2 * h + j) * 0x9E3779B97F4A7C15) % 2 ** 64) for j in (1, 2))
+    word = lowbias(c, z0 % 2 ** 32, z0 >> 32) << 32 | lowbias(c, z1 % 2 ** 32, z1 >> 32)
+    return word >> (64 - n)
+
+
 def test_the_kernel_draws_the_stream_of_stochastic_draws():
-    """Draw i of the kernel (numba, uint64) is element i of ``formats.stochastic_draws`` (torch,
-    wrapping int64) for the seed drawn from the same generator, at every bit width."""
+    """Draw i of the kernel (numba, 32-bit words) and element i of ``formats.stochastic_draws``
+    (torch, int64) are the definition's (Python integers) for the seed drawn from the same
+    generator, at every bit width, and past 2^32 draws (new keys) in the kernel."""
     from vitaccel.arith import formats
-    for n in (1, 7, 23, 40, 62):
+    for n in (1, 7, 23, 32, 33, 40, 62):
         want = stochastic_draws(1000, torch.Generator().manual_seed(n), n)
         seed = formats._seed(torch.Generator().manual_seed(n))
-        got = [_fastround._draw(np.uint64(seed), i, n) for i in (0, 1, 2, 500, 999)]
-        assert got == want[[0, 1, 2, 500, 999]].tolist()
+        at = (0, 1, 2, 500, 999)
+        assert [_kernel_draw(seed, i, n) for i in at] == want[list(at)].tolist() == \
+            [_reference_draw(seed, i, n) for i in at]
         assert int(want.min()) >= 0 and int(want.max()) < 2 ** n
+    for i in (2 ** 32 - 1, 2 ** 32, 2 ** 33 + 5):
+        assert _kernel_draw(0x0123456789ABCDEF, i, 62) == _reference_draw(0x0123456789ABCDEF, i, 62)
     draws = stochastic_draws((400, 250), torch.Generator().manual_seed(3))
     assert draws.shape == (400, 250) and draws.dtype == torch.int64
     bits = torch.stack([(draws >> k) & 1 for k in (0, 30, 61)]).double().mean(dim=(1, 2))
     assert bool(((bits - 0.5).abs() < 0.01).all())  # 10^5 fair bits each: 0.5 +- 0.0016 per sigma
+
+
+def test_stochastic_carry_the_top_32_bits_leave_undecided_is_the_encoders():
+    """On the subnormal grid with n > 32 the loop decides a carry from the fraction's and the draw's
+    top 32 bits; where they sum to all ones the low word decides (the generic path): values built
+    to land there give the encoder's bits, rounding both ways."""
+    from vitaccel.arith import formats
+    fmt = FloatFormat.named("e4m3")  # subnormal quantum 2^-9
+    seed = formats._seed(torch.Generator().manual_seed(11))
+    n = 4096
+    top = (torch.tensor([_kernel_draw(seed, i, 32) for i in range(n)]))
+    at = torch.nonzero(top >= 0xFF800001).flatten()  # fraction bits K = 2^32 - 1 - T fit below 2^-9
+    x = torch.zeros(n)
+    x[at] = ((0xFFFFFFFF - top[at]).double() + 0.5).mul(2.0 ** -41).float()  # (K + 1/2) 2^-32 quanta
+    assert len(at) >= 4 and torch.equal(x[at].double(), ((0xFFFFFFFF - top[at]).double() + 0.5) * 2.0 ** -41)
+    got = fmt.quantize(x, "stochastic", torch.Generator().manual_seed(11))
+    assert bits_equal(got, fmt.decode(fmt.encode(x, "stochastic", torch.Generator().manual_seed(11))))
+    assert len(set(got[at].tolist())) == 2  # the low words carried some and not others

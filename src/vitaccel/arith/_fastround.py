@@ -44,13 +44,16 @@ import numba
 import numpy as np
 import torch
 
+from vitaccel.arith import _u32 as U
 from vitaccel.arith._bitcast import bits_f32, f32_bits
 from vitaccel.arith._formatlike import FormatLike
 
 MODES = ("nearest_even", "ties_away", "toward_zero", "up", "down")
 
-# the splitmix64 stream of formats.stochastic_draws: draw i = mix(seed + i * GAMMA) >> (64 - bits)
+# the stream of formats.stochastic_draws (see ``_keys``, ``_hash32``, ``_draw``): splitmix64's
+# constants for the keys, lowbias32's multipliers for the words
 GAMMA, MIX1, MIX2 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
+HASH1, HASH2 = 0x21F0AAAD, 0x735A2D97
 
 
 # indices into the parameter tuple of _params
@@ -171,13 +174,41 @@ def _deterministic(w, mode, p):
 
 
 @numba.njit(inline="always", **_JIT)
-def _draw(seed, i, bits):
-    """Draw ``i`` of the stream of ``seed``: the top ``bits`` bits of splitmix64(seed + i * GAMMA)."""
-    z = seed + np.uint64(i) * np.uint64(GAMMA)
+def _mix64(z):
+    """splitmix64's finaliser (Steele, Lea and Flood) of the uint64 ``z``."""
     z = (z ^ (z >> np.uint64(30))) * np.uint64(MIX1)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(MIX2)
-    z = z ^ (z >> np.uint64(31))
-    return np.int64(z >> np.uint64(64 - bits))
+    return z ^ (z >> np.uint64(31))
+
+
+@numba.njit(**_JIT)
+def _keys(seed, h):
+    """The four 32-bit keys of the 2^32 draws h * 2^32 .. of ``seed``'s stream: the halves of
+    splitmix64(seed + (2h + 1) GAMMA) (the top words) and of splitmix64(seed + (2h + 2) GAMMA)."""
+    z0 = _mix64(seed + np.uint64(2 * h + 1) * np.uint64(GAMMA))
+    z1 = _mix64(seed + np.uint64(2 * h + 2) * np.uint64(GAMMA))
+    mask = np.uint64(0xFFFFFFFF)
+    return (np.uint32(z0 & mask), np.uint32(z0 >> np.uint64(32)),
+            np.uint32(z1 & mask), np.uint32(z1 >> np.uint64(32)))
+
+
+@numba.njit(inline="always", **_JIT)
+def _hash32(c, k1, k2):
+    """A 32-bit word of the stream: Wellons' lowbias32 of the counter word c xor k1, with k2 xored in
+    between its two multiplies (so that streams of two seeds are no permutation of each other)."""
+    u = np.uint32
+    x = U.xor(c, k1)
+    x = U.mul(U.xor(x, U.shr(x, u(16))), u(HASH1))
+    x = U.xor(U.xor(x, U.shr(x, u(15))), k2)
+    x = U.mul(x, u(HASH2))
+    return U.xor(x, U.shr(x, u(15)))
+
+
+@numba.njit(inline="always", **_JIT)
+def _draw(top, low, bits):
+    """The ``bits``-bit draw (bits <= 62) of the 64-bit word top * 2^32 + low: its top ``bits`` bits."""
+    word = (np.uint64(top) << np.uint64(32)) | np.uint64(low)
+    return np.int64(word >> np.uint64(64 - bits))
 
 
 @numba.njit(**_JIT)
@@ -221,39 +252,49 @@ def _fast_params(fmt: FormatLike) -> tuple[tuple[int, ...], tuple[np.float32, ..
 
 
 @numba.njit(inline="always", **_JIT)
-def _fast(w, mode, draw, n, two_n, q, fq):
+def _fast(w, mode, kind, top, n, sr, q, fq):
     """(pattern, 1 where the generic path must decide) of the float32 pattern w (uint32) rounded
-    by ``mode`` (5: stochastic with the n-bit ``draw``, ``two_n`` = 2^n), overflow by mode and sign; the rare cases
-    are infinity and NaN in, magnitudes below ``_RAREB`` and negatives into an unsigned format
-    without NaN.
-    In uint32 arithmetic (``u``), so that the loop runs on 8 or 16 lanes."""
+    by ``mode`` (5: stochastic with n-bit draws, n >= d; 6: n < d; ``top`` the draw's 64-bit word's
+    top 32 bits, ``sr`` = (the mask of the top n' bits, n' = min(n, 32))), overflow by mode and
+    sign; the rare cases are infinity and NaN in, magnitudes below ``_RAREB``, negatives into an
+    unsigned format without NaN, and (n > 32) a subnormal-grid carry that the top 32 bits leave
+    undecided. ``kind`` (``_kind``, a constant): 0 where fmt is signed with -0, no magnitude is
+    rare, overflow gives no NaN and the grid scales are single factors (those steps fold away), 1
+    where only -0 or overflow's NaN differ from that, 2 for every other format.
+    In uint32 arithmetic (``_u32``) and without branches, so that the loop runs on 8 or 16 lanes
+    of 32 bits."""
     u = np.uint32
-    sign = w & u(0x80000000)
-    a = w & u(0x7FFFFFFF)
-    rare = (a < u(q[_RAREB])) | (a >= u(0x7F800000))  # (infinity and NaN in)
-    negative = (q[_FSIGNED] == 0) & (sign != 0) & (a != 0)  # into an unsigned format: its NaN (or an error)
-    if q[_FSIGNED] == 0:
+    sign = U.and_(w, u(0x80000000))
+    a = U.and_(w, u(0x7FFFFFFF))
+    rare = U.le(u(0x7F800000), a)  # (infinity and NaN in)
+    negative = False
+    if kind == 2:
+        rare |= U.lt(a, u(q[_RAREB]))
+        unsigned = q[_FSIGNED] == 0  # no sign bit: a negative value becomes its NaN (or an error)
+        negative = U.ne(sign, u(0)) & U.ne(a, u(0)) & unsigned
         rare |= negative & (q[_FNEGBAD] == 1)
-        sign = u(0)
+        sign = U.and_(sign, u(0) if unsigned else u(0xFFFFFFFF))
     d = u(q[_D])
-    if mode == 5:
-        if n >= q[_D]:
-            r = u(a + u(draw >> (n - q[_D]))) & u(q[_MASK])
-        else:
-            r = u(u(u(a >> u(q[_D] - n)) + u(draw)) >> u(n)) << d
+    if mode == 5:  # the draw's top d bits added below the kept ones (two shifts: d may be 0)
+        r = U.and_(U.add(a, U.shr(U.shr(top, u(1)), u(31 - q[_D]))), u(q[_MASK]))
+    elif mode == 6:  # the top n dropped bits plus the n-bit draw, its carry into the kept ones
+        r = U.shl(U.shr(U.add(U.shr(a, u(q[_D] - n)), U.shr(top, u(32 - n))), u(n)), d)
     else:
         if mode == 0:
-            inc = u(q[_HALF1]) + (u(u(a >> d) + u(q[_PARITY])) & u(q[_ODD]))
+            inc = U.add(u(q[_HALF1]), U.and_(U.add(U.shr(a, d), u(q[_PARITY])), u(q[_ODD])))
         elif mode == 1:
             inc = u(q[_HALF])
         elif mode == 2:
             inc = u(0)
         else:  # up (3) moves positive magnitudes up, down (4) negative ones: neg is all ones below 0
-            neg = u(0) - (sign >> u(31))
-            inc = u(q[_LOW]) & (neg if mode == 4 else ~neg)
-        r = u(a + inc) & u(q[_MASK])
-    if a < u(q[_TINYB]):  # on the subnormal grid: v = |x| / 2^k0 rounded to an integer, times 2^k0
-        v = bits_f32(np.int32(a)) * fq[_C1] * fq[_C2]
+            neg = U.sub(u(0), U.shr(sign, u(31)))
+            inc = U.and_(u(q[_LOW]), neg if mode == 4 else U.xor(neg, u(0xFFFFFFFF)))
+        r = U.and_(U.add(a, inc), u(q[_MASK]))
+    negative_x = U.ne(sign, u(0))
+    if U.lt(a, u(q[_TINYB])):  # on the subnormal grid: v = |x| / 2^k0 rounded to an integer, times 2^k0
+        v = bits_f32(np.int32(a)) * fq[_C1]
+        if kind == 2:
+            v *= fq[_C2]
         if mode == 0:
             v = np.rint(v)
         elif mode == 1:
@@ -261,72 +302,110 @@ def _fast(w, mode, draw, n, two_n, q, fq):
             v = t + np.float32(v - t >= np.float32(0.5))
         elif mode == 2:
             v = np.trunc(v)
-        elif mode == 5:
+        elif mode >= 5:  # carry iff the fraction's top n' bits plus the draw's overflow 32 bits
             t = np.floor(v)
-            v = t + np.float32((np.int64((v - t) * two_n) + draw) >> n)
+            drawn = U.and_(top, sr)  # (the fraction's top 32 bits: float32 to uint32 truncates)
+            total = U.add(U.and_(u((v - t) * np.float32(2.0 ** 32)), sr), drawn)
+            rare |= U.eq(total, u(0xFFFFFFFF)) & (n > 32)  # all ones: the bits below the top 32 decide
+            v = t + (np.float32(1.0) if U.lt(total, drawn) else np.float32(0.0))
         else:
-            v = np.ceil(v) if (sign != 0) == (mode == 4) else np.floor(v)
-        r = u(f32_bits(v * fq[_Q1] * fq[_Q2]))
-    over = r > u(q[_FMAXB])  # overflow: max, or past it (infinity, NaN) where the rounding moved up
+            v = np.ceil(v) if negative_x == (mode == 4) else np.floor(v)
+        v *= fq[_Q1]
+        if kind == 2:
+            v *= fq[_Q2]
+        r = u(f32_bits(v))
+    over = U.lt(u(q[_FMAXB]), r)  # overflow: max, or past it (infinity, NaN) where the rounding moved up
     if mode == 2:
         past = False
     elif mode == 3 or mode == 4:
-        past = over & ((sign != 0) == (mode == 4))
+        past = over & (negative_x == (mode == 4))
     else:
         past = over
     if over:
         r = u(q[_FMAXB])
     if past:
         r = u(q[_FPASTB])
-    if r == 0 and q[_FNEGZ] == 0:
+    if kind != 0 and U.eq(r, u(0)) & (q[_FNEGZ] == 0):
         sign = u(0)
-    out = u(r | sign)
-    if (past & (q[_FPASTNAN] == 1)) | negative:
+    out = U.or_(r, sign)
+    if kind != 0 and (past & (q[_FPASTNAN] == 1)) | negative:
         out = u(q[_FNANP])
     return out, rare
 
 
+@functools.lru_cache(maxsize=None)
+def _kind(fmt: FormatLike) -> int:
+    """``_fast``'s ``kind`` of fmt: which of its rare steps fold away (0: all; 1: all but -0 and
+    overflow's NaN, as in P3109 and fnuz formats; 2: none: unsigned, e8m0, grid scales of two
+    factors)."""
+    q, fq = _fast_params(fmt)
+    if not q[_FSIGNED] or q[_RAREB] or (q[_TINYB] and (fq[_C2] != 1 or fq[_Q2] != 1)):
+        return 2
+    return 0 if q[_FNEGZ] and not q[_FPASTNAN] else 1
+
+
 @numba.njit(inline="always", **_JIT)
-def _fast_loop(xb, out, mode, seed, n, q, fq):
-    """The common case over the whole array; whether it left values to the generic path."""
+def _sr(n):
+    """``_fast``'s ``sr`` for n-bit draws: the mask of the top min(n, 32) bits of a word."""
+    return np.uint32((np.uint64(0xFFFFFFFF) << np.uint64(32 - min(n, 32))) & np.uint64(0xFFFFFFFF))
+
+
+@numba.njit(inline="always", **_JIT)
+def _round_loop(xb, out, mode, kind, seed, n, q, fq):
+    """The common case over the whole array for one (constant) mode; whether it left values to
+    the generic path."""
     rare = False
-    two_n = np.float32(2.0 ** n)
-    for i in range(xb.size):
-        draw = _draw(seed, i, n) if mode == 5 else 0
-        r, b = _fast(xb[i], mode, draw, n, two_n, q, fq)
-        out[i] = r
-        rare |= b
+    sr = _sr(n)
+    for base in range(0, xb.size, 1 << 32):  # one set of keys per 2^32 draws
+        k1, k2, _, _ = _keys(seed, base >> 32)
+        xs, outs = xb[base:base + (1 << 32)], out[base:base + (1 << 32)]
+        count = np.uint32(0)  # the counter's low word, in 32 bits (a 64-bit one takes 512-bit vectors)
+        for c in range(xs.size):  # (from 0: the loads and stores are seen to be contiguous)
+            top = _hash32(count, k1, k2) if mode >= 5 else np.uint32(0)
+            count = U.add(count, np.uint32(1))
+            r, b = _fast(xs[c], mode, kind, top, n, sr, q, fq)
+            outs[c] = r
+            rare |= b
     return rare
 
 
 @numba.njit(**_JIT)
-def _round_kernel(xb, out, mode, seed, n, p, q, fq):
-    """out[i] = the rounding of xb[i] (uint32 float32 patterns) by ``mode`` (0-4: MODES, 5:
-    stochastic with n-bit draw i of ``seed``'s stream); the count of values the encoder must
-    decide. One loop per mode (each folds its mode), then the rare values by the generic path."""
-    if mode == 0:
-        rare = _fast_loop(xb, out, 0, seed, n, q, fq)
-    elif mode == 1:
-        rare = _fast_loop(xb, out, 1, seed, n, q, fq)
-    elif mode == 2:
-        rare = _fast_loop(xb, out, 2, seed, n, q, fq)
-    elif mode == 3:
-        rare = _fast_loop(xb, out, 3, seed, n, q, fq)
-    elif mode == 4:
-        rare = _fast_loop(xb, out, 4, seed, n, q, fq)
-    else:
-        rare = _fast_loop(xb, out, 5, seed, n, q, fq)
+def _mend(xb, out, mode, kind, seed, n, p, q, fq):
+    """The values ``_round_loop`` left to the generic path, found again and rounded by it (``mode``
+    and ``kind`` at run time: one compiled scalar loop for all kernels); the count of values the
+    encoder must decide."""
     bad = 0
-    two_n = np.float32(2.0 ** n)
-    if rare:
-        for i in range(xb.size):
+    sr = _sr(n)
+    k1 = k2 = k3 = k4 = np.uint32(0)
+    for i in range(xb.size):
+        if mode >= 5 and i % (1 << 32) == 0:
+            k1, k2, k3, k4 = _keys(seed, i >> 32)
+        top = _hash32(np.uint32(i), k1, k2) if mode >= 5 else np.uint32(0)
+        if _fast(xb[i], mode, kind, top, n, sr, q, fq)[1]:
             w = np.int64(xb[i])
-            draw = _draw(seed, i, n) if mode == 5 else 0
-            if _fast(xb[i], mode, draw, n, two_n, q, fq)[1]:
-                r, b = _stochastic(w, draw, n, p) if mode == 5 else _deterministic(w, mode, p)
-                out[i] = r
-                bad += b
+            if mode >= 5:
+                r, b = _stochastic(w, _draw(top, _hash32(np.uint32(i), k3, k4), n), n, p)
+            else:
+                r, b = _deterministic(w, mode, p)
+            out[i] = r
+            bad += b
     return bad
+
+
+@functools.lru_cache(maxsize=None)
+def _kernel(mode: int, kind: int):
+    """The kernel of one mode (0-4: MODES, 5 and 6: stochastic with n-bit draws, n at least
+    23 - m and below it) for one ``_kind`` of formats: ``kernel(xb, out, seed, n, p, q, fq)``
+    sets out[i] to the rounding of xb[i] (uint32 float32 patterns; draw i of ``seed``'s stream)
+    and gives the count of values the encoder must decide. Each of the 21 compiles the first time
+    it is used (once per machine: numba's cache keeps it), its mode and kind constants in it."""
+    @numba.njit(**_JIT)
+    def kernel(xb, out, seed, n, p, q, fq):
+        U.prefer_wide_vectors()
+        if _round_loop(xb, out, mode, kind, seed, n, q, fq):
+            return _mend(xb, out, mode, kind, seed, n, p, q, fq)
+        return 0
+    return kernel
 
 
 @numba.njit(inline="always", **_JIT)
@@ -338,15 +417,19 @@ def _pow2_bits(k):
 @numba.njit(inline="always", **_JIT)
 def _mx_blocks(xb, out, n, block, emax, mode, int8, q, fq):
     """``_mx_kernel`` for one mode and element kind (constants after inlining)."""
+    u = np.uint32
     nan = np.float32(np.nan)
+    sr = _sr(62)
     for row in range(0, xb.size, n):
         for start in range(row, row + n, block):
             stop = min(start + block, row + n)
-            top = np.uint32(0)
+            top = u(0)
             for i in range(start, stop):
-                top = max(top, xb[i] & np.uint32(0x7FFFFFFF))
-            special = top >= np.uint32(0x7F800000)
-            shared = min(max(np.int64(top >> np.uint32(23)) - 127 - emax, -127), 127)
+                magnitude = U.and_(xb[i], u(0x7FFFFFFF))
+                if U.lt(top, magnitude):
+                    top = magnitude
+            special = U.le(u(0x7F800000), top)
+            shared = min(max(np.int64(top >> u(23)) - 127 - emax, -127), 127)
             inv = bits_f32(np.int32(_pow2_bits(-shared)))
             scale = nan if special else bits_f32(np.int32(_pow2_bits(shared)))
             for i in range(start, stop):
@@ -357,9 +440,9 @@ def _mx_blocks(xb, out, n, block, emax, mode, int8, q, fq):
                     v = np.rint(v * np.float32(64.0)) if mode == 0 else np.trunc(v * np.float32(64.0))
                     p = (min(max(v, np.float32(-127.0)), np.float32(127.0)) + np.float32(0.0)) * np.float32(1 / 64)
                 else:
-                    w, _ = _fast(np.uint32(f32_bits(v)), mode, 0, 62, np.float32(1.0), q, fq)
-                    if w & np.uint32(0x7FFFFFFF) > np.uint32(q[_FMAXB]):  # the spec's clamp to max normal
-                        w = (w & np.uint32(0x80000000)) | np.uint32(q[_FMAXB])
+                    w, _ = _fast(u(f32_bits(v)), mode, 2, u(0), 62, sr, q, fq)
+                    if U.lt(u(q[_FMAXB]), U.and_(w, u(0x7FFFFFFF))):  # the spec's clamp to max normal
+                        w = U.or_(U.and_(w, u(0x80000000)), u(q[_FMAXB]))
                     p = bits_f32(np.int32(w))
                 out[i] = p * scale
 
@@ -371,6 +454,7 @@ def _mx_kernel(xb, out, n, block, emax, mode, int8, q, fq):
     -127, 127) from the exponent bits of the largest magnitude (a NaN or infinity: the scale is NaN
     and every element +0), P = the element rounding (``mode`` 0 or 2) of V * 2^-shared, saturating
     (int8: rint or trunc of 64 V 2^-shared clamped to +-127, over 64), out = P * 2^shared."""
+    U.prefer_wide_vectors()
     if int8:
         if mode == 0:
             _mx_blocks(xb, out, n, block, emax, 0, True, q, fq)
@@ -416,8 +500,9 @@ def quantize(fmt: FormatLike, x: torch.Tensor, rounding: str, seed: int | None =
     xb, ob = x.reshape(-1).numpy().view(np.uint32), out.reshape(-1).numpy().view(np.uint32)
     q, fq = _fast_params(fmt)
     if rounding == "stochastic":
-        mode, seed, n = 5, np.uint64(seed), 62 if stochastic_bits is None else stochastic_bits
+        n = 62 if stochastic_bits is None else stochastic_bits
+        mode, seed = 5 if n >= q[_D] else 6, np.uint64(seed)
     else:
         mode, seed, n = MODES.index(rounding), np.uint64(0), 62
-    bad = _round_kernel(xb, ob, mode, seed, n, _params(fmt), q, fq)
+    bad = _kernel(mode, _kind(fmt))(xb, ob, seed, n, _params(fmt), q, fq)
     return None if bad else out

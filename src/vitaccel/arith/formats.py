@@ -38,8 +38,8 @@ Rounding rules (x exact, q the format's quantum at |x|, the result one of the tw
   bits of the dropped fraction are kept, t = floor(fraction * 2^n): up iff t + r >= 2^n (which is
   the default's rule too, with n = 62: r is an integer). The draws (``stochastic_draws``) come from
   the caller's ``torch.Generator``: one 64-bit seed drawn from it, and draw i of the flattened
-  tensor the top n bits of splitmix64(seed + i * 0x9E3779B97F4A7C15) (Steele, Lea and Flood's
-  SplitMix finaliser): counter-based, so every route, piece and device gives the same draws, and
+  tensor the top n bits of a 64-bit word made of two 32-bit hashes of i keyed by the seed
+  (``stochastic_draws``): counter-based, so every route, piece and device gives the same draws, and
   a float32 value and its float64 copy round alike.
 
 Overflow (a rounded magnitude above max): ``specials="ieee"`` without ``saturate`` gives infinity
@@ -435,9 +435,13 @@ def stochastic_draws(shape: int | tuple[int, ...], generator: torch.Generator, s
                      device: torch.device | str = "cpu") -> torch.Tensor:
     """The draws of stochastic rounding, as ``quantize`` and ``encode`` make them with ``generator``
     for a tensor of ``shape``: int64, below 2^62 (or 2^stochastic_bits). One 64-bit seed is drawn
-    from the generator (two 32-bit ``torch.randint`` draws, high half first); draw i (the flat
-    index of the element) is the top 62 (or n) bits of splitmix64's output for seed + i * 0x9E37...:
-    a counter-based stream, so pieces, routes and devices give the same draws."""
+    from the generator (two 32-bit ``torch.randint`` draws, high half first). Draw i (the flat
+    index of the element, i = h 2^32 + c) is the top 62 (or n) bits of the 64-bit word T 2^32 + L,
+    T = H(c, k1, k2) and L = H(c, k3, k4): H is Wellons' lowbias32 of c xor its first key with the
+    second xored in between its multiplies, and k1 k2 (k3 k4) are the low and high halves of
+    splitmix64(seed + (2h + 1) 0x9E3779B97F4A7C15) (of 2h + 2). A counter-based stream: pieces,
+    routes and devices give the same draws; the CPU loop needs only the 32-bit T where the top 32
+    bits decide (``_fastround``)."""
     numel = shape if isinstance(shape, int) else int(np.prod(shape, dtype=np.int64))
     draws = _stream(_seed(generator), numel, 62 if stochastic_bits is None else stochastic_bits, device)
     return draws if isinstance(shape, int) else draws.view(shape)
@@ -451,16 +455,32 @@ def _seed(generator: torch.Generator) -> int:
 
 
 def _stream(seed: int, numel: int, bits: int, device: torch.device | str) -> torch.Tensor:
-    """Draws 0 .. numel-1 of ``seed``'s stream: the top ``bits`` bits of splitmix64(seed + i * GAMMA),
-    in wrapping int64 arithmetic (logical shifts as arithmetic ones masked); the kernel of
-    ``_fastround`` computes the same numbers element by element."""
+    """Draws 0 .. numel-1 of ``seed``'s stream (see ``stochastic_draws``), in int64 arithmetic on
+    32-bit words (each product masked to its low 32 bits); ``_fastround``'s loop computes the same
+    numbers element by element."""
     def signed(v: int) -> int:
         return v - 2 ** 64 if v >= 2 ** 63 else v
-    z = torch.arange(numel, dtype=torch.int64, device=device) * signed(_fastround.GAMMA) + signed(seed)
-    z = (z ^ ((z >> 30) & (2 ** 34 - 1))) * signed(_fastround.MIX1)
-    z = (z ^ ((z >> 27) & (2 ** 37 - 1))) * signed(_fastround.MIX2)
-    z = z ^ ((z >> 31) & (2 ** 33 - 1))
-    return (z >> (64 - bits)) & (2 ** bits - 1)
+
+    def mix64(z: torch.Tensor) -> torch.Tensor:  # splitmix64's finaliser, logical shifts as masked ones
+        z = (z ^ ((z >> 30) & (2 ** 34 - 1))) * signed(_fastround.MIX1)
+        z = (z ^ ((z >> 27) & (2 ** 37 - 1))) * signed(_fastround.MIX2)
+        return z ^ ((z >> 31) & (2 ** 33 - 1))
+
+    def lowbias(c: torch.Tensor, k1: torch.Tensor, k2: torch.Tensor) -> torch.Tensor:
+        x = c ^ k1
+        x = ((x ^ (x >> 16)) * _fastround.HASH1) & 0xFFFFFFFF
+        x = (((x ^ (x >> 15)) ^ k2) * _fastround.HASH2) & 0xFFFFFFFF
+        return x ^ (x >> 15)
+
+    i = torch.arange(numel, dtype=torch.int64, device=device)
+    c, h = i & 0xFFFFFFFF, i >> 32
+    z0 = mix64((2 * h + 1) * signed(_fastround.GAMMA) + signed(seed))
+    z1 = mix64((2 * h + 2) * signed(_fastround.GAMMA) + signed(seed))
+    top = lowbias(c, z0 & 0xFFFFFFFF, (z0 >> 32) & 0xFFFFFFFF)
+    if bits <= 32:
+        return top >> (32 - bits)
+    low = lowbias(c, z1 & 0xFFFFFFFF, (z1 >> 32) & 0xFFFFFFFF)
+    return (top << (bits - 32)) | (low >> (64 - bits))
 
 
 def _check_rounding(rounding: str, generator: torch.Generator | None, stochastic_bits: int | None) -> None:
