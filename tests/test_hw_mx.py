@@ -137,8 +137,9 @@ def test_property_dot_unit_equals_golden(preset, data):
     assert mismatches(AcceleratorConfig.preset(preset), [dot]) == []
 
 
-def test_smaller_groups_in_a_block_and_one_mx_operand():
-    """G = 8 in blocks of 32 (four groups share a block's scales) and an MX a with a plain e4m3 b."""
+def test_smaller_groups_one_mx_operand_and_other_element_formats():
+    """G = 8 in blocks of 32 (four groups share a block's scales), an MX a with a plain b, and the
+    E5M2 (ieee specials), E3M2 and E2M3 element formats."""
     rng = random.Random(3)
     dots = [random_dot(rng, k, "mixed", "mid") for k in (32, 70, 9)]
     assert mismatches(mx_config("mxfp8", group_size=8), dots) == []
@@ -146,6 +147,13 @@ def test_smaller_groups_in_a_block_and_one_mx_operand():
     assert "a_scale" in dot_ports(config) and "b_scale" not in dot_ports(config)
     a, b = torch.randn(2, 45) * 100, torch.randn(45, 2)
     assert same_bits(hw.simulate(config, a, b), golden.matmul(a, b, config))
+    e5m2 = mx_config("mxfp8", a_format="mxfp8_e5m2", b_format="mxfp8_e5m2")   # element inf and NaN codes
+    dots = [random_dot(rng, k, "any", scales) for k in (32, 64) for scales in ("mid", "any")]
+    dots += [([0x7C] + [1] * 31, [0x3C] * 32, [sa], [127]) for sa in (0, 127, E8M0_NAN)]   # inf * 1 under scales
+    assert mismatches(e5m2, dots) == []
+    for fa, fb in (("mxfp8_e5m2", "mxfp6_e2m3"), ("mxfp6_e3m2", "e5m7")):   # the other element formats
+        config = mx_config("mxfp8", a_format=fa, b_format=fb)
+        assert same_bits(hw.simulate(config, a, b), golden.matmul(a, b, config))
 
 
 @pytest.mark.parametrize("preset", ["mxfp4", "mxfp8"])

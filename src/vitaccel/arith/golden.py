@@ -200,7 +200,8 @@ def mx_element(fmt: MXFormat, v: float, rounding: str = "nearest_even") -> Numbe
     return quantize(fmt.element_format, v, rounding)                # saturating element formats
 
 
-def mx_block(fmt: MXFormat, block: Sequence[float], rounding: str = "nearest_even") -> tuple[int | None, list[Number]]:
+def mx_block_elements(fmt: MXFormat, block: Sequence[float],
+                      rounding: str = "nearest_even") -> tuple[int | None, list[Number]]:
     """One block's shared exponent (None: the NaN scale) and its elements P_i = V_i / X rounded to the
     element format (-0.0 where a negative value rounds to a zero element of a float element format;
     0 for every element of a NaN-scale block)."""
@@ -217,7 +218,7 @@ def mx_quantize(fmt: MXFormat, values: Sequence[float], rounding: str = "nearest
     block, -0.0 where a negative value rounds to a zero element of a float element format."""
     out: list[Number] = []
     for start in range(0, len(values), fmt.block):
-        shared, elements = mx_block(fmt, values[start:start + fmt.block], rounding)
+        shared, elements = mx_block_elements(fmt, values[start:start + fmt.block], rounding)
         if shared is None:
             out += [math.nan] * len(elements)
             continue

@@ -48,11 +48,11 @@ def f32_bits(x: float) -> int:
 
 
 def mx_codes(fmt: MXFormat, values: Sequence[float], rounding: str = "nearest_even") -> tuple[list[int], list[int]]:
-    """Element codes and E8M0 scale codes (one per block along the vector) of ``golden.mx_block``'s
-    conversion: a NaN-scale block has elements 0 and the scale 0xFF."""
+    """Element codes and E8M0 scale codes (one per block along the vector) of golden's conversion
+    (``golden.mx_block_elements``): a NaN-scale block has elements 0 and the scale 0xFF."""
     codes, scales = [], []
     for start in range(0, len(values), fmt.block):
-        shared, elements = golden.mx_block(fmt, values[start:start + fmt.block], rounding)
+        shared, elements = golden.mx_block_elements(fmt, values[start:start + fmt.block], rounding)
         scales.append(E8M0_NAN if shared is None else shared + E8M0_BIAS)
         codes += [_code_table(fmt.element_format)[_key(p)] for p in elements]
     return codes, scales
