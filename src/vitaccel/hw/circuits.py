@@ -101,6 +101,7 @@ def check_mx_groups(fp: FloatDatapath) -> None:
                      f"with MX operands the circuits need mx_block a multiple of group_size ({fp.group_size}), so "
                      "that every group lies in one block; other blocks are emulated, not built")
 
+
 def build(config: AcceleratorConfig | str) -> Circuits:
     """The circuits of a config (a preset name, a YAML path or an ``AcceleratorConfig``)."""
     config = AcceleratorConfig.load(config)

@@ -91,10 +91,9 @@ def simulate_accumulators(config: AcceleratorConfig | str, rows: Sequence[Sequen
                                 f"mx_block {block})")
         if side not in sides and given is not None:
             raise HardwareError(f"{name}: not allowed; operand {side} of {cfg.name!r} has no block scales")
-    scale_lists = [[(port, given[i]) for i in range(len(vecs))] if given is not None else [None] * len(vecs)
-                   for port, given, vecs in (("a_scale", row_scales, rows), ("b_scale", col_scales, cols))]
-    streams = [group_stream(r, c, g, {p: (v, block) for p, v in filter(None, (sa, sb))})
-               for r, sa in zip(rows, scale_lists[0]) for c, sb in zip(cols, scale_lists[1])]
+    per_row = [{"a_scale": (s, block)} for s in row_scales] if row_scales is not None else [{}] * len(rows)
+    per_col = [{"b_scale": (s, block)} for s in col_scales] if col_scales is not None else [{}] * len(cols)
+    streams = [group_stream(r, c, g, {**sa, **sb}) for r, sa in zip(rows, per_row) for c, sb in zip(cols, per_col)]
     outs = run_streams(circuits.dot, streams, progress=progress, desc="dot products")
     flat = [o[-1]["acc"] for o in outs]
     if cfg.datapath == "float":
