@@ -13,15 +13,11 @@ from amaranth.lib.wiring import In, Out
 
 from vitaccel.arith import AcceleratorConfig, golden
 from vitaccel.arith.formats import FloatFormat
-from vitaccel.arith.mx import MX_NAMES
 
 
 def circuit_presets() -> list[str]:
-    """The shipped presets the circuits build: all but fp32 (no circuit) and the MX presets (refused)."""
-    def mx(config: AcceleratorConfig) -> bool:
-        fp = config.float_datapath
-        return fp is not None and bool({fp.a_format, fp.b_format} & set(MX_NAMES))
-    return [p for p in AcceleratorConfig.presets() if p != "fp32" and not mx(AcceleratorConfig.preset(p))]
+    """The shipped presets the circuits build: all but fp32 (no circuit); the MX presets included."""
+    return [p for p in AcceleratorConfig.presets() if p != "fp32"]
 
 
 def product_value(fields: int, layout) -> object:

@@ -11,7 +11,7 @@ from vitaccel.arith import AcceleratorConfig
 from vitaccel.hw.export import export
 
 CIRCUIT_PRESETS = circuit_presets()
-FAST = ("int8-lot4-psum", "fp13")
+FAST = ("int8-lot4-psum", "fp13", "mxfp8")
 needs_icarus = pytest.mark.skipif(shutil.which("iverilog") is None or shutil.which("vvp") is None,
                                   reason="iverilog/vvp not on PATH: install Icarus Verilog (Debian: iverilog) "
                                          "to run the exported test benches")

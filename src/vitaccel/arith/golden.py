@@ -15,9 +15,18 @@ from typing import Sequence
 
 import torch
 
-from vitaccel.arith.config import AcceleratorConfig, IntDatapath
+from vitaccel.arith.config import AcceleratorConfig, FloatDatapath, IntDatapath
 from vitaccel.arith.formats import FloatFormat
-from vitaccel.arith.mx import INT8_FRACTION_BITS, INT8_MAX, SCALE_MAX, SCALE_MIN, MXFormat, operand_format
+from vitaccel.arith.mx import (
+    E8M0_BIAS,
+    E8M0_NAN,
+    INT8_FRACTION_BITS,
+    INT8_MAX,
+    SCALE_MAX,
+    SCALE_MIN,
+    MXFormat,
+    operand_format,
+)
 from vitaccel.arith.psum import Codec, FloatCodec, TruncCodec
 
 Number = Fraction | float
@@ -191,22 +200,44 @@ def mx_element(fmt: MXFormat, v: float, rounding: str = "nearest_even") -> Numbe
     return quantize(fmt.element_format, v, rounding)                # saturating element formats
 
 
+def mx_block_elements(fmt: MXFormat, block: Sequence[float],
+                      rounding: str = "nearest_even") -> tuple[int | None, list[Number]]:
+    """One block's shared exponent (None: the NaN scale) and its elements P_i = V_i / X rounded to the
+    element format (-0.0 where a negative value rounds to a zero element of a float element format;
+    0 for every element of a NaN-scale block)."""
+    shared = mx_shared_exponent(fmt, block)
+    if shared is None:
+        return None, [Fraction(0)] * len(block)
+    x = Fraction(2) ** shared
+    return shared, [mx_element(fmt, math.copysign(float(Fraction(v) / x), v), rounding) for v in block]  # exact
+
+
 def mx_quantize(fmt: MXFormat, values: Sequence[float], rounding: str = "nearest_even") -> list[Number]:
     """Values ``X * P_i`` of one vector converted to ``fmt`` in blocks of ``fmt.block`` from index 0
     (the last block may be partial), OCP MX v1.0 section 6.3: NaN for every element of a NaN-scale
     block, -0.0 where a negative value rounds to a zero element of a float element format."""
     out: list[Number] = []
     for start in range(0, len(values), fmt.block):
-        block = values[start:start + fmt.block]
-        shared = mx_shared_exponent(fmt, block)
+        shared, elements = mx_block_elements(fmt, values[start:start + fmt.block], rounding)
         if shared is None:
-            out += [math.nan] * len(block)
+            out += [math.nan] * len(elements)
             continue
         x = Fraction(2) ** shared
-        for v in block:
-            p = mx_element(fmt, math.copysign(float(Fraction(v) / x), v), rounding)  # exact: a power of 2
-            out.append(p if isinstance(p, float) else p * x)                        # -0.0 stays -0.0
+        out += [p if isinstance(p, float) else p * x for p in elements]              # -0.0 stays -0.0
     return out
+
+
+def mx_value(fmt: MXFormat, code: int, scale: int) -> Number:
+    """The exact value ``X * P`` of one element code under one E8M0 scale code (MX 5.1): NaN when
+    the scale is 0xFF (whatever P is); an element NaN, infinity or -0 is kept."""
+    if scale & 0xFF == E8M0_NAN:
+        return math.nan
+    if fmt.element == "int8":
+        c = code & 0xFF
+        p: Number = Fraction(c - 256 if c >= 128 else c, 2 ** INT8_FRACTION_BITS)
+    else:
+        p = decode(fmt.element_format, code)
+    return p if isinstance(p, float) else p * Fraction(2) ** ((scale & 0xFF) - E8M0_BIAS)
 
 
 def operand_values(fmt: FloatFormat | MXFormat, values: Sequence[float], rounding: str) -> list[Number]:
@@ -290,6 +321,12 @@ def dot_float(a: Sequence[float], b: Sequence[float], config: AcceleratorConfig)
     fp = config.float_datapath
     fa, fb = operand_format(fp.a_format, fp.mx_block), operand_format(fp.b_format, fp.mx_block)
     qa, qb = operand_values(fa, a, fp.operand_rounding), operand_values(fb, b, fp.operand_rounding)
+    return dot_values(qa, qb, fp)
+
+
+def dot_values(qa: Sequence[Number], qb: Sequence[Number], fp: FloatDatapath) -> float:
+    """``dot_float`` of operands already in their formats (golden values, e.g. ``decode`` or
+    ``mx_value`` of codes): exact products, adder tree, accumulation."""
     facc = FloatFormat.named(fp.accumulator)
     products = [fp_mul(x, y) for x, y in zip(qa, qb)]
     acc: Number = Fraction(0)

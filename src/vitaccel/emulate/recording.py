@@ -49,8 +49,8 @@ class Recorder:
         for side in ("a_format", "b_format") if self.config.datapath == "float" else ():
             if getattr(dp, side) in MX_NAMES:
                 raise EmulateError(f"float_datapath.{side}: value {getattr(dp, side)!r} is not allowed for recording "
-                                   "lane codes; the circuits have no MX lane (an element code and a block scale); "
-                                   "choose a float format")
+                                   "lane codes; recording takes no block scale codes (the MX dot units do: "
+                                   "hw.simulate); choose a float format")
         self.group = dp.group_size
         self._rng = np.random.default_rng(self.seed)
         self._seen: set[str] = set()

@@ -8,15 +8,13 @@ from typing import Callable
 
 from amaranth.lib import wiring
 
-from vitaccel.arith.config import AcceleratorConfig
-from vitaccel.arith.formats import FloatFormat
-from vitaccel.arith.mx import MX_NAMES
+from vitaccel.arith.config import AcceleratorConfig, FloatDatapath
 from vitaccel.hw.accumulator import FloatAccumulatorUnit, IntAccumulator, IntAccumulatorUnit
 from vitaccel.hw.codecs import CodecRoundTrip, check_codec, decoder, encoder
 from vitaccel.hw.common import MAX_LANES, refuse
 from vitaccel.hw.dot import FloatDotUnit, IntDotUnit, Registered
 from vitaccel.hw.float_lane import FloatLane
-from vitaccel.hw.float_tree import FloatTree, accumulator, check_tree, formats
+from vitaccel.hw.float_tree import FloatTree, accumulator, check_tree, formats, mx_sides, operand_element
 from vitaccel.hw.fp32 import FP32, FloatAdd
 from vitaccel.hw.int_lane import IntLane
 from vitaccel.hw.tree import IntTree
@@ -83,15 +81,25 @@ def check(config: AcceleratorConfig) -> None:
         check_codec(section.psum_codec(), section.acc_bits)
     if config.datapath == "float":
         for side in ("a_format", "b_format"):
-            if getattr(section, side) in MX_NAMES:
-                raise refuse(f"float_datapath.{side}", getattr(section, side),
-                             "the float lane has no MX block-scale path yet (arith emulates MX formats bit for "
-                             "bit; no circuit builds them); choose a float format such as 'e4m3' or 'e5m7'")
-            fmt = FloatFormat.named(getattr(section, side))
+            fmt = operand_element(getattr(section, side), f"float_datapath.{side}")
             if fmt.specials not in LANE_SPECIALS:
                 raise refuse(f"float_datapath.{side}", getattr(section, side),
                              f"the float lane decodes formats with specials {list(LANE_SPECIALS)}; this one has "
                              f"{fmt.specials!r}")
+        if mx_sides(section):
+            check_mx_groups(section)
+
+
+def check_mx_groups(fp: FloatDatapath) -> None:
+    """The MX scale path applies one block pair's scales per group: every group must lie in one block."""
+    if fp.group_size > fp.mx_block:
+        raise refuse("float_datapath.group_size", fp.group_size,
+                     f"with MX operands the circuits need every group of G products in one block: G <= mx_block "
+                     f"({fp.mx_block}); groups spanning several blocks (scales per product) are emulated, not built")
+    if fp.mx_block % fp.group_size:
+        raise refuse("float_datapath.mx_block", fp.mx_block,
+                     f"with MX operands the circuits need mx_block a multiple of group_size ({fp.group_size}), so "
+                     "that every group lies in one block; other blocks are emulated, not built")
 
 
 def build(config: AcceleratorConfig | str) -> Circuits:

@@ -44,17 +44,17 @@ class MacEnergies:
 def mac_energies(config: object, a: np.ndarray | None = None, b: np.ndarray | None = None,
                  first: np.ndarray | None = None, *, calibration: Calibration | None = None, n: int = 4096,
                  seed: int = 0, label: str | None = None, tree: bool = True, accumulator: bool = True,
-                 cache: Path | str | bool | None = None) -> MacEnergies:
+                 scales: dict[str, np.ndarray] | None = None, cache: Path | str | bool | None = None) -> MacEnergies:
     """``group_energies`` of ``config`` on codes ``a``, ``b`` (n, G) with dot products starting at
     ``first`` (or uniform random ones), as the per-MAC figures the cost model takes; ``label`` says
     what the given codes are; ``tree`` and ``accumulator`` False leave those parts unmeasured
-    (table-based in the cost model)."""
+    (table-based in the cost model); ``scales``: MX block scale codes per group (random when None)."""
     from vitaccel.hw import build
 
     cfg = build(config).config
     cal = calibration or calibrate(cache=cache)
     e = group_energies(cfg, a, b, first, calibration=cal, n=n, seed=seed, tree=tree, accumulator=accumulator,
-                       cache=cache)
+                       scales=scales, cache=cache)
     return MacEnergies(cfg.name, group_size(cfg), e["lane"].energy_pj, e["tree"].energy_pj if tree else None,
                        label or e["lane"].operands, cal.yosys_version, cal,
                        e["accumulator"].energy_pj if accumulator else None)

@@ -16,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 from vitaccel.arith.config import FloatDatapath, IntDatapath
 from vitaccel.hw.accumulator import FloatAccumulatorUnit, IntAccumulatorUnit
 from vitaccel.hw.float_lane import FloatLane
-from vitaccel.hw.float_tree import FloatTree, accumulator, formats
+from vitaccel.hw.float_tree import SCALE_BITS, FloatTree, accumulator, formats, mx_sides
 from vitaccel.hw.int_lane import IntLane
 from vitaccel.hw.tree import IntTree
 
@@ -44,14 +44,16 @@ class IntDotUnit(wiring.Component):
 
 class FloatDotUnit(wiring.Component):
     """Float dot-product unit: ``a``/``b`` (G codes), ``mask``, ``first``, ``en`` -> ``acc`` (bits of the
-    accumulator format, float32 by default)."""
+    accumulator format, float32 by default). MX operands: ``a``/``b`` take element codes and
+    ``a_scale``/``b_scale`` the E8M0 scale code of the block the group lies in (per MX side)."""
 
     def __init__(self, fp: FloatDatapath) -> None:
         self.fp = fp
         fa, fb = formats(fp)
         g = fp.group_size
-        super().__init__({"a": In(fa.bits).array(g), "b": In(fb.bits).array(g), "mask": In(g), "first": In(1),
-                          "en": In(1), "acc": Out(accumulator(fp).bits)})
+        scales = {f"{side}_scale": In(SCALE_BITS) for side in mx_sides(fp)}
+        super().__init__({"a": In(fa.bits).array(g), "b": In(fb.bits).array(g), **scales, "mask": In(g),
+                          "first": In(1), "en": In(1), "acc": Out(accumulator(fp).bits)})
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -63,6 +65,8 @@ class FloatDotUnit(wiring.Component):
             m.d.comb += [lane.a.eq(self.a[i]), lane.b.eq(self.b[i])]
             with m.If(self.mask[i]):
                 m.d.comb += tree.p[i].eq(lane.p)
+        for side in mx_sides(fp):
+            m.d.comb += getattr(tree, f"{side}_scale").eq(getattr(self, f"{side}_scale"))
         m.submodules.accumulator = acc = FloatAccumulatorUnit(accumulator(fp))
         m.d.comb += [acc.sum.eq(tree.sum), acc.first.eq(self.first), acc.en.eq(self.en), self.acc.eq(acc.acc)]
         return m

@@ -19,6 +19,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from vitaccel.errors import HardwareError
+from vitaccel.hw.float_tree import formats, mx_sides
 from vitaccel.hw.netlist import Netlist
 from vitaccel.hw.synth import SynthResult, synth_element, synthesize
 
@@ -134,7 +135,7 @@ SEQUENCE_LANES = 64        # independent accumulators simulated side by side (wh
 
 def group_energies(config: object, a: np.ndarray | None = None, b: np.ndarray | None = None,
                    first: np.ndarray | None = None, *, calibration: Calibration, n: int = 4096, seed: int = 0,
-                   tree: bool = True, accumulator: bool = True,
+                   tree: bool = True, accumulator: bool = True, scales: Mapping[str, np.ndarray] | None = None,
                    cache: Path | str | bool | None = None) -> dict[str, EnergyEstimate]:
     """Energy of a config's lane (per multiply), with ``tree`` its adder tree (per group of G
     products) and with ``accumulator`` its registered accumulator (per group sum added) on operand
@@ -142,7 +143,9 @@ def group_energies(config: object, a: np.ndarray | None = None, b: np.ndarray | 
     lane i (integer codes, or float bit patterns); uniform random over the lane's port ranges when
     None. ``first`` (n,) marks the rows that start a dot product (every ``RANDOM_DOT_GROUPS``-th
     row when None). The tree is driven by the lanes' own simulated products and the accumulator,
-    cycle by cycle, by the tree's simulated sums (``Netlist.run``)."""
+    cycle by cycle, by the tree's simulated sums (``Netlist.run``). MX operands: ``scales`` maps the
+    tree's scale ports (``a_scale``, ``b_scale``) to (n,) E8M0 codes, one per group; when None,
+    ``random_scales``."""
     from vitaccel.hw.circuits import build
 
     circuits = build(config)
@@ -170,7 +173,15 @@ def group_energies(config: object, a: np.ndarray | None = None, b: np.ndarray | 
             raise HardwareError(f"first: shape {first.shape} is not allowed; ({a.shape[0]},), one flag per row")
         dots = "the recorded dot products"
     first[0] = True
-    lane_toggles, products = 0, {}
+    scale_ports = [f"{side}_scale" for side in mx_sides(cfg.float_datapath)] if kind == "float" else []
+    if scales is None:
+        scales = random_scales(scale_ports, a.shape[0], seed)
+        if scale_ports:
+            operands += f", random block scales 2^-{SCALE_SPREAD} .. 2^{SCALE_SPREAD}"
+    if sorted(scales) != scale_ports or any(np.shape(v) != (a.shape[0],) for v in scales.values()):
+        raise HardwareError(f"scales: {sorted(scales)} is not allowed; {cfg.name!r} takes {scale_ports or 'none'}"
+                            f"{f', each ({a.shape[0]},): one E8M0 code per group' if scale_ports else ''}")
+    lane_toggles, products = 0, {k: np.asarray(v) for k, v in scales.items()}
     for i in range(g):
         stream = {first_port: a[:, i], second: b[:, i]}
         lane_toggles += int(lane_nl.toggle_counts(stream).sum())
@@ -193,19 +204,28 @@ def group_energies(config: object, a: np.ndarray | None = None, b: np.ndarray | 
     return out
 
 
+SCALE_SPREAD = 8        # random MX block scales: E8M0 codes 127 +- 8 (2^-8 .. 2^8)
+
+
+def random_scales(ports: list[str], n: int, seed: int) -> dict[str, np.ndarray]:
+    """(n,) random E8M0 block scale codes per scale port, uniform over 127 +- ``SCALE_SPREAD`` (no NaN:
+    a NaN group would idle the tree and accumulator)."""
+    rng = np.random.default_rng([seed, 1])
+    return {p: rng.integers(127 - SCALE_SPREAD, 127 + SCALE_SPREAD, size=n, endpoint=True) for p in ports}
+
+
 def random_codes(cfg: object, lane: Netlist, ports: tuple[str, str], n: int, seed: int) -> tuple[np.ndarray, ...]:
     """(n, G) uniform random codes of the lane's two ports: integers over the port's range; for a
     float config the finite codes of each format, so that a group rarely holds a NaN or inf (with
-    every code, 2 in 3 groups of 16 FP13 products would, and the tree and accumulator would idle)."""
-    from vitaccel.arith.formats import FloatFormat
-
+    every code, 2 in 3 groups of 16 FP13 products would, and the tree and accumulator would idle);
+    MX operands: finite element codes."""
     rng = np.random.default_rng(seed)
     if cfg.datapath == "int":
         g = cfg.int_datapath.group_size
         return tuple(rng.integers(lane.inputs[p].lo, lane.inputs[p].hi, size=(n, g), endpoint=True) for p in ports)
     fp = cfg.float_datapath
     out = []
-    for fmt in (FloatFormat.named(fp.a_format), FloatFormat.named(fp.b_format)):
+    for fmt in formats(fp):
         magnitude = rng.integers(0, fmt.max_code, size=(n, fp.group_size), endpoint=True)
         out.append(magnitude | (rng.integers(0, 2, size=(n, fp.group_size)) << (fmt.bits - 1)))
     return tuple(out)

@@ -10,8 +10,10 @@ from pathlib import Path
 from vitaccel.arith import golden
 from vitaccel.arith.config import AcceleratorConfig
 from vitaccel.arith.formats import FloatFormat
+from vitaccel.arith.mx import E8M0_NAN, MXFormat, operand_format
 from vitaccel.hw.circuits import build
 from vitaccel.hw.element_vectors import GENERATORS, element_vectors
+from vitaccel.hw.float_tree import formats, mx_sides
 from vitaccel.hw.fp32 import value_bits
 from vitaccel.hw.sim import Packed, Vector, group_stream
 from vitaccel.hw.verilog import to_verilog
@@ -49,9 +51,10 @@ def _int_operands(config: AcceleratorConfig, rng: random.Random) -> list[tuple[l
 
 
 def _float_operands(config: AcceleratorConfig, rng: random.Random) -> list[tuple[list[int], list[int]]]:
-    """Random codes over the whole code space (specials too), finite ones, and crafted exponent sweeps."""
+    """Random codes over the whole code space (specials too), finite ones, and crafted exponent sweeps
+    (MX operands: element codes)."""
     fp = config.float_datapath
-    fa, fb = FloatFormat.named(fp.a_format), FloatFormat.named(fp.b_format)
+    fa, fb = formats(fp)
     g = fp.group_size
 
     def finite(fmt: FloatFormat, lo_field: int, hi_field: int) -> int:
@@ -75,8 +78,26 @@ def _float_operands(config: AcceleratorConfig, rng: random.Random) -> list[tuple
     return out
 
 
-def golden_accumulators(config: AcceleratorConfig, a: list[int], b: list[int]) -> list[int]:
-    """The golden accumulator after every group of one dot product (the unit's ``acc`` per clock)."""
+def _mx_scales(k: int, block: int, rng: random.Random) -> list[int]:
+    """E8M0 scale codes of the blocks of a K-long MX operand: mostly near 2^0, and the extremes 0 and
+    254 and the NaN scale 0xFF now and then (the scaled sums then overflow, underflow or are NaN)."""
+    return [rng.randint(117, 137) if rng.random() < 0.9 else rng.choice((0, 254, E8M0_NAN, rng.randrange(256)))
+            for _ in range(-(-k // block))]
+
+
+def golden_values(config: AcceleratorConfig, side: str, codes: list[int], scales: list[int] | None) -> list:
+    """Golden values of one operand's lane codes (MX: element codes under their blocks' scale codes)."""
+    fp = config.float_datapath
+    fmt = operand_format(getattr(fp, f"{side}_format"), fp.mx_block)
+    if isinstance(fmt, MXFormat):
+        return [golden.mx_value(fmt, c, scales[i // fmt.block]) for i, c in enumerate(codes)]
+    return [golden.decode(fmt, c) for c in codes]
+
+
+def golden_accumulators(config: AcceleratorConfig, a: list[int], b: list[int], a_scales: list[int] | None = None,
+                        b_scales: list[int] | None = None) -> list[int]:
+    """The golden accumulator after every group of one dot product (the unit's ``acc`` per clock);
+    MX operands take their blocks' scale codes."""
     if config.datapath == "int":
         dp = config.int_datapath
         g = dp.group_size
@@ -86,12 +107,10 @@ def golden_accumulators(config: AcceleratorConfig, a: list[int], b: list[int]) -
             accs.append(golden.dot_int(a[:end], b[:end], dp) & (2 ** dp.acc_bits - 1))
         return accs
     fp = config.float_datapath
-    fa, fb = FloatFormat.named(fp.a_format), FloatFormat.named(fp.b_format)
-    va = [golden.to_float(golden.decode(fa, c)) for c in a]
-    vb = [golden.to_float(golden.decode(fb, c)) for c in b]
+    va, vb = golden_values(config, "a", a, a_scales), golden_values(config, "b", b, b_scales)
     g = fp.group_size
     facc = FloatFormat.named(fp.accumulator)
-    return [value_bits(facc, golden.dot_float(va[:min(end, len(a))], vb[:min(end, len(a))], config))
+    return [value_bits(facc, golden.dot_values(va[:min(end, len(a))], vb[:min(end, len(a))], fp))
             for end in range(g, len(a) + g, g)]
 
 
@@ -100,11 +119,14 @@ def vectors(config: AcceleratorConfig, seed: int = 0) -> tuple[list[Vector], lis
     rng = random.Random(seed)
     pairs = _int_operands(config, rng) if config.datapath == "int" else _float_operands(config, rng)
     g = (config.int_datapath or config.float_datapath).group_size
+    sides = mx_sides(config.float_datapath) if config.datapath == "float" else ()
     cycles: list[Vector] = []
     expected: list[int] = []
     for a, b in pairs:
-        cycles.extend(group_stream(a, b, g))
-        expected.extend(golden_accumulators(config, a, b))
+        scales = {side: _mx_scales(len(a), config.float_datapath.mx_block, rng) for side in sides}
+        cycles.extend(group_stream(a, b, g, {f"{side}_scale": (s, config.float_datapath.mx_block)
+                                             for side, s in scales.items()}))
+        expected.extend(golden_accumulators(config, a, b, scales.get("a"), scales.get("b")))
     return cycles, expected, len(pairs)
 
 

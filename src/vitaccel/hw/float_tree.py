@@ -1,7 +1,9 @@
 """Aligned float adder tree (DESIGN.md section 3): G exact products aligned to the group's largest
 exponent keeping ``align_bits`` fraction bits (toward zero or nearest even), summed exactly, rounded
 to the accumulator format (float32 by default). ``align_bits=None``: exact sum, the alignment window is
-the whole exponent span."""
+the whole exponent span. MX operands (every group in one block): the products are the elements',
+and the blocks' E8M0 scale codes enter once per group as an exponent add on the group sum before
+its one rounding (NaN scale: the group is NaN)."""
 
 from __future__ import annotations
 
@@ -11,14 +13,36 @@ from amaranth.lib.wiring import In, Out
 
 from vitaccel.arith.config import FloatDatapath
 from vitaccel.arith.formats import FloatFormat
-from vitaccel.hw.common import check_width, clog2, leading_one, shift_right_sticky
+from vitaccel.arith.mx import E8M0_BIAS, E8M0_NAN, MX_NAMES, MXFormat
+from vitaccel.hw.common import check_width, clog2, leading_one, refuse, shift_right_sticky
 from vitaccel.hw.float_lane import exp_range, product_layout
 from vitaccel.hw.fp32 import FP32, check_accumulator, round_to_format
 from vitaccel.hw.tree import balanced_sum
 
+SCALE_BITS = 8                      # an E8M0 block scale code
+
+
+def operand_element(name: str, key: str) -> FloatFormat:
+    """The FloatFormat whose codes a lane port takes for operand format ``name``: the format itself,
+    or an MX format's (saturating) element format; MXINT8 (integer elements) is refused naming ``key``."""
+    if name not in MX_NAMES:
+        return FloatFormat.named(name)
+    elem = MXFormat.named(name).element_format
+    if elem is None:
+        raise refuse(key, name, "the float lane takes float element codes; MXINT8's elements are integers "
+                     "(no MXINT8 lane is built); choose another MX format or a float format")
+    return elem
+
 
 def formats(fp: FloatDatapath) -> tuple[FloatFormat, FloatFormat]:
-    return FloatFormat.named(fp.a_format), FloatFormat.named(fp.b_format)
+    """The lane's operand formats (MX operands: their element formats)."""
+    return (operand_element(fp.a_format, "float_datapath.a_format"),
+            operand_element(fp.b_format, "float_datapath.b_format"))
+
+
+def mx_sides(fp: FloatDatapath) -> tuple[str, ...]:
+    """The operands (``"a"``, ``"b"``) in an MX format: each has an E8M0 scale port per group."""
+    return tuple(side for side, name in (("a", fp.a_format), ("b", fp.b_format)) if name in MX_NAMES)
 
 
 def accumulator(fp: FloatDatapath) -> FloatFormat:
@@ -118,13 +142,18 @@ class Normaliser(wiring.Component):
 
 
 class FloatTree(wiring.Component):
-    """Ports: ``p`` (G products, ``product_layout``) -> ``sum`` (accumulator-format bits of the group sum)."""
+    """Ports: ``p`` (G products, ``product_layout``) -> ``sum`` (accumulator-format bits of the group sum);
+    with MX operands also ``a_scale``/``b_scale`` (the group's block scale codes, E8M0, per MX side):
+    the sum is ``2^(a_scale + b_scale - 2 * 127)`` times the elements' group sum, rounded once, NaN
+    when a scale code is 0xFF."""
 
     def __init__(self, fp: FloatDatapath) -> None:
         self.fp = fp
         fa, fb = formats(fp)
         check_tree(fp)
-        super().__init__({"p": In(product_layout(fa, fb)).array(fp.group_size), "sum": Out(accumulator(fp).bits)})
+        ports = {"p": In(product_layout(fa, fb)).array(fp.group_size)}
+        ports.update({f"{side}_scale": In(SCALE_BITS) for side in mx_sides(fp)})
+        super().__init__({**ports, "sum": Out(accumulator(fp).bits)})
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -170,13 +199,24 @@ class FloatTree(wiring.Component):
             m.d.comb += exp.eq(top - a)
         total = balanced_sum(m, terms, "sum", blocks=True)
         facc = accumulator(fp)
-        m.submodules.normalise = norm = Normaliser(len(total), ew + 1, lo if exp is None else None, facc)
+        scales = [getattr(self, f"{side}_scale") for side in mx_sides(fp)]
+        scale_nan = Const(0, 1)
+        qw = ew + 1
+        if scales:                                   # the block scales' exponent add on the group's quantum
+            qw = max(ew + 1, SCALE_BITS + 2) + 1     # quantum (ew + 1 bits) + shift (|.| <= 254) fits
+            shift = Signal(signed(SCALE_BITS + 2), name="scale_exp")
+            m.d.comb += shift.eq(sum(scales) - E8M0_BIAS * len(scales))
+            scaled = Signal(signed(qw), name="scaled_quantum")
+            m.d.comb += scaled.eq((lo if exp is None else exp) + shift)
+            exp, scale_nan = scaled, Signal(name="scale_nan")
+            m.d.comb += scale_nan.eq(Cat(s == E8M0_NAN for s in scales).any())
+        m.submodules.normalise = norm = Normaliser(len(total), qw, lo if exp is None else None, facc)
         m.d.comb += norm.x.eq(total)
         if exp is not None:
             m.d.comb += norm.exp.eq(exp)
         nan = Signal(name="any_nan")
         pos_inf, neg_inf = Signal(name="pos_inf"), Signal(name="neg_inf")
-        m.d.comb += [nan.eq(Cat(p.nan for p in self.p).any()),
+        m.d.comb += [nan.eq(Cat(p.nan for p in self.p).any() | scale_nan),
                      pos_inf.eq(Cat(p.inf & ~p.sign for p in self.p).any()),
                      neg_inf.eq(Cat(p.inf & p.sign for p in self.p).any())]
         with m.If(nan | (pos_inf & neg_inf)):

@@ -171,8 +171,11 @@ def run_streams(make: Callable[[], wiring.Component], streams: Sequence[Sequence
     return results
 
 
-def group_stream(a_codes: Sequence[int], b_codes: Sequence[int], group_size: int) -> list[Vector]:
-    """The cycles of one dot product: group j of G operand codes per clock, a mask on the last."""
+def group_stream(a_codes: Sequence[int], b_codes: Sequence[int], group_size: int,
+                 scales: dict[str, tuple[Sequence[int], int]] | None = None) -> list[Vector]:
+    """The cycles of one dot product: group j of G operand codes per clock, a mask on the last.
+    ``scales``: port (``a_scale``, ``b_scale``) -> (the operand's block scale codes along K, elements
+    per block): each group carries the scale of the block it lies in."""
     cycles = []
     for j, start in enumerate(range(0, max(len(a_codes), 1), group_size)):
         vec: Vector = {"en": 1, "first": int(j == 0)}
@@ -180,6 +183,8 @@ def group_stream(a_codes: Sequence[int], b_codes: Sequence[int], group_size: int
         for i, (x, y) in enumerate(zip(a_grp, b_grp)):
             vec[f"a[{i}]"], vec[f"b[{i}]"] = x, y
         vec["mask"] = (1 << len(a_grp)) - 1
+        for port, (codes, block) in (scales or {}).items():
+            vec[port] = codes[start // block]
         cycles.append(vec)
     return cycles
 
