@@ -11,6 +11,12 @@ FP13 ``quantize`` is timed as bfloat16 storage (``dtype=torch.bfloat16``, the sa
 64), on half zeros (a ReLU's output) and on weight-like data (small values in most 256-element
 blocks: the slowest case of the cast route).
 
+The glibc heap matters for results of a few MB: freed blocks may go back to the system, and a
+new float32 result then pays a page fault per 4 KiB on first touch (about 2.5 casts at 2.4 MB;
+it comes and goes with the heap's state). ``--fixed-heap`` reruns the script with
+``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` at 256 MiB, so that freed blocks are
+reused on both sides; the header says which heap a run had.
+
 ``--formats`` prints instead, for each of three shapes (activations 1576x384 randn, weights
 384x1536 N(0, 0.02), batch-64 activations 12608x384 randn), the table of every format (the named
 ones and the OCP/finite, no-subnormal and saturating variants) x every rounding: float32
@@ -22,7 +28,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import statistics
+import sys
 from typing import Callable
 
 import torch
@@ -40,6 +48,7 @@ def ratio(ours: Callable, native: Callable, repeats: int) -> tuple[float, float,
     return mo / mn, mo, mn
 
 
+HEAP_KEYS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
 TABLE_FORMATS = {**{name: FloatFormat.named(name) for name in NAMED},
                  "e3m2 (OCP)": FloatFormat(3, 2, specials="finite"), "e2m3 (OCP)": FloatFormat(2, 3, specials="finite"),
                  "e2m1 (OCP)": FloatFormat(2, 1, specials="finite"), "e5m7 nosub": FloatFormat(5, 7, subnormals=False),
@@ -55,6 +64,9 @@ def format_table(reps: int, quick: bool) -> None:
     if not quick:
         shapes["batch 64 12608x384 randn"] = torch.randn(12608, 384, generator=g)
     gen = torch.Generator().manual_seed(1)
+    for fmt in TABLE_FORMATS.values():  # load (or compile) every kernel before any timing
+        for r in ROUNDINGS:
+            fmt.quantize(shapes["activations 1576x384 randn"], r, gen if r == "stochastic" else None)
     for shape, a in shapes.items():
         def cast(a: torch.Tensor = a) -> torch.Tensor:
             return a.to(torch.bfloat16)
@@ -65,7 +77,7 @@ def format_table(reps: int, quick: bool) -> None:
         print(f"{'format':12s}" + "".join(f"{r:>13s}" for r in ROUNDINGS))
         for name, fmt in TABLE_FORMATS.items():
             cells = [ratio(lambda fmt=fmt, r=r, a=a: fmt.quantize(a, r, gen if r == "stochastic" else None),
-                           cast, reps if r != "stochastic" else max(3, reps // 3))[0]
+                           cast, reps)[0]
                      for r in ROUNDINGS]
             print(f"{name:12s}" + "".join(f"{c:13.2f}" for c in cells))
         print()
@@ -80,7 +92,12 @@ def main() -> None:
                              "default as shipped")
     parser.add_argument("--formats", action="store_true",
                         help="the format x rounding tables of quantize ratios (activations, weights, batch 64)")
+    parser.add_argument("--fixed-heap", action="store_true",
+                        help="rerun with glibc's mmap and trim thresholds at 256 MiB (freed blocks reused)")
     args = parser.parse_args()
+    if args.fixed_heap and HEAP_KEYS[0] not in os.environ:
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **dict.fromkeys(HEAP_KEYS, str(2 ** 28))})
+    print(f"glibc heap: {'fixed (' + ', '.join(HEAP_KEYS) + ' 256 MiB)' if HEAP_KEYS[0] in os.environ else 'default'}")
     torch.set_num_threads(args.threads)
     if args.formats:
         format_table(5 if args.quick else 11, args.quick)

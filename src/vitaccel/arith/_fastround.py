@@ -260,7 +260,7 @@ def _fast(w, mode, kind, top, n, sr, q, fq):
     unsigned format without NaN, and (n > 32) a subnormal-grid carry that the top 32 bits leave
     undecided. ``kind`` (``_kind``, a constant): 0 where fmt is signed with -0, no magnitude is
     rare, overflow gives no NaN and the grid scales are single factors (those steps fold away), 1
-    where only -0 or overflow's NaN differ from that, 2 for every other format.
+    where only -0 or overflow's NaN differ from that, 2 for other signed formats, 3 unsigned ones.
     In uint32 arithmetic (``_u32``) and without branches, so that the loop runs on 8 or 16 lanes
     of 32 bits."""
     u = np.uint32
@@ -268,12 +268,12 @@ def _fast(w, mode, kind, top, n, sr, q, fq):
     a = U.and_(w, u(0x7FFFFFFF))
     rare = U.le(u(0x7F800000), a)  # (infinity and NaN in)
     negative = False
-    if kind == 2:
+    if kind >= 2:
         rare |= U.lt(a, u(q[_RAREB]))
-        unsigned = q[_FSIGNED] == 0  # no sign bit: a negative value becomes its NaN (or an error)
-        negative = U.ne(sign, u(0)) & U.ne(a, u(0)) & unsigned
+    if kind == 3:  # no sign bit: a negative value becomes its NaN (or an error), the sign 0
+        negative = U.ne(sign, u(0)) & U.ne(a, u(0))
         rare |= negative & (q[_FNEGBAD] == 1)
-        sign = U.and_(sign, u(0) if unsigned else u(0xFFFFFFFF))
+        sign = u(0)
     d = u(q[_D])
     if mode == 5:  # the draw's top d bits added below the kept ones (two shifts: d may be 0)
         r = U.and_(U.add(a, U.shr(U.shr(top, u(1)), u(31 - q[_D]))), u(q[_MASK]))
@@ -293,7 +293,7 @@ def _fast(w, mode, kind, top, n, sr, q, fq):
     negative_x = U.ne(sign, u(0))
     if U.lt(a, u(q[_TINYB])):  # on the subnormal grid: v = |x| / 2^k0 rounded to an integer, times 2^k0
         v = bits_f32(np.int32(a)) * fq[_C1]
-        if kind == 2:
+        if kind >= 2:
             v *= fq[_C2]
         if mode == 0:
             v = np.rint(v)
@@ -311,7 +311,7 @@ def _fast(w, mode, kind, top, n, sr, q, fq):
         else:
             v = np.ceil(v) if negative_x == (mode == 4) else np.floor(v)
         v *= fq[_Q1]
-        if kind == 2:
+        if kind >= 2:
             v *= fq[_Q2]
         r = u(f32_bits(v))
     over = U.lt(u(q[_FMAXB]), r)  # overflow: max, or past it (infinity, NaN) where the rounding moved up
@@ -336,10 +336,12 @@ def _fast(w, mode, kind, top, n, sr, q, fq):
 @functools.lru_cache(maxsize=None)
 def _kind(fmt: FormatLike) -> int:
     """``_fast``'s ``kind`` of fmt: which of its rare steps fold away (0: all; 1: all but -0 and
-    overflow's NaN, as in P3109 and fnuz formats; 2: none: unsigned, e8m0, grid scales of two
-    factors)."""
+    overflow's NaN, as in P3109 and fnuz formats; 2: signed formats with grid scales of two
+    factors; 3: unsigned formats, e8m0 among them)."""
     q, fq = _fast_params(fmt)
-    if not q[_FSIGNED] or q[_RAREB] or (q[_TINYB] and (fq[_C2] != 1 or fq[_Q2] != 1)):
+    if not q[_FSIGNED]:
+        return 3
+    if q[_RAREB] or (q[_TINYB] and (fq[_C2] != 1 or fq[_Q2] != 1)):
         return 2
     return 0 if q[_FNEGZ] and not q[_FPASTNAN] else 1
 
@@ -397,7 +399,7 @@ def _kernel(mode: int, kind: int):
     """The kernel of one mode (0-4: MODES, 5 and 6: stochastic with n-bit draws, n at least
     23 - m and below it) for one ``_kind`` of formats: ``kernel(xb, out, seed, n, p, q, fq)``
     sets out[i] to the rounding of xb[i] (uint32 float32 patterns; draw i of ``seed``'s stream)
-    and gives the count of values the encoder must decide. Each of the 21 compiles the first time
+    and gives the count of values the encoder must decide. Each of the 28 compiles the first time
     it is used (once per machine: numba's cache keeps it), its mode and kind constants in it."""
     @numba.njit(**_JIT)
     def kernel(xb, out, seed, n, p, q, fq):
@@ -493,16 +495,22 @@ def applies(x: torch.Tensor) -> bool:
 def quantize(fmt: FormatLike, x: torch.Tensor, rounding: str, seed: int | None = None,
              stochastic_bits: int | None = None) -> torch.Tensor | None:
     """``fmt.quantize(x, rounding)`` as float32 for a tensor ``applies`` takes (stochastic: with the
-    draws of ``seed``), or None where the encoder must decide a value (it raises there)."""
+    draws of ``seed``), or None where the encoder must decide a value (it raises there). (A call
+    costs a few microseconds besides the loop: the output, NumPy views, one cached lookup.)"""
     out = torch.empty(x.shape, dtype=torch.float32)
     if x.numel() == 0:
         return out
-    xb, ob = x.reshape(-1).numpy().view(np.uint32), out.reshape(-1).numpy().view(np.uint32)
-    q, fq = _fast_params(fmt)
+    p, q, fq, kind = _arguments(fmt)
     if rounding == "stochastic":
         n = 62 if stochastic_bits is None else stochastic_bits
         mode, seed = 5 if n >= q[_D] else 6, np.uint64(seed)
     else:
         mode, seed, n = MODES.index(rounding), np.uint64(0), 62
-    bad = _kernel(mode, _kind(fmt))(xb, ob, seed, n, _params(fmt), q, fq)
+    bad = _kernel(mode, kind)(x.numpy().ravel().view(np.uint32), out.numpy().ravel().view(np.uint32), seed, n, p, q, fq)
     return None if bad else out
+
+
+@functools.lru_cache(maxsize=None)
+def _arguments(fmt: FormatLike) -> tuple:
+    """(``_params``, ``_fast_params``' two tuples, ``_kind``) of fmt: one cached lookup a call."""
+    return (_params(fmt), *_fast_params(fmt), _kind(fmt))
