@@ -1,6 +1,6 @@
 """The CPU speed route behind ``FloatFormat.quantize``: fused numba loops over the float32 bit
-patterns, one pass per tensor, for every format and rounding (nearest_even too where ``_fastcast``
-has no single cast for the result).
+patterns, one pass per tensor, for every format and rounding (nearest_even too, unless
+``_fastcast.faster`` picks a cast for a 16-bit result).
 
 ``quantize(fmt, x, rounding)`` gives the same bits as ``fmt.decode(fmt.encode(x, rounding))`` for
 a contiguous float32 CPU ``x`` and every format (signed or not, up to 32 bits, every ``specials``).
@@ -30,10 +30,13 @@ With s the sign, a the magnitude bits of x, m = fmt.man_bits and d = 23 - m:
   unsigned format without NaN) the kernel counts the value and the caller runs the encoder.
 
 Every format constant is a kernel argument (``_params``, ``_fast_params``: from fmt's decoded
-codes), so each kernel compiles once (``cache=True``: once per machine) and not per format.
-Stochastic draw i comes from the caller's seed and i (``_draw``; ``formats.stochastic_draws`` is
-the same stream in torch). Imports of vitaccel only ``_bitcast`` and the ``FormatLike`` protocol
-(``fmt`` brings its own methods).
+codes), so a kernel compiles once (``cache=True``: once per machine) and not per format: one per
+mode and ``_kind`` of format (``_kernel``, each the first time it is used), in 32-bit intrinsics
+(``_u32``) and with 512-bit vectors asked of LLVM for that kernel alone. Stochastic draw i comes
+from the caller's seed and i (``_keys``, ``_hash32``, ``_draw``; ``formats.stochastic_draws`` is
+the same stream in torch): the loop hashes only the draw's high 32-bit word and leaves a carry
+they cannot decide to the per-element path. Imports of vitaccel only ``_bitcast``, ``_u32`` and
+the ``FormatLike`` protocol (``fmt`` brings its own methods).
 """
 
 from __future__ import annotations
