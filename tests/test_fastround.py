@@ -206,7 +206,7 @@ def test_threads_quantizing_at_once_give_the_same_bits():
                                  FloatFormat.named("e5m2fnuz"), FloatFormat.named("binary8p1"),
                                  FloatFormat(5, 7, subnormals=False), FloatFormat(2, 1, specials="finite"),
                                  FloatFormat(3, 12), FloatFormat.named("e8m0"), FloatFormat.named("ue4m3"),
-                                 FloatFormat.named("fp32")], ids=repr)
+                                 FloatFormat.named("fp32"), FloatFormat(7, 8, bias=122)], ids=repr)
 def test_stochastic_equals_the_encoder_with_the_same_generator(fmt, monkeypatch):
     """Every high half-word (ties and sticky lows) plus random values, with 62-bit draws and with
     n bits on both sides of the dropped width 23 - m: the encoder's bits, and the generator left
