@@ -13,7 +13,8 @@ blocks: the slowest case of the cast route).
 
 The glibc heap matters for results of a few MB: freed blocks may go back to the system, and a
 new float32 result then pays a page fault per 4 KiB on first touch (about 2.5 casts at 2.4 MB;
-it comes and goes with the heap's state). ``--fixed-heap`` reruns the script with
+it comes and goes with the heap's state; each table's last row is the minor page faults per timed
+round). ``--fixed-heap`` reruns the script with
 ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` at 256 MiB, so that freed blocks are
 reused on both sides; the header says which heap a run had.
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import resource
 import statistics
 import sys
 from typing import Callable
@@ -75,12 +77,17 @@ def format_table(reps: int, quick: bool) -> None:
               f"x.to(bfloat16) ({fp13[2] * 1e3:.3f} ms), median of repeats; FP13 nearest_even dtype=bfloat16: "
               f"{fp13[0]:.2f}")
         print(f"{'format':12s}" + "".join(f"{r:>13s}" for r in ROUNDINGS))
+        faults = {r: [] for r in ROUNDINGS}  # minor page faults (first touches of fresh memory) per timed round
         for name, fmt in TABLE_FORMATS.items():
-            cells = [ratio(lambda fmt=fmt, r=r, a=a: fmt.quantize(a, r, gen if r == "stochastic" else None),
-                           cast, reps)[0]
-                     for r in ROUNDINGS]
+            cells = []
+            for r in ROUNDINGS:
+                before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+                cells.append(ratio(lambda fmt=fmt, r=r, a=a: fmt.quantize(a, r, gen if r == "stochastic" else None),
+                                   cast, reps)[0])
+                faults[r].append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / (reps + 1))
             print(f"{name:12s}" + "".join(f"{c:13.2f}" for c in cells))
-        print()
+        print(f"{'page faults':12s}" + "".join(f"{statistics.median(faults[r]):13.0f}" for r in ROUNDINGS)
+              + "  (per timed round of quantize and cast, median; hundreds: fresh pages, see --fixed-heap)\n")
 
 
 def main() -> None:
