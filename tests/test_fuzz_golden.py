@@ -239,3 +239,15 @@ def test_random_float_configs_equal_golden_in_every_tier():
                          ids=["formats", "stochastic", "int-configs", "float-configs"])
 def test_many_random_examples_equal_golden(cases, check):
     _run(SLOW, cases, check)
+
+
+def test_a_scale_codec_that_rounds_a_weight_scale_to_0_is_refused_by_golden_and_the_emulator_alike():
+    """The fuzzer's find (2 bits, a float scale codec whose smallest step is 2^-29, a weight of
+    2.4e-16): golden raised ZeroDivisionError where emulated_matmul names the key."""
+    config = {"name": "fuzz", "datapath": "int",
+              "int_datapath": {"a_bits": 2, "b_bits": 2, "group_size": 1, "acc_bits": 2,
+                               "scale_codec": {"kind": "float", "exp_bits": 4, "man_bits": 3, "bias": 27}}}
+    a, b = torch.zeros(1, 1), torch.tensor([[2.3637e-16]])
+    for run in (lambda: golden.matmul(a, b, config), lambda: emulated_matmul(a, b, config)):
+        with pytest.raises(ValueError, match="int_datapath.scale_codec rounds a weight scale to 0"):
+            run()

@@ -486,7 +486,13 @@ def column_scales(b: list, dp: IntDatapath, b_scale: torch.Tensor | None) -> lis
     else:
         scales = [float(b_scale.float())] * n if b_scale.dim() == 0 else b_scale.float().tolist()
     codec = dp.weight_scale_codec()
-    return scales if codec is None else [float(float_codec(codec, Fraction(s))) for s in scales]
+    if codec is None:
+        return scales
+    coded = [float(float_codec(codec, Fraction(s))) for s in scales]
+    if not all(s > 0 for s in coded):  # as emulated_matmul refuses it
+        raise ValueError("int_datapath.scale_codec rounds a weight scale to 0; raise the codec's bias "
+                         "so that its smallest step lies below the smallest scale")
+    return coded
 
 
 def matmul(a: torch.Tensor, b: torch.Tensor, config: "AcceleratorConfig | str | dict",
