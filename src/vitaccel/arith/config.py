@@ -165,6 +165,11 @@ class PsumStorage:
         validate(self)
 
 
+# emulated_matmul and golden refuse a weight scale the scale codec rounds to 0 with this message
+ZERO_WEIGHT_SCALE = ("int_datapath.scale_codec rounds a weight scale to 0; raise the codec's bias so that its "
+                     "smallest step lies below the smallest scale")
+
+
 @dataclass(frozen=True)
 class IntDatapath:
     """Symmetric integer operands, leading-one truncation of the first, adder tree of width G with

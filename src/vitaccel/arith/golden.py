@@ -15,7 +15,7 @@ from typing import Sequence
 
 import torch
 
-from vitaccel.arith.config import AcceleratorConfig, FloatDatapath, IntDatapath
+from vitaccel.arith.config import ZERO_WEIGHT_SCALE, AcceleratorConfig, FloatDatapath, IntDatapath
 from vitaccel.arith.formats import FloatFormat
 from vitaccel.arith.mx import (
     E8M0_BIAS,
@@ -490,8 +490,7 @@ def column_scales(b: list, dp: IntDatapath, b_scale: torch.Tensor | None) -> lis
         return scales
     coded = [float(float_codec(codec, Fraction(s))) for s in scales]
     if not all(s > 0 for s in coded):  # as emulated_matmul refuses it
-        raise ValueError("int_datapath.scale_codec rounds a weight scale to 0; raise the codec's bias "
-                         "so that its smallest step lies below the smallest scale")
+        raise ValueError(ZERO_WEIGHT_SCALE)
     return coded
 
 

@@ -32,7 +32,7 @@ from typing import Callable
 import torch
 
 from vitaccel.arith import intpath
-from vitaccel.arith.config import IntDatapath
+from vitaccel.arith.config import ZERO_WEIGHT_SCALE, IntDatapath
 from vitaccel.arith.psum import TruncCodec
 from vitaccel.errors import UserError
 
@@ -200,8 +200,7 @@ def _int_scales(a: torch.Tensor, b: torch.Tensor, dp: IntDatapath, a_scale: torc
     if codec is not None:
         sb = codec.apply(sb)
         if not bool((sb > 0).all()):
-            raise UserError("int_datapath.scale_codec rounds a weight scale to 0; raise the codec's bias "
-                             "so that its smallest step lies below the smallest scale")
+            raise UserError(ZERO_WEIGHT_SCALE)
     return sa, sb
 
 
